@@ -1,0 +1,36 @@
+// The engine directory that `lamina build` writes and the runtime maps:
+//   config.json            format + version, model config, dtype, build options, limits, tensor table
+//   weights.bin            64-byte header, then every tensor 64-byte aligned in the runtime's layout
+//   tokenizer.lamina.json  the tokenizer (tokenizer/vocab.h)
+// Runtime layout per layer: attn_norm (f32), wqkv = [q; k; v] rows fused, wo, ffn_norm (f32),
+// w_gate_up = [gate; up] rows fused, w_down; biases (f32) when the model has them.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/dtype.h"
+
+namespace lamina::engine_format {
+
+inline constexpr const char* kFormatName = "lamina-engine";
+inline constexpr int kFormatVersion = 1;
+inline constexpr const char* kConfigFile = "config.json";
+inline constexpr const char* kWeightsFile = "weights.bin";
+inline constexpr const char* kTokenizerFile = "tokenizer.lamina.json";
+inline constexpr uint64_t kAlignment = 64;  // bytes: a cache line, and enough for 16-byte vector loads
+inline constexpr char kWeightsMagic[8] = {'L', 'A', 'M', 'I', 'N', 'A', 'W', 'T'};
+
+// weights.bin starts with this header (padded to kAlignment bytes).
+struct WeightsHeader {
+    char magic[8];
+    uint32_t version;
+    uint32_t reserved;
+    uint64_t file_bytes;  // the whole file; a shorter file is truncated
+};
+
+inline std::string layer_tensor(int64_t layer, const char* name) {
+    return "blk." + std::to_string(layer) + "." + name;
+}
+
+}  // namespace lamina::engine_format

@@ -1,0 +1,229 @@
+#include "build/engine_writer.h"
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "build/engine_format.h"
+#include "core/error.h"
+#include "io/weight_names.h"
+
+namespace lamina {
+
+namespace fmt = engine_format;
+
+namespace {
+
+// Appends tensors to weights.bin at aligned offsets and records them in the tensor table.
+class WeightsWriter {
+public:
+    explicit WeightsWriter(const std::filesystem::path& path) : path_(path), out_(path, std::ios::binary | std::ios::trunc) {
+        if (!out_) throw Error(path.string() + ": cannot create");
+        std::vector<char> header(fmt::kAlignment, 0);
+        out_.write(header.data(), static_cast<std::streamsize>(header.size()));
+        offset_ = fmt::kAlignment;
+    }
+
+    void add(const std::string& name, DType dtype, std::vector<int64_t> shape, const std::vector<float>& values) {
+        const size_t bytes = values.size() * dtype_size(dtype);
+        std::vector<char> buf(bytes);
+        convert_from_f32(dtype, values.data(), buf.data(), values.size());
+        out_.write(buf.data(), static_cast<std::streamsize>(bytes));
+        table_.push_back({{"name", name}, {"dtype", dtype_name(dtype)}, {"shape", shape}, {"offset", offset_}, {"bytes", bytes}});
+        offset_ += bytes;
+        const uint64_t pad = (fmt::kAlignment - offset_ % fmt::kAlignment) % fmt::kAlignment;
+        std::vector<char> zeros(pad, 0);
+        out_.write(zeros.data(), static_cast<std::streamsize>(pad));
+        offset_ += pad;
+        if (!out_) throw Error(path_.string() + ": write failed (disk full?)");
+    }
+
+    nlohmann::json finish() {
+        fmt::WeightsHeader h{};
+        std::memcpy(h.magic, fmt::kWeightsMagic, sizeof h.magic);
+        h.version = fmt::kFormatVersion;
+        h.file_bytes = offset_;
+        out_.seekp(0);
+        out_.write(reinterpret_cast<const char*>(&h), sizeof h);
+        out_.close();
+        if (!out_) throw Error(path_.string() + ": write failed");
+        return {{"file", fmt::kWeightsFile}, {"bytes", offset_}, {"tensors", table_}};
+    }
+
+private:
+    std::filesystem::path path_;
+    std::ofstream out_;
+    uint64_t offset_ = 0;
+    nlohmann::json table_ = nlohmann::json::array();
+};
+
+std::vector<float> read_weight(const ModelSpec& spec, const std::string& name, const std::vector<int64_t>& shape) {
+    const WeightSource& w = spec.weight(name, shape);
+    std::vector<float> v(static_cast<size_t>(w.n_elements()));
+    w.read(v.data());
+    return v;
+}
+
+// Rows of several [rows_i, cols] matrices stacked into one.
+std::vector<float> stack_rows(const ModelSpec& spec, const std::vector<std::pair<std::string, int64_t>>& parts, int64_t cols) {
+    std::vector<float> out;
+    for (const auto& [name, rows] : parts) {
+        const auto shape = cols > 0 ? std::vector<int64_t>{rows, cols} : std::vector<int64_t>{rows};
+        auto v = read_weight(spec, name, shape);
+        out.insert(out.end(), v.begin(), v.end());
+    }
+    return out;
+}
+
+}  // namespace
+
+void build_engine(const ModelSpec& spec, const BuildOptions& opts, const std::filesystem::path& out_dir) {
+    const ModelConfig& c = spec.config;
+    c.validate(spec.source);
+    if (opts.max_batch_size < 1 || opts.max_input_len < 1 || opts.max_output_len < 1)
+        throw Error("--max_batch_size, --max_input_len and --max_output_len must be at least 1");
+    if (opts.max_input_len + opts.max_output_len > c.n_ctx)
+        throw Error("max_input_len + max_output_len = " + std::to_string(opts.max_input_len + opts.max_output_len) +
+                    " exceeds the model's context length " + std::to_string(c.n_ctx));
+    std::filesystem::create_directories(out_dir);
+    // Write the weights first and the config last: a directory without config.json is no engine.
+    std::filesystem::remove(out_dir / fmt::kConfigFile);
+
+    WeightsWriter w(out_dir / fmt::kWeightsFile);
+    const DType dt = opts.dtype;
+    const int64_t E = c.n_embd;
+    w.add("tok_embd", dt, {c.n_vocab, E}, read_weight(spec, hf_names::embed, {c.n_vocab, E}));
+    w.add("output_norm", DType::F32, {E}, read_weight(spec, hf_names::norm, {E}));
+    if (!c.tied_embeddings) w.add("output", dt, {c.n_vocab, E}, read_weight(spec, hf_names::lm_head, {c.n_vocab, E}));
+
+    for (int64_t i = 0; i < c.n_layer; ++i) {
+        auto L = [&](const char* suffix) { return hf_names::layer(i, suffix); };
+        auto T = [&](const char* name) { return fmt::layer_tensor(i, name); };
+        w.add(T("attn_norm"), DType::F32, {E}, read_weight(spec, L("input_layernorm.weight"), {E}));
+        w.add(T("wqkv"), dt, {c.qkv_dim(), E},
+              stack_rows(spec, {{L("self_attn.q_proj.weight"), c.q_dim()}, {L("self_attn.k_proj.weight"), c.kv_dim()},
+                                {L("self_attn.v_proj.weight"), c.kv_dim()}}, E));
+        if (c.attn_bias) {
+            w.add(T("bqkv"), DType::F32, {c.qkv_dim()},
+                  stack_rows(spec, {{L("self_attn.q_proj.bias"), c.q_dim()}, {L("self_attn.k_proj.bias"), c.kv_dim()},
+                                    {L("self_attn.v_proj.bias"), c.kv_dim()}}, 0));
+        }
+        w.add(T("wo"), dt, {E, c.q_dim()}, read_weight(spec, L("self_attn.o_proj.weight"), {E, c.q_dim()}));
+        if (c.attn_bias) w.add(T("bo"), DType::F32, {E}, read_weight(spec, L("self_attn.o_proj.bias"), {E}));
+        w.add(T("ffn_norm"), DType::F32, {E}, read_weight(spec, L("post_attention_layernorm.weight"), {E}));
+        w.add(T("w_gate_up"), dt, {2 * c.n_ff, E},
+              stack_rows(spec, {{L("mlp.gate_proj.weight"), c.n_ff}, {L("mlp.up_proj.weight"), c.n_ff}}, E));
+        if (c.mlp_bias) {
+            w.add(T("b_gate_up"), DType::F32, {2 * c.n_ff},
+                  stack_rows(spec, {{L("mlp.gate_proj.bias"), c.n_ff}, {L("mlp.up_proj.bias"), c.n_ff}}, 0));
+        }
+        w.add(T("w_down"), dt, {E, c.n_ff}, read_weight(spec, L("mlp.down_proj.weight"), {E, c.n_ff}));
+        if (c.mlp_bias) w.add(T("b_down"), DType::F32, {E}, read_weight(spec, L("mlp.down_proj.bias"), {E}));
+    }
+    nlohmann::json weights = w.finish();
+
+    const bool has_tokenizer = !spec.vocab.tokens.empty();
+    if (has_tokenizer) {
+        if (static_cast<int64_t>(spec.vocab.tokens.size()) > c.n_vocab)
+            throw Error(spec.source + ": tokenizer has " + std::to_string(spec.vocab.tokens.size()) +
+                        " tokens but the model's vocabulary is " + std::to_string(c.n_vocab));
+        save_vocab(spec.vocab, out_dir / fmt::kTokenizerFile);
+    }
+    nlohmann::json config = {
+        {"format", fmt::kFormatName},
+        {"format_version", fmt::kFormatVersion},
+        {"model", c},
+        {"dtype", dtype_name(opts.dtype)},
+        {"build", {{"source", spec.source}, {"rmsnorm_plugin", opts.rmsnorm_plugin}}},
+        {"limits",
+         {{"max_batch_size", opts.max_batch_size}, {"max_input_len", opts.max_input_len}, {"max_output_len", opts.max_output_len}}},
+        {"tokenizer", has_tokenizer ? nlohmann::json(fmt::kTokenizerFile) : nlohmann::json(nullptr)},
+        {"weights", weights},
+    };
+    std::ofstream out(out_dir / fmt::kConfigFile);
+    out << config.dump(2) << "\n";
+    if (!out) throw Error((out_dir / fmt::kConfigFile).string() + ": write failed");
+}
+
+namespace {
+
+ModelConfig preset_config(const std::string& preset) {
+    ModelConfig c;
+    if (preset == "tiny") {
+        c.n_vocab = 512; c.n_embd = 96; c.n_layer = 2; c.n_head = 6; c.n_head_kv = 2; c.head_dim = 16;
+        c.n_ff = 256; c.n_ctx = 1024; c.rms_eps = 1e-5f;
+    } else if (preset == "llama-7b") {
+        c.n_vocab = 32000; c.n_embd = 4096; c.n_layer = 32; c.n_head = 32; c.n_head_kv = 32; c.head_dim = 128;
+        c.n_ff = 11008; c.n_ctx = 4096; c.rms_eps = 1e-5f;
+    } else {
+        throw Error("unknown --random_weights preset '" + preset + "' (expected tiny or llama-7b)");
+    }
+    return c;
+}
+
+// splitmix64: a tiny, well-mixed generator; each tensor gets its own stream.
+uint64_t splitmix64(uint64_t& state) {
+    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void fill_uniform(float* dst, int64_t n, uint64_t seed, float stddev) {
+    // Uniform on [-a, a] has std a / sqrt(3).
+    const float a = stddev * std::sqrt(3.0f);
+    constexpr int64_t kChunk = 1 << 16;  // independent streams per chunk, so threads agree with serial runs
+#pragma omp parallel for schedule(static)
+    for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
+        uint64_t state = seed ^ (static_cast<uint64_t>(c0 / kChunk) * 0xd1b54a32d192ed03ull);
+        const int64_t end = std::min(n, c0 + kChunk);
+        for (int64_t i = c0; i < end; ++i) {
+            const double u = static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53;  // [0, 1)
+            dst[i] = static_cast<float>((2.0 * u - 1.0) * a);
+        }
+    }
+}
+
+}  // namespace
+
+ModelSpec random_model_spec(const std::string& preset, uint64_t seed) {
+    ModelSpec spec;
+    spec.config = preset_config(preset);
+    spec.source = "random:" + preset;
+    const ModelConfig& c = spec.config;
+    uint64_t tensor_seed = seed;
+    auto add = [&](const std::string& name, std::vector<int64_t> shape, bool is_norm) {
+        WeightSource w;
+        w.shape = shape;
+        w.origin = spec.source + " tensor '" + name + "'";
+        const uint64_t s = splitmix64(tensor_seed);
+        const int64_t n = w.n_elements();
+        if (is_norm) {
+            w.read = [n](float* dst) { std::fill(dst, dst + n, 1.0f); };
+        } else {
+            constexpr float kStd = 0.02f;  // the usual LLaMA init scale
+            w.read = [n, s](float* dst) { fill_uniform(dst, n, s, kStd); };
+        }
+        spec.weights.emplace(name, std::move(w));
+    };
+    add(hf_names::embed, {c.n_vocab, c.n_embd}, false);
+    add(hf_names::norm, {c.n_embd}, true);
+    add(hf_names::lm_head, {c.n_vocab, c.n_embd}, false);
+    for (int64_t i = 0; i < c.n_layer; ++i) {
+        add(hf_names::layer(i, "input_layernorm.weight"), {c.n_embd}, true);
+        add(hf_names::layer(i, "self_attn.q_proj.weight"), {c.q_dim(), c.n_embd}, false);
+        add(hf_names::layer(i, "self_attn.k_proj.weight"), {c.kv_dim(), c.n_embd}, false);
+        add(hf_names::layer(i, "self_attn.v_proj.weight"), {c.kv_dim(), c.n_embd}, false);
+        add(hf_names::layer(i, "self_attn.o_proj.weight"), {c.n_embd, c.q_dim()}, false);
+        add(hf_names::layer(i, "post_attention_layernorm.weight"), {c.n_embd}, true);
+        add(hf_names::layer(i, "mlp.gate_proj.weight"), {c.n_ff, c.n_embd}, false);
+        add(hf_names::layer(i, "mlp.up_proj.weight"), {c.n_ff, c.n_embd}, false);
+        add(hf_names::layer(i, "mlp.down_proj.weight"), {c.n_embd, c.n_ff}, false);
+    }
+    return spec;
+}
+
+}  // namespace lamina

@@ -1,0 +1,115 @@
+#include "model/model_spec.h"
+
+#include <vector>
+
+#include "core/error.h"
+#include "io/gguf.h"
+#include "io/hf_config.h"
+#include "io/safetensors.h"
+#include "io/weight_names.h"
+
+namespace lamina {
+
+int64_t WeightSource::n_elements() const {
+    int64_t n = 1;
+    for (auto d : shape) n *= d;
+    return n;
+}
+
+std::string shape_string(const std::vector<int64_t>& shape) {
+    std::string s = "[";
+    for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+    return s + "]";
+}
+
+const WeightSource& ModelSpec::weight(const std::string& name, const std::vector<int64_t>& shape) const {
+    auto it = weights.find(name);
+    if (it == weights.end()) throw Error(source + ": missing tensor '" + name + "' (expected shape " + shape_string(shape) + ")");
+    if (it->second.shape != shape)
+        throw Error(it->second.origin + ": tensor '" + name + "' has shape " + shape_string(it->second.shape) +
+                    ", expected " + shape_string(shape));
+    return it->second;
+}
+
+namespace {
+
+// convert_hf_to_gguf stores q/k rows of each head interleaved for llama.cpp's adjacent-pair RoPE:
+// GGUF row (h, 2i + j) holds HF row (h, j * head_dim/2 + i). Undo it so the spec is in HF layout.
+void unpermute_rows(float* w, int64_t rows, int64_t cols, int64_t n_heads) {
+    const int64_t head_dim = rows / n_heads, half = head_dim / 2;
+    std::vector<float> tmp(static_cast<size_t>(rows * cols));
+    for (int64_t h = 0; h < n_heads; ++h)
+        for (int64_t i = 0; i < half; ++i)
+            for (int64_t j = 0; j < 2; ++j) {
+                const float* src = w + (h * head_dim + 2 * i + j) * cols;
+                std::copy(src, src + cols, tmp.data() + (h * head_dim + j * half + i) * cols);
+            }
+    std::copy(tmp.begin(), tmp.end(), w);
+}
+
+}  // namespace
+
+ModelSpec load_gguf_spec(const std::filesystem::path& file) {
+    auto gguf = std::make_shared<GgufFile>(file);
+    ModelSpec spec;
+    spec.source = file.string();
+    spec.keep_alive = gguf;
+    spec.config = model_config_from_gguf(*gguf);
+    spec.vocab = vocab_from_gguf(*gguf);
+    if (gguf->find_tensor("rope_freqs.weight"))
+        throw Error(file.string() + ": tensor 'rope_freqs.weight' (per-dimension RoPE factors) is not supported");
+    const int64_t n_head = spec.config.n_head, n_head_kv = spec.config.n_head_kv;
+    for (const auto& t : gguf->tensors()) {
+        auto hf = hf_name_from_gguf(t.name);
+        if (!hf) continue;  // tensors LLaMA does not use
+        WeightSource w;
+        for (auto it = t.shape.rbegin(); it != t.shape.rend(); ++it) w.shape.push_back(static_cast<int64_t>(*it));
+        w.origin = file.string() + " tensor '" + t.name + "' (" + ggml_type_name(t.type) + ")";
+        const bool is_q = t.name.find(".attn_q.") != std::string::npos;
+        const bool is_k = t.name.find(".attn_k.") != std::string::npos;
+        const int64_t heads = is_q ? n_head : is_k ? n_head_kv : 0;
+        const GgufTensorInfo* info = &t;
+        const GgufFile* g = gguf.get();
+        std::vector<int64_t> shape = w.shape;
+        ggml_type_traits(t.type);  // unknown types fail here, naming the type
+        w.read = [g, info, heads, shape](float* dst) {
+            const auto data = g->tensor_data(*info);
+            dequantize(info->type, data.data(), dst, info->n_elements());
+            if (heads > 0) {
+                const int64_t rows = shape[0], cols = shape.size() > 1 ? shape[1] : 1;
+                unpermute_rows(dst, rows, cols, heads);
+            }
+        };
+        spec.weights.emplace(*hf, std::move(w));
+    }
+    return spec;
+}
+
+ModelSpec load_hf_spec(const std::filesystem::path& dir) {
+    if (!std::filesystem::is_directory(dir)) throw Error(dir.string() + ": not a directory");
+    auto ckpt = std::make_shared<SafetensorsCheckpoint>(dir);
+    ModelSpec spec;
+    spec.source = dir.string();
+    spec.keep_alive = ckpt;
+    spec.config = model_config_from_hf(dir / "config.json");
+    spec.vocab = vocab_from_hf_dir(dir);
+    for (const auto& [name, t] : ckpt->tensors()) {
+        WeightSource w;
+        w.shape = t->shape;
+        w.origin = t->file->string() + " tensor '" + name + "' (" + std::string(dtype_name(t->dtype)) + ")";
+        const SafetensorsTensor* tensor = t;
+        w.read = [tensor](float* dst) {
+            convert_to_f32(tensor->dtype, tensor->data.data(), dst, tensor->data.size() / dtype_size(tensor->dtype));
+        };
+        spec.weights.emplace(name, std::move(w));
+    }
+    return spec;
+}
+
+ModelSpec load_model_spec(const std::filesystem::path& path) {
+    if (std::filesystem::is_directory(path)) return load_hf_spec(path);
+    if (!std::filesystem::exists(path)) throw Error(path.string() + ": no such file or directory");
+    return load_gguf_spec(path);
+}
+
+}  // namespace lamina

@@ -1,0 +1,47 @@
+// ModelSpec: what every checkpoint becomes — hyperparameters plus named weights that can be read as
+// float32. Names are Hugging Face's (`model.layers.3.self_attn.q_proj.weight`); shapes are row-major
+// [out, in] as in PyTorch. Nothing downstream knows whether a spec came from GGUF or safetensors.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/model_config.h"
+#include "tokenizer/vocab.h"
+
+namespace lamina {
+
+struct WeightSource {
+    std::vector<int64_t> shape;  // row-major, PyTorch order: [rows, cols] or [n]
+    std::string origin;          // file and tensor name in that file, for error messages
+    // Fills `dst` (n_elements floats) with the exactly dequantized / upcast weight.
+    std::function<void(float* dst)> read;
+    int64_t n_elements() const;
+};
+
+struct ModelSpec {
+    ModelConfig config;
+    Vocab vocab;
+    std::map<std::string, WeightSource> weights;
+    std::string source;  // the path it was loaded from
+    std::shared_ptr<void> keep_alive;  // the mapped files the readers point into
+
+    // The weight with this HF name, checked against the expected shape; throws lamina::Error naming
+    // the tensor, the file and both shapes when it is missing or mis-shaped.
+    const WeightSource& weight(const std::string& name, const std::vector<int64_t>& shape) const;
+    bool has(const std::string& name) const { return weights.count(name) != 0; }
+};
+
+// A .gguf file or a Hugging Face directory (config.json + *.safetensors + tokenizer.json).
+ModelSpec load_model_spec(const std::filesystem::path& path);
+ModelSpec load_gguf_spec(const std::filesystem::path& file);
+ModelSpec load_hf_spec(const std::filesystem::path& dir);
+
+std::string shape_string(const std::vector<int64_t>& shape);
+
+}  // namespace lamina
