@@ -1,0 +1,85 @@
+// The op interface every backend implements. The CPU backend is the reference: plain fp32 loops
+// (vectorized where it matters); the CUDA backend implements the same ops and is tested against it.
+//
+// A forward step works on a flat batch of tokens. Token t has a KV-cache slot (one per sequence) and
+// a position; attention for t reads its slot's cache at positions [0, pos[t]]. Prefill of several
+// sequences, chunked prefill and batched decode are all the same call.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace lamina {
+
+// K and V for every slot and layer: [n_slot][n_layer][n_ctx][kv_dim] each, in the backend's memory.
+struct KvCache {
+    void* k = nullptr;
+    void* v = nullptr;
+    DType dtype = DType::F32;
+    int64_t n_slot = 0, n_layer = 0, n_ctx = 0, kv_dim = 0;
+    int64_t offset(int64_t slot, int64_t layer, int64_t pos) const {
+        return ((slot * n_layer + layer) * n_ctx + pos) * kv_dim;
+    }
+    size_t bytes() const { return 2 * static_cast<size_t>(n_slot * n_layer * n_ctx * kv_dim) * dtype_size(dtype); }
+};
+
+// Per-step token metadata, in the backend's memory (ids, positions and slots of n_tokens tokens).
+struct StepTokens {
+    const int32_t* ids = nullptr;
+    const int32_t* positions = nullptr;
+    const int32_t* slots = nullptr;
+    int64_t n_tokens = 0;
+};
+
+struct AttentionShape {
+    int64_t n_head = 0, n_head_kv = 0, head_dim = 0;
+    float scale = 1.0f;  // 1 / sqrt(head_dim)
+};
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+    virtual std::string name() const = 0;
+
+    // Memory. alloc throws lamina::Error (saying how much was asked and what is free) on failure.
+    virtual void* alloc(size_t bytes) = 0;
+    virtual void free(void* p) = 0;
+    virtual void to_device(void* dst, const void* src, size_t bytes) = 0;
+    virtual void to_host(void* dst, const void* src, size_t bytes) = 0;
+    virtual void synchronize() {}
+    // True when device memory is host memory: weights are then used in place from the mapped file.
+    virtual bool shares_host_memory() const { return false; }
+    // The dtype of activations (and so of logits and the KV cache) on this backend.
+    virtual DType activation_dtype() const { return DType::F32; }
+
+    // out[t] = table[ids[t]]
+    virtual void embedding(const TensorView& table, const StepTokens& tok, TensorView out) = 0;
+    // out = x * rsqrt(mean(x^2) + eps) * w, per row
+    virtual void rms_norm(const TensorView& x, const TensorView& w, float eps, TensorView out) = 0;
+    // residual += x; out = rms_norm(residual) * w  (the fused twin of add + rms_norm)
+    virtual void rms_norm_fused_add(TensorView residual, const TensorView& x, const TensorView& w, float eps,
+                                    TensorView out) = 0;
+    // out[n, m] = x[n, k] @ w[m, k]^T (+ bias[m])
+    virtual void matmul(const TensorView& x, const TensorView& w, const TensorView* bias, TensorView out) = 0;
+    // Rotates q and k inside qkv [n, (n_head + 2 n_head_kv) * head_dim] in place (HF rotate-half RoPE)
+    // and writes k, v into the cache at each token's (slot, position).
+    virtual void rope_kv_write(TensorView qkv, const StepTokens& tok, const TensorView& rope_cos_sin,
+                               const AttentionShape& shape, int64_t layer, KvCache& cache) = 0;
+    // Causal GQA attention of each token's q (from qkv) over its slot's cache [0, pos]; out [n, n_head*head_dim].
+    virtual void attention(const TensorView& qkv, const StepTokens& tok, const AttentionShape& shape, int64_t layer,
+                           const KvCache& cache, TensorView out) = 0;
+    // out[n, n_ff] = silu(gate_up[:, :n_ff]) * gate_up[:, n_ff:]
+    virtual void swiglu(const TensorView& gate_up, TensorView out) = 0;
+    // acc += x
+    virtual void add(TensorView acc, const TensorView& x) = 0;
+    // Copies rows rows[i] of x into out row i (to pick the tokens that need logits).
+    virtual void gather_rows(const TensorView& x, const int32_t* rows, int64_t n, TensorView out) = 0;
+};
+
+std::unique_ptr<Backend> make_cpu_backend();
+
+}  // namespace lamina

@@ -1,0 +1,38 @@
+// The CPU backend: fp32 activations, f32/f16/bf16 weights, OpenMP over rows and heads, AVX2 dots,
+// OpenBLAS sgemm for prefill. It is also the numerical reference for every other backend.
+#pragma once
+
+#include <vector>
+
+#include "backend/backend.h"
+
+namespace lamina {
+
+class CpuBackend final : public Backend {
+public:
+    std::string name() const override { return "cpu"; }
+    void* alloc(size_t bytes) override;
+    void free(void* p) override;
+    void to_device(void* dst, const void* src, size_t bytes) override;
+    void to_host(void* dst, const void* src, size_t bytes) override;
+    bool shares_host_memory() const override { return true; }
+
+    void embedding(const TensorView& table, const StepTokens& tok, TensorView out) override;
+    void rms_norm(const TensorView& x, const TensorView& w, float eps, TensorView out) override;
+    void rms_norm_fused_add(TensorView residual, const TensorView& x, const TensorView& w, float eps,
+                            TensorView out) override;
+    void matmul(const TensorView& x, const TensorView& w, const TensorView* bias, TensorView out) override;
+    void rope_kv_write(TensorView qkv, const StepTokens& tok, const TensorView& rope_cos_sin,
+                       const AttentionShape& shape, int64_t layer, KvCache& cache) override;
+    void attention(const TensorView& qkv, const StepTokens& tok, const AttentionShape& shape, int64_t layer,
+                   const KvCache& cache, TensorView out) override;
+    void swiglu(const TensorView& gate_up, TensorView out) override;
+    void add(TensorView acc, const TensorView& x) override;
+    void gather_rows(const TensorView& x, const int32_t* rows, int64_t n, TensorView out) override;
+
+private:
+    std::vector<float> weight_chunk_;   // f16/bf16 weight rows widened to f32 for sgemm (prefill)
+    std::vector<float> score_scratch_;  // attention scores, one n_ctx row per thread
+};
+
+}  // namespace lamina

@@ -1,0 +1,147 @@
+// lamina bench: prefill tokens/s and decode tokens/s of an engine, with the bytes each decode step
+// must read (weights + KV cache) turned into achieved GB/s, next to the machine's measured copy
+// bandwidth. A benchmark, not a test: it prints numbers and asserts nothing.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "core/error.h"
+#include "runtime/generator.h"
+
+namespace lamina::cli {
+
+namespace {
+struct BenchArgs {
+    std::string engine_dir, json, device = "auto";
+    int64_t input_len = 512, output_len = 128, repeats = 3, batch_size = 1;
+};
+
+// Host copy bandwidth (bytes read + written per second) over a buffer far larger than the caches.
+double host_copy_bandwidth() {
+    constexpr size_t kBytes = size_t{256} << 20;
+    std::vector<char> a(kBytes, 1), b(kBytes, 2);
+    double best = 0.0;
+    for (int i = 0; i < 3; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        std::memcpy(b.data(), a.data(), kBytes);
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        best = std::max(best, 2.0 * kBytes / s);
+        std::swap(a, b);
+    }
+    return best;
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Bytes one batch-1 decode step reads: every matrix once (the embedding table only a row, unless it
+// doubles as the LM head) plus the KV cache up to the current position.
+double decode_step_bytes(const Engine& e, int64_t position, size_t kv_elem_bytes) {
+    const ModelConfig& c = e.config();
+    const double w = static_cast<double>(dtype_size(e.dtype()));
+    double bytes = static_cast<double>(c.n_layer) * (c.qkv_dim() * c.n_embd + c.n_embd * c.q_dim() + 3 * c.n_ff * c.n_embd) * w;
+    bytes += static_cast<double>(c.n_vocab * c.n_embd) * w;  // LM head
+    if (!c.tied_embeddings) bytes += static_cast<double>(c.n_embd) * w;
+    bytes += 2.0 * static_cast<double>(c.n_layer * c.kv_dim() * (position + 1)) * static_cast<double>(kv_elem_bytes);
+    return bytes;
+}
+}  // namespace
+
+Handler add_bench(CLI::App& app) {
+    auto a = std::make_shared<BenchArgs>();
+    CLI::App* cmd = app.add_subcommand("bench", "Measure prefill and decode speed of an engine");
+    cmd->add_option("--engine_dir", a->engine_dir)->required();
+    cmd->add_option("--input_len", a->input_len, "Prompt tokens")->check(CLI::PositiveNumber);
+    cmd->add_option("--output_len", a->output_len, "Generated tokens")->check(CLI::PositiveNumber);
+    cmd->add_option("--repeats", a->repeats, "Timed repetitions (min and median are reported)")->check(CLI::PositiveNumber);
+    cmd->add_option("--batch_size", a->batch_size, "Sequences decoded together")->check(CLI::PositiveNumber);
+    cmd->add_option("--json", a->json, "Also write the results to this JSON file");
+    cmd->add_option("--device", a->device, "cpu, cuda or auto");
+    return [a] {
+        Engine engine(a->engine_dir);
+        if (a->input_len > engine.limits().max_input_len)
+            throw Error("--input_len " + std::to_string(a->input_len) + " exceeds the engine's max_input_len " +
+                        std::to_string(engine.limits().max_input_len));
+        auto backend = make_backend(a->device);
+        Generator gen(engine, *backend, a->batch_size);
+        std::mt19937 rng(1234);
+        std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(engine.config().n_vocab - 1));
+        std::vector<std::vector<int32_t>> prompts(static_cast<size_t>(a->batch_size));
+        for (auto& p : prompts)
+            for (int64_t i = 0; i < a->input_len; ++i) p.push_back(token(rng));
+        GenerationParams params;
+        params.max_new_tokens = a->output_len;
+        params.sampling.temperature = 0.0f;  // greedy, no stop ids: exactly output_len steps
+
+        std::vector<double> prefill_tps, decode_tps, first_token_ms;
+        gen.generate(prompts, {params.max_new_tokens > 4 ? 4 : params.max_new_tokens, params.sampling, {}});  // warm-up
+        for (int64_t r = 0; r < a->repeats; ++r) {
+            gen.generate(prompts, params);
+            const GenerationStats& s = gen.stats();
+            prefill_tps.push_back(static_cast<double>(s.prompt_tokens) / s.prefill_seconds);
+            decode_tps.push_back(static_cast<double>(s.decode_steps * a->batch_size) / s.decode_seconds);
+            first_token_ms.push_back(1e3 * s.first_token_seconds);
+        }
+        // Average bytes per decode step over the positions the decode visits.
+        const size_t kv_bytes = dtype_size(backend->activation_dtype());
+        double step_bytes = 0.0;
+        for (int64_t p = a->input_len; p < a->input_len + a->output_len - 1; ++p)
+            step_bytes += decode_step_bytes(engine, p, kv_bytes);
+        step_bytes /= static_cast<double>(std::max<int64_t>(1, a->output_len - 1));
+        const double best_decode = *std::max_element(decode_tps.begin(), decode_tps.end());
+        const double steps_per_s = best_decode / static_cast<double>(a->batch_size);
+        const double achieved = step_bytes * steps_per_s;
+        const double ceiling = backend->name() == "cpu" ? host_copy_bandwidth() : 0.0;
+
+        std::printf("lamina bench: %s, %s, %lld layers, n_embd %lld, batch %lld, input %lld, output %lld, %lld repeats\n",
+                    backend->name().c_str(), std::string(dtype_name(engine.dtype())).c_str(),
+                    static_cast<long long>(engine.config().n_layer), static_cast<long long>(engine.config().n_embd),
+                    static_cast<long long>(a->batch_size), static_cast<long long>(a->input_len),
+                    static_cast<long long>(a->output_len), static_cast<long long>(a->repeats));
+        std::printf("| metric | best | median |\n|---|---|---|\n");
+        std::printf("| prefill tokens/s | %.1f | %.1f |\n", *std::max_element(prefill_tps.begin(), prefill_tps.end()),
+                    median(prefill_tps));
+        std::printf("| decode tokens/s | %.1f | %.1f |\n", best_decode, median(decode_tps));
+        std::printf("| decode ms/step | %.2f | %.2f |\n", 1e3 / steps_per_s,
+                    1e3 * static_cast<double>(a->batch_size) / median(decode_tps));
+        std::printf("| time to first token ms | %.1f | %.1f |\n", *std::min_element(first_token_ms.begin(), first_token_ms.end()),
+                    median(first_token_ms));
+        std::printf("| decode bytes/step MB | %.1f | |\n", step_bytes / 1e6);
+        if (ceiling > 0)
+            std::printf("| decode achieved GB/s | %.2f (%.0f%% of copy %.2f GB/s) | |\n", achieved / 1e9,
+                        100.0 * achieved / ceiling, ceiling / 1e9);
+        else
+            std::printf("| decode achieved GB/s | %.2f | |\n", achieved / 1e9);
+        if (!a->json.empty()) {
+            nlohmann::json j = {{"device", backend->name()},
+                                {"dtype", dtype_name(engine.dtype())},
+                                {"engine_dir", a->engine_dir},
+                                {"batch_size", a->batch_size},
+                                {"input_len", a->input_len},
+                                {"output_len", a->output_len},
+                                {"prefill_tokens_per_s", prefill_tps},
+                                {"decode_tokens_per_s", decode_tps},
+                                {"first_token_ms", first_token_ms},
+                                {"decode_bytes_per_step", step_bytes},
+                                {"decode_achieved_gb_per_s", achieved / 1e9},
+                                {"copy_bandwidth_gb_per_s", ceiling / 1e9}};
+            std::ofstream out(a->json);
+            out << j.dump(2) << "\n";
+            if (!out) throw Error(a->json + ": cannot write");
+        }
+        return 0;
+    };
+}
+
+}  // namespace lamina::cli

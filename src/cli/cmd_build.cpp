@@ -1,0 +1,66 @@
+// lamina build: checkpoint (.gguf or HF directory) or random weights -> engine directory.
+// Flags follow TensorRT-LLM's build.py where they mean the same thing.
+#include <chrono>
+#include <cstdio>
+
+#include "build/engine_writer.h"
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "core/error.h"
+#include "model/model_spec.h"
+
+namespace lamina::cli {
+
+namespace {
+struct BuildArgs {
+    std::string model_dir, output_dir, dtype = "float16", random_weights, tokenizer, rmsnorm_plugin = "on";
+    int64_t max_batch_size = 8, max_input_len = 2048, max_output_len = 512;
+    uint64_t seed = 0;
+};
+}  // namespace
+
+Handler add_build(CLI::App& app) {
+    auto args = std::make_shared<BuildArgs>();
+    CLI::App* cmd = app.add_subcommand("build", "Build an engine directory from a checkpoint or random weights");
+    cmd->add_option("--model_dir", args->model_dir, "A .gguf file or a Hugging Face directory");
+    cmd->add_option("--output_dir", args->output_dir, "Engine directory to write")->required();
+    cmd->add_option("--dtype", args->dtype, "float32, float16 or bfloat16")
+        ->check(CLI::IsMember({"float32", "float16", "bfloat16"}));
+    cmd->add_option("--max_batch_size", args->max_batch_size)->check(CLI::Range(int64_t{1}, int64_t{4096}));
+    cmd->add_option("--max_input_len", args->max_input_len)->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+    cmd->add_option("--max_output_len", args->max_output_len)->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+    cmd->add_option("--random_weights", args->random_weights, "Build a dummy engine of this shape: tiny, llama-7b")
+        ->check(CLI::IsMember({"tiny", "llama-7b"}));
+    cmd->add_option("--seed", args->seed, "Seed for --random_weights");
+    cmd->add_option("--tokenizer", args->tokenizer, "With --random_weights: take the tokenizer from this model");
+    cmd->add_option("--rmsnorm_plugin", args->rmsnorm_plugin, "Fused RMSNorm kernels (off: unfused composition)")
+        ->check(CLI::IsMember({"on", "off"}));
+    return [args] {
+        if (args->model_dir.empty() == args->random_weights.empty())
+            throw Error("give exactly one of --model_dir and --random_weights");
+        BuildOptions opts;
+        opts.dtype = dtype_from_name(args->dtype);
+        opts.max_batch_size = args->max_batch_size;
+        opts.max_input_len = args->max_input_len;
+        opts.max_output_len = args->max_output_len;
+        opts.rmsnorm_plugin = args->rmsnorm_plugin == "on";
+        const auto t0 = std::chrono::steady_clock::now();
+        ModelSpec spec;
+        if (!args->model_dir.empty()) {
+            if (!args->tokenizer.empty()) throw Error("--tokenizer goes with --random_weights");
+            spec = load_model_spec(args->model_dir);
+        } else {
+            spec = random_model_spec(args->random_weights, args->seed);
+            if (!args->tokenizer.empty()) spec.vocab = load_tokenizer(args->tokenizer).vocab();
+        }
+        build_engine(spec, opts, args->output_dir);
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        std::printf("built %s engine (%s, %lld layers, n_embd %lld, vocab %lld) in %s in %.1f s\n",
+                    std::string(dtype_name(opts.dtype)).c_str(), spec.source.c_str(),
+                    static_cast<long long>(spec.config.n_layer), static_cast<long long>(spec.config.n_embd),
+                    static_cast<long long>(spec.config.n_vocab), args->output_dir.c_str(), s);
+        return 0;
+    };
+}
+
+}  // namespace lamina::cli

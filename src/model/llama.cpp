@@ -1,0 +1,179 @@
+#include "model/llama.h"
+
+#include <cmath>
+#include <vector>
+
+#include "core/error.h"
+
+namespace lamina {
+
+namespace {
+TensorView rows_of(const TensorView& v, int64_t rows) {
+    TensorView r = v;
+    r.rows = rows;
+    return r;
+}
+
+// Rebases a view of the mapped weights file onto the same offset inside the uploaded copy.
+TensorView rebase(const TensorView& v, const uint8_t* file_base, void* device_base) {
+    if (v.empty()) return v;
+    TensorView r = v;
+    r.data = static_cast<char*>(device_base) + (static_cast<const uint8_t*>(v.data) - file_base);
+    return r;
+}
+}  // namespace
+
+LlamaModel::LlamaModel(const Engine& engine, Backend& backend, const ModelLimits& limits)
+    : config_(engine.config()), backend_(backend), limits_(limits), rmsnorm_plugin_(engine.rmsnorm_plugin()) {
+    const ModelConfig& c = config_;
+    LAMINA_CHECK(limits.n_slot > 0 && limits.n_ctx > 0 && limits.max_step_tokens > 0);
+    if (backend.shares_host_memory()) {
+        weights_ = engine.weights();
+    } else {
+        const MappedFile& f = engine.weights_file();
+        device_weights_ = backend.alloc(f.size());
+        backend.to_device(device_weights_, f.data(), f.size());
+        const LlamaWeights& w = engine.weights();
+        auto rb = [&](const TensorView& v) { return rebase(v, f.data(), device_weights_); };
+        weights_.tok_embd = rb(w.tok_embd);
+        weights_.output_norm = rb(w.output_norm);
+        weights_.output = rb(w.output);
+        for (const LayerWeights& L : w.layers)
+            weights_.layers.push_back({rb(L.attn_norm), rb(L.wqkv), rb(L.bqkv), rb(L.wo), rb(L.bo), rb(L.ffn_norm),
+                                       rb(L.w_gate_up), rb(L.b_gate_up), rb(L.w_down), rb(L.b_down)});
+    }
+
+    const DType act = backend.activation_dtype();
+    kv_.dtype = act;
+    kv_.n_slot = limits.n_slot;
+    kv_.n_layer = c.n_layer;
+    kv_.n_ctx = limits.n_ctx;
+    kv_.kv_dim = c.kv_dim();
+    kv_.k = backend.alloc(kv_.bytes() / 2);
+    kv_.v = backend.alloc(kv_.bytes() / 2);
+    buffers_ = {kv_.k, kv_.v};
+
+    // RoPE table: row p = [cos(p f_i) for i < head_dim/2, sin(p f_i) ...], angles in f32 as HF computes them.
+    const std::vector<float> inv_freq = rope_inv_freq(c);
+    const int64_t half = c.head_dim / 2;
+    std::vector<float> table(static_cast<size_t>(limits.n_ctx * c.head_dim));
+    for (int64_t p = 0; p < limits.n_ctx; ++p)
+        for (int64_t i = 0; i < half; ++i) {
+            const float angle = static_cast<float>(p) * inv_freq[i];
+            table[p * c.head_dim + i] = std::cos(angle);
+            table[p * c.head_dim + half + i] = std::sin(angle);
+        }
+    void* rope = backend.alloc(table.size() * sizeof(float));
+    backend.to_device(rope, table.data(), table.size() * sizeof(float));
+    buffers_.push_back(rope);
+    rope_cos_sin_ = make_view(rope, DType::F32, limits.n_ctx, c.head_dim);
+    attn_shape_ = {c.n_head, c.n_head_kv, c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim))};
+
+    const int64_t T = limits.max_step_tokens;
+    x_ = activation(c.n_embd, T);
+    h_ = activation(c.n_embd, T);
+    qkv_ = activation(c.qkv_dim(), T);
+    attn_ = activation(c.q_dim(), T);
+    proj_ = activation(c.n_embd, T);
+    gate_up_ = activation(2 * c.n_ff, T);
+    ff_ = activation(c.n_ff, T);
+    last_ = activation(c.n_embd, T);
+    logits_ = activation(c.n_vocab, T);
+    for (int32_t** p : {&tok_ids_, &tok_pos_, &tok_slots_, &logit_rows_}) {
+        *p = static_cast<int32_t*>(backend.alloc(static_cast<size_t>(T) * sizeof(int32_t)));
+        buffers_.push_back(*p);
+    }
+}
+
+LlamaModel::~LlamaModel() {
+    for (void* p : buffers_) backend_.free(p);
+    if (device_weights_ != nullptr) backend_.free(device_weights_);
+}
+
+TensorView LlamaModel::activation(int64_t cols, int64_t rows) {
+    const DType act = backend_.activation_dtype();
+    void* p = backend_.alloc(static_cast<size_t>(rows * cols) * dtype_size(act));
+    buffers_.push_back(p);
+    return make_view(p, act, rows, cols);
+}
+
+void LlamaModel::trace(const std::string& name, const TensorView& v) {
+    if (on_intermediate) {
+        backend_.synchronize();
+        on_intermediate(name, v);
+    }
+}
+
+void LlamaModel::forward(std::span<const int32_t> ids, std::span<const int32_t> positions,
+                         std::span<const int32_t> slots, std::span<const int32_t> logit_rows, float* logits) {
+    const ModelConfig& c = config_;
+    const auto n = static_cast<int64_t>(ids.size());
+    LAMINA_CHECK(n > 0 && n <= limits_.max_step_tokens && positions.size() == ids.size() && slots.size() == ids.size());
+    LAMINA_CHECK(!logit_rows.empty() && static_cast<int64_t>(logit_rows.size()) <= n);
+    for (int64_t t = 0; t < n; ++t) {
+        LAMINA_CHECK(ids[t] >= 0 && ids[t] < c.n_vocab, "token id " + std::to_string(ids[t]));
+        LAMINA_CHECK(positions[t] >= 0 && positions[t] < limits_.n_ctx, "position " + std::to_string(positions[t]));
+        LAMINA_CHECK(slots[t] >= 0 && slots[t] < limits_.n_slot, "slot " + std::to_string(slots[t]));
+    }
+    backend_.to_device(tok_ids_, ids.data(), ids.size_bytes());
+    backend_.to_device(tok_pos_, positions.data(), positions.size_bytes());
+    backend_.to_device(tok_slots_, slots.data(), slots.size_bytes());
+    backend_.to_device(logit_rows_, logit_rows.data(), logit_rows.size_bytes());
+    const StepTokens tok{tok_ids_, tok_pos_, tok_slots_, n};
+
+    TensorView x = rows_of(x_, n), h = rows_of(h_, n), qkv = rows_of(qkv_, n), attn = rows_of(attn_, n);
+    TensorView proj = rows_of(proj_, n), gate_up = rows_of(gate_up_, n), ff = rows_of(ff_, n);
+    const float eps = c.rms_eps;
+
+    // residual += sublayer output; h = rms_norm(residual) * w — fused, or as its two unfused ops.
+    auto add_and_norm = [&](const TensorView& w) {
+        if (rmsnorm_plugin_) {
+            backend_.rms_norm_fused_add(x, proj, w, eps, h);
+        } else {
+            backend_.add(x, proj);
+            backend_.rms_norm(x, w, eps, h);
+        }
+    };
+
+    backend_.embedding(weights_.tok_embd, tok, x);
+    trace("embd", x);
+    for (int64_t l = 0; l < c.n_layer; ++l) {
+        const LayerWeights& L = weights_.layers[l];
+        const std::string prefix = "blk." + std::to_string(l) + ".";
+        if (l == 0) backend_.rms_norm(x, L.attn_norm, eps, h);
+        else add_and_norm(L.attn_norm);
+        trace(prefix + "attn_norm", h);
+        backend_.matmul(h, L.wqkv, L.bqkv.empty() ? nullptr : &L.bqkv, qkv);
+        backend_.rope_kv_write(qkv, tok, rope_cos_sin_, attn_shape_, l, kv_);
+        trace(prefix + "qkv_rope", qkv);
+        backend_.attention(qkv, tok, attn_shape_, l, kv_, attn);
+        trace(prefix + "attn", attn);
+        backend_.matmul(attn, L.wo, L.bo.empty() ? nullptr : &L.bo, proj);
+        trace(prefix + "attn_out", proj);
+
+        add_and_norm(L.ffn_norm);
+        trace(prefix + "ffn_norm", h);
+        backend_.matmul(h, L.w_gate_up, L.b_gate_up.empty() ? nullptr : &L.b_gate_up, gate_up);
+        backend_.swiglu(gate_up, ff);
+        backend_.matmul(ff, L.w_down, L.b_down.empty() ? nullptr : &L.b_down, proj);
+        trace(prefix + "ffn_out", proj);
+    }
+    add_and_norm(weights_.output_norm);
+    trace("output_norm", h);
+
+    const auto n_logits = static_cast<int64_t>(logit_rows.size());
+    TensorView last = rows_of(last_, n_logits), out = rows_of(logits_, n_logits);
+    backend_.gather_rows(h, logit_rows_, n_logits, last);
+    backend_.matmul(last, weights_.output, nullptr, out);
+    trace("logits", out);
+    const size_t n_out = static_cast<size_t>(n_logits * c.n_vocab);
+    if (out.dtype == DType::F32) {
+        backend_.to_host(logits, out.data, n_out * sizeof(float));
+    } else {
+        std::vector<uint16_t> tmp(n_out);
+        backend_.to_host(tmp.data(), out.data, n_out * sizeof(uint16_t));
+        convert_to_f32(out.dtype, tmp.data(), logits, n_out);
+    }
+}
+
+}  // namespace lamina

@@ -1,0 +1,146 @@
+#include "runtime/engine.h"
+
+#include <cstring>
+#include <fstream>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "build/engine_format.h"
+#include "core/error.h"
+
+namespace lamina {
+
+namespace fmt = engine_format;
+
+namespace {
+
+struct TableEntry {
+    DType dtype;
+    std::vector<int64_t> shape;
+    uint64_t offset;
+    uint64_t bytes;
+};
+
+class TensorTable {
+public:
+    TensorTable(const nlohmann::json& tensors, const MappedFile& file, const std::string& where)
+        : file_(file), where_(where) {
+        for (const auto& t : tensors) {
+            TableEntry e{dtype_from_name(t.at("dtype").get<std::string>()), t.at("shape").get<std::vector<int64_t>>(),
+                         t.at("offset").get<uint64_t>(), t.at("bytes").get<uint64_t>()};
+            int64_t n = 1;
+            for (auto d : e.shape) n *= d;
+            const std::string name = t.at("name");
+            if (e.bytes != static_cast<uint64_t>(n) * dtype_size(e.dtype) || e.offset % fmt::kAlignment != 0 ||
+                e.offset > file.size() || e.bytes > file.size() - e.offset)
+                throw Error(where + ": tensor '" + name + "' entry is inconsistent with weights.bin (corrupt engine?)");
+            entries_[name] = e;
+        }
+    }
+
+    // A view of the named tensor, checked to have this shape (and dtype when given).
+    TensorView get(const std::string& name, std::vector<int64_t> shape, std::optional<DType> dtype) const {
+        auto it = entries_.find(name);
+        if (it == entries_.end()) throw Error(where_ + ": engine is missing tensor '" + name + "'");
+        const TableEntry& e = it->second;
+        if (e.shape != shape || (dtype && e.dtype != *dtype))
+            throw Error(where_ + ": engine tensor '" + name + "' has the wrong shape or dtype (corrupt engine?)");
+        const int64_t rows = shape.size() == 2 ? shape[0] : 1;
+        return make_view(file_.data() + e.offset, e.dtype, rows, shape.back());
+    }
+    TensorView get_optional(bool present, const std::string& name, std::vector<int64_t> shape) const {
+        return present ? get(name, std::move(shape), DType::F32) : TensorView{};
+    }
+
+private:
+    const MappedFile& file_;
+    std::string where_;
+    std::map<std::string, TableEntry> entries_;
+};
+
+}  // namespace
+
+Engine::Engine(const std::filesystem::path& dir) : dir_(dir) {
+    const auto config_path = dir / fmt::kConfigFile;
+    const std::string where = config_path.string();
+    if (!std::filesystem::is_directory(dir)) throw Error(dir.string() + ": engine directory does not exist");
+    std::ifstream in(config_path);
+    if (!in) throw Error(where + ": missing (not an engine directory? build one with `lamina build`)");
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception& e) {
+        throw Error(where + ": not valid JSON: " + e.what());
+    }
+    try {
+        if (j.value("format", std::string{}) != fmt::kFormatName) throw Error(where + ": not a lamina engine config");
+        const int version = j.at("format_version");
+        if (version != fmt::kFormatVersion)
+            throw Error(where + ": engine format version " + std::to_string(version) + " is not supported (this lamina reads " +
+                        std::to_string(fmt::kFormatVersion) + "); rebuild the engine");
+        config_ = j.at("model").get<ModelConfig>();
+        config_.validate(where);
+        dtype_ = dtype_from_name(j.at("dtype").get<std::string>());
+        rmsnorm_plugin_ = j.at("build").value("rmsnorm_plugin", true);
+        const auto& lim = j.at("limits");
+        limits_ = {lim.at("max_batch_size"), lim.at("max_input_len"), lim.at("max_output_len")};
+        if (limits_.max_batch_size < 1 || limits_.max_input_len < 1 || limits_.max_output_len < 1)
+            throw Error(where + ": limits must be positive");
+
+        const auto& wj = j.at("weights");
+        const std::string weights_name = wj.at("file");
+        if (weights_name != fmt::kWeightsFile) throw Error(where + ": unexpected weights file '" + weights_name + "'");
+        weights_file_ = MappedFile(dir / weights_name);
+        const uint64_t expected = wj.at("bytes");
+        fmt::WeightsHeader h{};
+        if (weights_file_.size() < sizeof h) throw Error(weights_file_.path().string() + ": truncated (no header)");
+        std::memcpy(&h, weights_file_.data(), sizeof h);
+        if (std::memcmp(h.magic, fmt::kWeightsMagic, sizeof h.magic) != 0)
+            throw Error(weights_file_.path().string() + ": bad magic (not a lamina weights file)");
+        if (h.version != fmt::kFormatVersion)
+            throw Error(weights_file_.path().string() + ": weights format version " + std::to_string(h.version) +
+                        " does not match " + std::to_string(fmt::kFormatVersion));
+        if (h.file_bytes != expected || weights_file_.size() != expected)
+            throw Error(weights_file_.path().string() + ": size " + std::to_string(weights_file_.size()) + " bytes, expected " +
+                        std::to_string(expected) + " (truncated or corrupt engine)");
+
+        TensorTable table(wj.at("tensors"), weights_file_, where);
+        const ModelConfig& c = config_;
+        const int64_t E = c.n_embd;
+        weights_.tok_embd = table.get("tok_embd", {c.n_vocab, E}, dtype_);
+        weights_.output_norm = table.get("output_norm", {E}, DType::F32);
+        weights_.output = c.tied_embeddings ? weights_.tok_embd : table.get("output", {c.n_vocab, E}, dtype_);
+        for (int64_t i = 0; i < c.n_layer; ++i) {
+            auto T = [&](const char* n) { return fmt::layer_tensor(i, n); };
+            LayerWeights L;
+            L.attn_norm = table.get(T("attn_norm"), {E}, DType::F32);
+            L.wqkv = table.get(T("wqkv"), {c.qkv_dim(), E}, dtype_);
+            L.bqkv = table.get_optional(c.attn_bias, T("bqkv"), {c.qkv_dim()});
+            L.wo = table.get(T("wo"), {E, c.q_dim()}, dtype_);
+            L.bo = table.get_optional(c.attn_bias, T("bo"), {E});
+            L.ffn_norm = table.get(T("ffn_norm"), {E}, DType::F32);
+            L.w_gate_up = table.get(T("w_gate_up"), {2 * c.n_ff, E}, dtype_);
+            L.b_gate_up = table.get_optional(c.mlp_bias, T("b_gate_up"), {2 * c.n_ff});
+            L.w_down = table.get(T("w_down"), {E, c.n_ff}, dtype_);
+            L.b_down = table.get_optional(c.mlp_bias, T("b_down"), {E});
+            weights_.layers.push_back(L);
+        }
+        if (j.contains("tokenizer") && !j["tokenizer"].is_null()) {
+            const std::string tok = j["tokenizer"];
+            if (tok != fmt::kTokenizerFile) throw Error(where + ": unexpected tokenizer file '" + tok + "'");
+            tokenizer_ = std::make_unique<Tokenizer>(load_vocab(dir / tok));
+            if (tokenizer_->n_vocab() > c.n_vocab)
+                throw Error(where + ": tokenizer has more tokens than the model's vocabulary");
+        }
+    } catch (const nlohmann::json::exception& e) {
+        throw Error(where + ": missing or malformed field: " + e.what());
+    }
+}
+
+const Tokenizer& Engine::tokenizer() const {
+    if (!tokenizer_) throw Error(dir_.string() + ": engine has no tokenizer (built from random weights without --tokenizer)");
+    return *tokenizer_;
+}
+
+}  // namespace lamina
