@@ -348,6 +348,14 @@ void q4k_scale_min(int j, const uint8_t* q, uint8_t& sc, uint8_t& m) {
 }
 }  // namespace
 
+bool ggml_type_supported(uint32_t type) {
+    switch (static_cast<GgmlType>(type)) {
+        case GgmlType::F32: case GgmlType::F16: case GgmlType::BF16: case GgmlType::Q8_0:
+        case GgmlType::Q4_0: case GgmlType::Q4_1: case GgmlType::Q4_K: case GgmlType::Q6_K: return true;
+        default: return false;
+    }
+}
+
 void dequantize(uint32_t type, const uint8_t* src, float* dst, uint64_t n) {
     const GgmlTypeTraits tr = ggml_type_traits(type);
     LAMINA_CHECK(n % tr.block_elems == 0, "n=" + std::to_string(n));

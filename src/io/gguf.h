@@ -89,6 +89,9 @@ struct GgmlTypeTraits {
 };
 GgmlTypeTraits ggml_type_traits(uint32_t type);
 
+// True for the types dequantize() handles.
+bool ggml_type_supported(uint32_t type);
+
 // Exact dequantization of n elements (n a multiple of the block size) of `type` into f32.
 // Supports F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K.
 void dequantize(uint32_t type, const uint8_t* src, float* dst, uint64_t n);

@@ -7,6 +7,7 @@
 #include "io/hf_config.h"
 #include "io/safetensors.h"
 #include "io/weight_names.h"
+#include "tokenizer/tokenizer.h"
 
 namespace lamina {
 
@@ -47,6 +48,16 @@ void unpermute_rows(float* w, int64_t rows, int64_t cols, int64_t n_heads) {
     std::copy(tmp.begin(), tmp.end(), w);
 }
 
+// Builds the tokenizer once so a broken vocabulary (e.g. a merge naming a missing token) is reported
+// against the checkpoint now, not later against the engine.
+void check_tokenizer(const Vocab& vocab, const std::string& source) {
+    try {
+        Tokenizer t(vocab);
+    } catch (const Error& e) {
+        throw Error(source + ": " + e.what());
+    }
+}
+
 }  // namespace
 
 ModelSpec load_gguf_spec(const std::filesystem::path& file) {
@@ -56,6 +67,7 @@ ModelSpec load_gguf_spec(const std::filesystem::path& file) {
     spec.keep_alive = gguf;
     spec.config = model_config_from_gguf(*gguf);
     spec.vocab = vocab_from_gguf(*gguf);
+    check_tokenizer(spec.vocab, file.string());
     if (gguf->find_tensor("rope_freqs.weight"))
         throw Error(file.string() + ": tensor 'rope_freqs.weight' (per-dimension RoPE factors) is not supported");
     const int64_t n_head = spec.config.n_head, n_head_kv = spec.config.n_head_kv;
@@ -71,7 +83,9 @@ ModelSpec load_gguf_spec(const std::filesystem::path& file) {
         const GgufTensorInfo* info = &t;
         const GgufFile* g = gguf.get();
         std::vector<int64_t> shape = w.shape;
-        ggml_type_traits(t.type);  // unknown types fail here, naming the type
+        if (!ggml_type_supported(t.type))
+            throw Error(w.origin + ": tensor type " + ggml_type_name(t.type) +
+                        " is not supported (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)");
         w.read = [g, info, heads, shape](float* dst) {
             const auto data = g->tensor_data(*info);
             dequantize(info->type, data.data(), dst, info->n_elements());
@@ -93,6 +107,7 @@ ModelSpec load_hf_spec(const std::filesystem::path& dir) {
     spec.keep_alive = ckpt;
     spec.config = model_config_from_hf(dir / "config.json");
     spec.vocab = vocab_from_hf_dir(dir);
+    check_tokenizer(spec.vocab, dir.string());
     for (const auto& [name, t] : ckpt->tensors()) {
         WeightSource w;
         w.shape = t->shape;

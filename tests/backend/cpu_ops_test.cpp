@@ -1,0 +1,124 @@
+// CPU ops against plain loops, and each fused op against its unfused twin, on random data with odd
+// sizes (the llama.cpp test-backend-ops idea; the CUDA backend will be held to these same references).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/dot.h"
+#include "../test_util.h"
+
+namespace lamina {
+namespace {
+
+std::vector<float> random_vec(size_t n, uint32_t seed, float scale = 1.0f) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> d(0.0f, scale);
+    std::vector<float> v(n);
+    for (auto& x : v) x = d(rng);
+    return v;
+}
+
+std::vector<uint16_t> to_half(const std::vector<float>& v, DType t) {
+    std::vector<uint16_t> h(v.size());
+    convert_from_f32(t, v.data(), h.data(), v.size());
+    return h;
+}
+
+TEST(CpuDot, VectorMatchesPortableForEveryDtype) {
+    for (int64_t k : {1, 7, 8, 31, 33, 576, 1537}) {
+        const auto x = random_vec(static_cast<size_t>(k), 1), w = random_vec(static_cast<size_t>(k), 2);
+        for (DType t : {DType::F32, DType::F16, DType::BF16}) {
+            std::vector<uint16_t> half;
+            const void* wp = w.data();
+            if (t != DType::F32) {
+                half = to_half(w, t);
+                wp = half.data();
+            }
+            const float fast = cpu::dot_for(t)(x.data(), wp, k);
+            const float ref = cpu::dot_portable(t)(x.data(), wp, k);
+            // Same products, different summation order: error grows like sqrt(k) * eps * |terms|.
+            EXPECT_NEAR(fast, ref, 1e-5f * std::sqrt(static_cast<float>(k)) * 4.0f) << "k=" << k << " dtype " << dtype_name(t);
+        }
+    }
+}
+
+TEST(CpuMatmul, GemvAndGemmPathsAgreeWithPlainLoops) {
+    CpuBackend be;
+    const int64_t k = 67, m = 301;
+    for (DType t : {DType::F32, DType::F16, DType::BF16}) {
+        for (int64_t n : {1, 3, 4, 5, 13}) {  // <= 4 takes the GEMV path, more takes sgemm
+            const auto x = random_vec(static_cast<size_t>(n * k), 3);
+            const auto wf = random_vec(static_cast<size_t>(m * k), 4, 0.1f);
+            const auto bias = random_vec(static_cast<size_t>(m), 5);
+            std::vector<uint16_t> wh;
+            const void* wp = wf.data();
+            std::vector<float> w_exact = wf;  // the weight values as stored
+            if (t != DType::F32) {
+                wh = to_half(wf, t);
+                wp = wh.data();
+                convert_to_f32(t, wh.data(), w_exact.data(), wh.size());
+            }
+            std::vector<float> out(static_cast<size_t>(n * m), NAN);  // poisoned: unwritten elements show
+            const TensorView bv = make_view(bias.data(), DType::F32, 1, m);
+            be.matmul(make_view(x.data(), DType::F32, n, k), make_view(wp, t, m, k), &bv,
+                      make_view(out.data(), DType::F32, n, m));
+            for (int64_t i = 0; i < n; ++i)
+                for (int64_t r = 0; r < m; ++r) {
+                    double ref = bias[r];
+                    for (int64_t j = 0; j < k; ++j) ref += static_cast<double>(x[i * k + j]) * w_exact[r * k + j];
+                    ASSERT_NEAR(out[i * m + r], ref, 1e-4) << "n=" << n << " r=" << r << " dtype " << dtype_name(t);
+                }
+        }
+    }
+}
+
+TEST(CpuNorm, FusedAddEqualsAddThenNorm) {
+    CpuBackend be;
+    const int64_t rows = 5, cols = 577;
+    const auto x = random_vec(rows * cols, 6), res0 = random_vec(rows * cols, 7), w = random_vec(cols, 8);
+    auto res_a = res0, res_b = res0;
+    std::vector<float> out_a(rows * cols, NAN), out_b(rows * cols, NAN);
+    const auto wv = make_view(w.data(), DType::F32, 1, cols);
+    be.rms_norm_fused_add(make_view(res_a.data(), DType::F32, rows, cols), make_view(x.data(), DType::F32, rows, cols), wv,
+                          1e-5f, make_view(out_a.data(), DType::F32, rows, cols));
+    be.add(make_view(res_b.data(), DType::F32, rows, cols), make_view(x.data(), DType::F32, rows, cols));
+    be.rms_norm(make_view(res_b.data(), DType::F32, rows, cols), wv, 1e-5f, make_view(out_b.data(), DType::F32, rows, cols));
+    EXPECT_EQ(res_a, res_b);
+    EXPECT_EQ(out_a, out_b);
+    // And against the formula, row 2.
+    double ss = 0;
+    for (int64_t i = 0; i < cols; ++i) ss += double(res_b[2 * cols + i]) * res_b[2 * cols + i];
+    const double inv = 1.0 / std::sqrt(ss / cols + 1e-5);
+    for (int64_t i = 0; i < cols; ++i) EXPECT_NEAR(out_b[2 * cols + i], w[i] * res_b[2 * cols + i] * inv, 1e-5);
+}
+
+TEST(CpuNorm, StridedRowsAreRespected) {
+    CpuBackend be;
+    const int64_t rows = 3, cols = 9, stride = 16;
+    auto x = random_vec(rows * stride, 9);
+    std::vector<float> w(cols, 1.0f), out(rows * stride, NAN);
+    TensorView xv{x.data(), DType::F32, rows, cols, stride}, ov{out.data(), DType::F32, rows, cols, stride};
+    be.rms_norm(xv, make_view(w.data(), DType::F32, 1, cols), 1e-6f, ov);
+    for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t i = 0; i < cols; ++i) EXPECT_FALSE(std::isnan(out[r * stride + i]));
+        for (int64_t i = cols; i < stride; ++i) EXPECT_TRUE(std::isnan(out[r * stride + i])) << "wrote past the row";
+    }
+}
+
+TEST(CpuSwiglu, MatchesFormula) {
+    CpuBackend be;
+    const int64_t rows = 2, ff = 37;
+    const auto gu = random_vec(rows * 2 * ff, 10);
+    std::vector<float> out(rows * ff, NAN);
+    be.swiglu(make_view(gu.data(), DType::F32, rows, 2 * ff), make_view(out.data(), DType::F32, rows, ff));
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t i = 0; i < ff; ++i) {
+            const double g = gu[r * 2 * ff + i], u = gu[r * 2 * ff + ff + i];
+            EXPECT_NEAR(out[r * ff + i], g / (1 + std::exp(-g)) * u, 1e-5);
+        }
+}
+
+}  // namespace
+}  // namespace lamina

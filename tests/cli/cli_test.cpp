@@ -1,0 +1,115 @@
+// The lamina binary end to end: happy paths, and bad input giving one line and a non-zero exit.
+#include <gtest/gtest.h>
+
+#include "../test_util.h"
+
+namespace lamina {
+namespace {
+
+using test::run_command;
+using test::TempDir;
+
+std::string lamina(const std::string& args) { return test::lamina_binary() + " " + args; }
+
+// Bad input: non-zero exit and exactly one line of output that mentions `needle`.
+void expect_one_line_error(const std::string& args, const std::string& needle) {
+    const auto r = run_command(lamina(args));
+    EXPECT_NE(r.status, 0) << args;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find(needle), std::string::npos) << args << "\n" << r.output;
+    EXPECT_EQ(r.output.rfind("lamina", 0), 0u) << r.output;
+}
+
+class CliTiny : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        dir_ = new TempDir;
+        const auto r = run_command(lamina("build --model_dir " + (test::data_dir() / "tiny_llama").string() +
+                                          " --output_dir " + engine().string() +
+                                          " --dtype float32 --max_input_len 32 --max_output_len 16 --max_batch_size 2"));
+        ASSERT_EQ(r.status, 0) << r.output;
+    }
+    static void TearDownTestSuite() { delete dir_; }
+    static std::filesystem::path engine() { return dir_->path() / "engine"; }
+    static TempDir* dir_;
+};
+TempDir* CliTiny::dir_ = nullptr;
+
+TEST_F(CliTiny, RunPrintsInputAndOutput) {
+    const auto r = run_command(lamina("run --engine_dir " + engine().string() + " --input_text 'Hello world' --max_output_len 8 --temperature 0 --device cpu"));
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find("Input [Text 0]: \"Hello world\""), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("Output [Text 0 Beam 0]: \""), std::string::npos) << r.output;
+}
+
+TEST_F(CliTiny, StreamingPrintsTheSameText) {
+    const std::string base = lamina("run --engine_dir " + engine().string() + " --input_text 'Hello' --max_output_len 8 --temperature 0 --device cpu");
+    const auto plain = run_command("(" + base + " 2>/dev/null)");
+    const auto streamed = run_command("(" + base + " --stream 2>/dev/null)");
+    ASSERT_EQ(plain.status, 0);
+    ASSERT_EQ(streamed.status, 0);
+    const auto start = plain.output.find("Output [Text 0 Beam 0]: \"") + 25;
+    const std::string text = plain.output.substr(start, plain.output.rfind('"') - start);
+    EXPECT_EQ(streamed.output, "Hello" + text + "\n");
+}
+
+TEST_F(CliTiny, BadRunInputs) {
+    const std::string e = "run --device cpu --engine_dir " + engine().string();
+    expect_one_line_error(e + " --max_output_len 8 --input_text ''", "empty");
+    expect_one_line_error(e + " --max_output_len 8 --input_text \"$(printf 'a\\377b')\"", "UTF-8");
+    std::string long_text;
+    for (int i = 0; i < 200; ++i) long_text += "word ";
+    expect_one_line_error(e + " --max_output_len 8 --input_text '" + long_text + "'", "max_input_len");
+    expect_one_line_error(e + " --max_output_len 17", "max_output_len");
+    expect_one_line_error(e + " --temperature -1", "temperature");
+    expect_one_line_error(e + " --top_p 2", "top_p");
+    expect_one_line_error(e + " --max_output_len abc", "max_output_len");
+    expect_one_line_error(e + " --no_such_flag 1", "no_such_flag");
+    expect_one_line_error("run --device cpu --engine_dir /nonexistent", "/nonexistent");
+    expect_one_line_error("run --device quantum --engine_dir " + engine().string(), "quantum");
+}
+
+TEST_F(CliTiny, BadBuildInputs) {
+    TempDir out;
+    expect_one_line_error("build --output_dir " + out.path().string() + " --model_dir /nonexistent.gguf", "/nonexistent.gguf");
+    expect_one_line_error("build --output_dir " + out.path().string() + " --random_weights tiny --dtype float8", "float8");
+    expect_one_line_error("build --output_dir " + out.path().string() + " --random_weights huge", "huge");
+    expect_one_line_error("build --model_dir x", "output_dir");
+    expect_one_line_error("build --output_dir " + out.path().string(), "--random_weights");
+    expect_one_line_error("build --output_dir " + out.path().string() + " --random_weights tiny --max_batch_size 0", "max_batch_size");
+}
+
+TEST_F(CliTiny, TokenizeIdsAndPieces) {
+    const auto ids = run_command(lamina("tokenize --model " + engine().string() + " --ids --text 'Hello, world!'"));
+    ASSERT_EQ(ids.status, 0) << ids.output;
+    EXPECT_EQ(ids.output, "42 71 78 348 14 376 346 3\n");  // tokenizer_cases[0] of the fixture, without BOS
+    const auto pieces = run_command(lamina("tokenize --model " + (test::data_dir() / "tiny_llama").string() + " --text 'Hello'"));
+    ASSERT_EQ(pieces.status, 0) << pieces.output;
+    EXPECT_EQ(pieces.output.front(), '[');
+    expect_one_line_error("tokenize --model " + engine().string(), "--text");
+    expect_one_line_error("tokenize --model " + engine().string() + " --file /nonexistent.txt", "/nonexistent.txt");
+}
+
+TEST_F(CliTiny, BenchPrintsATableAndJson) {
+    TempDir out;
+    const auto r = run_command(lamina("bench --device cpu --engine_dir " + engine().string() +
+                                      " --input_len 8 --output_len 4 --repeats 1 --json " + (out / "b.json").string()));
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find("| prefill tokens/s |"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("| decode achieved GB/s |"), std::string::npos) << r.output;
+    const auto j = test::read_json(out / "b.json");
+    EXPECT_GT(j["decode_tokens_per_s"][0].get<double>(), 0.0);
+    expect_one_line_error("bench --device cpu --engine_dir " + engine().string() + " --input_len 33", "max_input_len");
+}
+
+TEST(CliSmolLM2, RunFromGgufOnTheFlyGivesHfText) {
+    LAMINA_REQUIRE_SMOLLM2();
+    const auto r = run_command(lamina("run --device cpu --model_dir " + test::smollm2_gguf().string() +
+                                      " --input_text 'The capital of France is' --max_output_len 6 --temperature 0"));
+    ASSERT_EQ(r.status, 0) << r.output;
+    // tests/data/smollm2_greedy.json: HF's greedy continuation begins " Paris".
+    EXPECT_NE(r.output.find("Output [Text 0 Beam 0]: \" Paris"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace lamina
