@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <unordered_set>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -63,11 +64,21 @@ void validate_vocab(const Vocab& v, const std::string& source) {
     if (v.kind == TokenizerKind::Spm && v.merges.empty() && v.scores.size() != n) {
         throw Error(where + ": an SPM vocab needs either 'scores' (one per token) or 'merges'");
     }
+    // Every merge must name two tokens whose concatenation is a token (HF refuses such files too).
+    const std::unordered_set<std::string_view> texts(v.tokens.begin(), v.tokens.end());
+    std::string merged;
     for (size_t i = 0; i < v.merges.size(); ++i) {
-        const size_t space = v.merges[i].find(' ', 1);
-        if (space == std::string::npos || space + 1 >= v.merges[i].size()) {
+        const std::string_view m = v.merges[i];
+        const size_t space = m.find(' ', 1);
+        if (space == std::string::npos || space + 1 >= m.size()) {
             throw Error(where + ": field 'merges' entry " + std::to_string(i) + " ('" + v.merges[i] +
                         "') is not of the form \"left right\"");
+        }
+        merged.assign(m.substr(0, space));
+        merged.append(m.substr(space + 1));
+        if (!texts.contains(m.substr(0, space)) || !texts.contains(m.substr(space + 1)) || !texts.contains(merged)) {
+            throw Error(where + ": field 'merges' entry " + std::to_string(i) + " ('" + v.merges[i] +
+                        "') names or makes a token that is not in the vocab");
         }
     }
     auto check_id = [&](int32_t id, const char* field) {
@@ -88,7 +99,7 @@ void validate_vocab(const Vocab& v, const std::string& source) {
     if (v.add_eos && v.eos_id < 0) throw Error(where + ": 'add_eos' is set but there is no eos_id");
     if (v.kind == TokenizerKind::Bpe) {
         try {
-            (void)pre_tokenizer_patterns(v);
+            const PreTokenizer compiles(pre_tokenizer_patterns(v));
         } catch (const Error& e) {
             throw Error(where + ": field 'pre': " + e.what());
         }

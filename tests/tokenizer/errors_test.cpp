@@ -92,6 +92,7 @@ TEST(TokenizerErrors, CorruptLaminaVocabFileNamesFileAndField) {
     expect_error(load_modified([](auto& j) { j["bos_id"] = 5000; }), {name, "'bos_id'"});
     expect_error(load_modified([](auto& j) { j["stop_ids"] = {1, "x"}; }), {name, "'stop_ids'"});
     expect_error(load_modified([](auto& j) { j["merges"][0] = "nospace"; }), {name, "'merges'"});
+    expect_error(load_modified([](auto& j) { j["merges"][0] = "h zz"; }), {name, "'merges'", "not in the vocab"});
     expect_error(load_modified([](auto& j) { j["pre"] = "unknown-family"; }), {name, "'pre'", "unknown-family"});
     expect_error(load_modified([](auto& j) { j["add_bos"] = "yes"; }), {name, "'add_bos'"});
 
