@@ -13,5 +13,6 @@ Handler add_build(CLI::App& app);
 Handler add_run(CLI::App& app);
 Handler add_tokenize(CLI::App& app);
 Handler add_bench(CLI::App& app);
+Handler add_rouge(CLI::App& app);
 
 }  // namespace lamina::cli

@@ -1,0 +1,60 @@
+// Example-per-line files for ROUGE (format in rouge_io.h).
+#include "eval/rouge_io.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace lamina {
+
+std::string escape_example(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    for (char c : text) {
+        if (c == '\n') {
+            out += "\\n";
+        } else if (c == '\\') {
+            out += "\\\\";
+        } else {
+            out += c;
+        }
+    }
+    return out;
+}
+
+std::string unescape_example(std::string_view line) {
+    std::string out;
+    out.reserve(line.size());
+    for (size_t i = 0; i < line.size(); ++i) {
+        if (line[i] == '\\' && i + 1 < line.size() && (line[i + 1] == 'n' || line[i + 1] == '\\')) {
+            out += line[i + 1] == 'n' ? '\n' : '\\';
+            ++i;
+        } else {
+            out += line[i];
+        }
+    }
+    return out;
+}
+
+std::vector<std::string> read_examples(const std::filesystem::path& path) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) throw Error(path.string() + ": is a directory, expected a text file");
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw Error(path.string() + ": cannot open");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    if (in.bad()) throw Error(path.string() + ": read failed");
+    const std::string text = ss.str();
+    std::vector<std::string> examples;
+    size_t start = 0;
+    while (start < text.size()) {
+        size_t end = text.find('\n', start);
+        if (end == std::string::npos) end = text.size();
+        examples.push_back(unescape_example(std::string_view(text).substr(start, end - start)));
+        start = end + 1;
+    }
+    return examples;
+}
+
+}  // namespace lamina
