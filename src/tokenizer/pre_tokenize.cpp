@@ -18,8 +18,8 @@ const char* const kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?
 const char* const kLlama3Pattern =
     R"((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
-// HF Digits(individual_digits=true): every numeric character is a piece of its own.
-static const char* const kIndividualDigitsPattern = R"(\p{N})";
+const char* const kIndividualDigitsPattern = R"(\p{N})";
+const char* const kDigitRunPattern = R"(\p{N}+)";
 
 std::vector<std::string> pre_tokenizer_patterns(const Vocab& v) {
     const std::string& pre = v.pre;

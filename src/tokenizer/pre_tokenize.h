@@ -18,9 +18,12 @@ struct Vocab;
 // The patterns of Vocab::pre (for Vocab::kind == Bpe); throws lamina::Error for an unknown family.
 std::vector<std::string> pre_tokenizer_patterns(const Vocab& vocab);
 
-// The GPT-2 / HF ByteLevel pattern, and the Llama 3 one (used to recognize it in a tokenizer.json).
+// The GPT-2 / HF ByteLevel pattern, and the Llama 3 one.
 extern const char* const kGpt2Pattern;
 extern const char* const kLlama3Pattern;
+// HF Digits(individual_digits = true): each numeric character alone; = false: runs of them.
+extern const char* const kIndividualDigitsPattern;
+extern const char* const kDigitRunPattern;
 
 class PreTokenizer {
 public:

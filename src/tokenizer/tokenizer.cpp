@@ -201,7 +201,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, 
     if (bad != kUtf8Valid) throw Error("input text is not valid UTF-8 at byte " + std::to_string(bad));
     const Vocab& v = impl_->vocab;
     std::vector<int32_t> out;
-    out.reserve(text.size() / 2 + 2);  // a rough guess: English averages ~4 bytes per token
+    out.reserve(text.size() / 2 + 2);  // generous: English text averages about 4 bytes per token
     if (add_special && v.add_bos) out.push_back(v.bos_id);
     for (const auto& fragment : impl_->specials.split(text, parse_special)) {
         if (fragment.id >= 0) {

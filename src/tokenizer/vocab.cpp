@@ -143,7 +143,10 @@ Vocab vocab_from_gguf(const GgufFile& gguf) {
     const bool is_llama3 = v.pre == "llama-bpe" || v.pre == "llama3";
     v.add_bos = gguf.get_bool_opt("tokenizer.ggml.add_bos_token").value_or(v.kind == TokenizerKind::Spm || is_llama3);
     v.add_eos = gguf.get_bool_opt("tokenizer.ggml.add_eos_token").value_or(false);
-    v.add_space_prefix = gguf.get_bool_opt("tokenizer.ggml.add_space_prefix").value_or(v.kind == TokenizerKind::Spm);
+    // The key describes SentencePiece's dummy prefix; llama.cpp reads it only for SPM and so does
+    // Lamina (a byte-level GGUF has no way to carry HF ByteLevel's add_prefix_space).
+    v.add_space_prefix = v.kind == TokenizerKind::Spm &&
+                         gguf.get_bool_opt("tokenizer.ggml.add_space_prefix").value_or(true);
     v.ignore_merges = is_llama3;  // the Llama 3 tokenizer.json sets ignore_merges; GGUF has no key for it
     v.chat_template = gguf.get_string_opt("tokenizer.chat_template").value_or("");
 

@@ -143,7 +143,7 @@ private:
                 if (flag(step, "use_regex", true)) patterns.push_back(kGpt2Pattern);
                 v.add_space_prefix = flag(step, "add_prefix_space", false);
             } else if (type == "Digits") {
-                patterns.push_back(flag(step, "individual_digits", false) ? R"(\p{N})" : R"(\p{N}+)");
+                patterns.push_back(flag(step, "individual_digits", false) ? kIndividualDigitsPattern : kDigitRunPattern);
             } else if (type == "Split") {
                 const json* pattern = field(step, "pattern");
                 const json* regex = pattern ? field(*pattern, "Regex") : nullptr;
@@ -158,7 +158,7 @@ private:
         }
         if (patterns == std::vector<std::string>{kGpt2Pattern}) {
             v.pre = "gpt-2";
-        } else if (patterns == std::vector<std::string>{R"(\p{N})", kGpt2Pattern}) {
+        } else if (patterns == std::vector<std::string>{kIndividualDigitsPattern, kGpt2Pattern}) {
             v.pre = "smollm";  // StarCoder2 and SmolLM share this pipeline
         } else if (patterns == std::vector<std::string>{std::string(kLlama3HfPattern)}) {
             v.pre = "llama-bpe";
