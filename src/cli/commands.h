@@ -14,5 +14,6 @@ Handler add_run(CLI::App& app);
 Handler add_tokenize(CLI::App& app);
 Handler add_bench(CLI::App& app);
 Handler add_rouge(CLI::App& app);
+Handler add_summarize(CLI::App& app);
 
 }  // namespace lamina::cli
