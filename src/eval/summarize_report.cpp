@@ -170,8 +170,8 @@ std::string comparison_table(const SummarizeRun& run, const SummarizeReference& 
             {"rougeL", {a.rougeL, r.rougeL}}, {"rougeLsum", {a.rougeLsum, r.rougeLsum}}};
         for (const auto& [name, v] : rows) {
             const std::string label = "beam " + std::to_string(b) + " " + name;
-            std::snprintf(line, sizeof line, "  %-22s %12.4f %12.4f %+12.4f\n", label.c_str(), v.first, v.second,
-                          v.first - v.second);
+            const double diff = std::abs(v.first - v.second) < 5e-5 ? 0.0 : v.first - v.second;  // no "-0.0000"
+            std::snprintf(line, sizeof line, "  %-22s %12.4f %12.4f %+12.4f\n", label.c_str(), v.first, v.second, diff);
             out += line;
         }
     }

@@ -187,6 +187,33 @@ TEST(SummarizeReport, ReferenceForOtherExamplesIsAnError) {
     EXPECT_NE(error_of([&] { read_summarize_reference(dir / "bad.json"); }).find("not valid JSON"), std::string::npos);
 }
 
+TEST(SummarizeReport, CommittedHfReferenceFitsTheShippedSample) {
+    // tests/data/summarize/hf_greedy_20.json (tools/hf_summarize.py): the default run's 20 examples,
+    // and rouge-score's per-example F1 on HF's outputs equal Lamina's ROUGE of the same texts.
+    const auto path = test::data_dir() / "summarize" / "hf_greedy_20.json";
+    const SummarizeReference ref = read_summarize_reference(path);
+    auto dataset = read_summarize_dataset(shipped_dataset());
+    dataset.resize(SummarizeOptions{}.n_examples(dataset.size()));
+    EXPECT_NO_THROW(check_reference_examples(ref, dataset));
+    const json doc = test::read_json(path);
+    EXPECT_EQ(doc["config"]["max_input_length"], SummarizeOptions{}.max_input_length);
+    EXPECT_EQ(doc["config"]["output_len"], SummarizeOptions{}.output_len);
+    double rouge1 = 0.0, rougeLsum = 0.0;
+    for (size_t i = 0; i < dataset.size(); ++i) {
+        const json& e = doc["examples"][i];
+        const RougeScores s = score_rouge(e["outputs"][0].get<std::string>(), dataset[i].highlights, false);
+        EXPECT_NEAR(s.rouge1.fmeasure, e["rouge"][0]["rouge1"].get<double>(), 1e-12) << e["id"];
+        EXPECT_NEAR(s.rouge2.fmeasure, e["rouge"][0]["rouge2"].get<double>(), 1e-12) << e["id"];
+        EXPECT_NEAR(s.rougeL.fmeasure, e["rouge"][0]["rougeL"].get<double>(), 1e-12) << e["id"];
+        EXPECT_NEAR(s.rougeLsum.fmeasure, e["rouge"][0]["rougeLsum"].get<double>(), 1e-12) << e["id"];
+        EXPECT_EQ(e["output_tokens"][0], e["output_ids"][0].size());
+        rouge1 += s.rouge1.fmeasure;
+        rougeLsum += s.rougeLsum.fmeasure;
+    }
+    EXPECT_NEAR(100.0 * rouge1 / 20, ref.scores[0].rouge1, 1e-9);
+    EXPECT_NEAR(100.0 * rougeLsum / 20, ref.scores[0].rougeLsum, 1e-9);
+}
+
 // The tiny random model: fast, so batching can be checked on many examples and both decoders.
 class SummarizeTiny : public ::testing::Test {
 protected:
