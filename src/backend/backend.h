@@ -33,7 +33,12 @@ struct StepTokens {
     const int32_t* positions = nullptr;
     const int32_t* slots = nullptr;
     int64_t n_tokens = 0;
+    // Prefill tiles for tensor-core attention: n_tiles records of (first token, rows, slot, first
+    // position), each at most kAttentionTileRows tokens of one sequence at consecutive positions.
+    const int32_t* tiles = nullptr;
+    int64_t n_tiles = 0;
 };
+inline constexpr int64_t kAttentionTileRows = 64;
 
 struct AttentionShape {
     int64_t n_head = 0, n_head_kv = 0, head_dim = 0;
@@ -50,6 +55,7 @@ public:
     virtual void free(void* p) = 0;
     virtual void to_device(void* dst, const void* src, size_t bytes) = 0;
     virtual void to_host(void* dst, const void* src, size_t bytes) = 0;
+    virtual void copy_device(void* dst, const void* src, size_t bytes) = 0;
     virtual void synchronize() {}
     // True when device memory is host memory: weights are then used in place from the mapped file.
     virtual bool shares_host_memory() const { return false; }
@@ -63,6 +69,9 @@ public:
     // residual += x; out = rms_norm(residual) * w  (the fused twin of add + rms_norm)
     virtual void rms_norm_fused_add(TensorView residual, const TensorView& x, const TensorView& w, float eps,
                                     TensorView out) = 0;
+    // The unfused composition of rms_norm — square, mean, add eps, sqrt, divide, multiply by the weight
+    // as separate passes — the ablation twin of the fused kernel (`lamina build --rmsnorm_plugin off`).
+    virtual void rms_norm_unfused(const TensorView& x, const TensorView& w, float eps, TensorView out) = 0;
     // out[n, m] = x[n, k] @ w[m, k]^T (+ bias[m])
     virtual void matmul(const TensorView& x, const TensorView& w, const TensorView* bias, TensorView out) = 0;
     // Rotates q and k inside qkv [n, (n_head + 2 n_head_kv) * head_dim] in place (HF rotate-half RoPE)
@@ -78,6 +87,15 @@ public:
     virtual void add(TensorView acc, const TensorView& x) = 0;
     // Copies rows rows[i] of x into out row i (to pick the tokens that need logits).
     virtual void gather_rows(const TensorView& x, const int32_t* rows, int64_t n, TensorView out) = 0;
+    // ids[r] = argmax of logits row r (the first index on ties, as torch.argmax); ids in backend memory.
+    virtual void argmax_rows(const TensorView& logits, int32_t* ids) = 0;
+
+    // Graph capture of one step's kernels (CUDA graphs): graph_begin/graph_end record the ops issued
+    // between them under `key`; graph_replay(key) runs them again and returns false if none was recorded.
+    virtual bool supports_graphs() const { return false; }
+    virtual bool graph_replay(int64_t /*key*/) { return false; }
+    virtual void graph_begin() {}
+    virtual void graph_end(int64_t /*key*/) {}
 };
 
 std::unique_ptr<Backend> make_cpu_backend();

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <random>
 #include <vector>
 
@@ -22,7 +23,40 @@ namespace {
 struct BenchArgs {
     std::string engine_dir, json, device = "auto";
     int64_t input_len = 512, output_len = 128, repeats = 3, batch_size = 1;
+    bool profile = false;
 };
+
+// Time per group of ops, from the model's intermediate hook (which synchronizes the backend before
+// each call): the time between two named intermediates is the cost of the ops that produced the second.
+// Graphs are off while profiling, so decode times include launch overheads that graphs remove.
+void print_profile(Generator& gen, const std::vector<std::vector<int32_t>>& prompts, int64_t batch) {
+    struct Cost {
+        double prefill = 0, decode = 0;
+    };
+    std::map<std::string, Cost> costs;
+    std::vector<std::string> order;
+    bool in_prefill = true;
+    auto last = std::chrono::steady_clock::now();
+    gen.model().on_intermediate = [&](const std::string& name, const TensorView& v) {
+        const auto now = std::chrono::steady_clock::now();
+        const double s = std::chrono::duration<double>(now - last).count();
+        last = now;
+        std::string op = name;
+        if (op.rfind("blk.", 0) == 0) op = op.substr(op.find('.', 4) + 1);
+        if (!costs.count(op)) order.push_back(op);
+        if (name == "embd") in_prefill = v.rows > batch;  // a step starts: prefill carries more tokens
+        (in_prefill ? costs[op].prefill : costs[op].decode) += s;
+    };
+    GenerationParams p;
+    p.max_new_tokens = 9;
+    p.sampling.temperature = 0.0f;
+    last = std::chrono::steady_clock::now();
+    gen.generate(prompts, p);
+    gen.model().on_intermediate = nullptr;
+    std::printf("\nprofile (synchronized per op group; graphs off):\n| ops ending at | prefill ms | decode ms/step |\n|---|---|---|\n");
+    for (const auto& op : order)
+        std::printf("| %s | %.3f | %.3f |\n", op.c_str(), 1e3 * costs[op].prefill, 1e3 * costs[op].decode / 8.0);
+}
 
 // Host copy bandwidth (bytes read + written per second) over a buffer far larger than the caches.
 double host_copy_bandwidth() {
@@ -68,12 +102,13 @@ Handler add_bench(CLI::App& app) {
     cmd->add_option("--batch_size", a->batch_size, "Sequences decoded together")->check(CLI::PositiveNumber);
     cmd->add_option("--json", a->json, "Also write the results to this JSON file");
     cmd->add_option("--device", a->device, "cpu, cuda or auto");
+    cmd->add_flag("--profile", a->profile, "Also print time per op group for one prefill and decode steps");
     return [a] {
         Engine engine(a->engine_dir);
         if (a->input_len > engine.limits().max_input_len)
             throw Error("--input_len " + std::to_string(a->input_len) + " exceeds the engine's max_input_len " +
                         std::to_string(engine.limits().max_input_len));
-        auto backend = make_backend(a->device);
+        auto backend = make_backend(a->device, engine.dtype());
         Generator gen(engine, *backend, a->batch_size);
         std::mt19937 rng(1234);
         std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(engine.config().n_vocab - 1));
@@ -123,6 +158,7 @@ Handler add_bench(CLI::App& app) {
                         100.0 * achieved / ceiling, ceiling / 1e9);
         else
             std::printf("| decode achieved GB/s | %.2f | |\n", achieved / 1e9);
+        if (a->profile) print_profile(gen, prompts, a->batch_size);
         if (!a->json.empty()) {
             nlohmann::json j = {{"device", backend->name()},
                                 {"dtype", dtype_name(engine.dtype())},

@@ -56,7 +56,7 @@ Handler add_run(CLI::App& app) {
         const std::vector<int32_t> ids = tok.encode(prompt, true, a->chat);
         if (ids.empty()) throw Error("--input_text encodes to no tokens");
 
-        auto backend = make_backend(a->device);
+        auto backend = make_backend(a->device, engine.dtype());
         Generator gen(engine, *backend, 1);
         GenerationParams params;
         params.max_new_tokens = a->max_output_len;

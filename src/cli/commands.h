@@ -13,6 +13,7 @@ Handler add_build(CLI::App& app);
 Handler add_run(CLI::App& app);
 Handler add_tokenize(CLI::App& app);
 Handler add_bench(CLI::App& app);
+Handler add_logits(CLI::App& app);
 Handler add_rouge(CLI::App& app);
 Handler add_summarize(CLI::App& app);
 

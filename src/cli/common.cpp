@@ -11,15 +11,17 @@
 #include "backend/cuda/cuda_backend.h"
 #endif
 
+
 namespace lamina::cli {
 
-std::unique_ptr<Backend> make_backend(const std::string& device) {
+std::unique_ptr<Backend> make_backend(const std::string& device, DType engine_dtype) {
     if (device == "cpu") return make_cpu_backend();
 #ifdef LAMINA_HAS_CUDA
-    if (device == "cuda") return make_cuda_backend();
-    if (device == "auto") return cuda_device_count() > 0 ? make_cuda_backend() : make_cpu_backend();
+    if (device == "cuda") return make_cuda_backend(engine_dtype);
+    if (device == "auto") return cuda_device_count() > 0 ? make_cuda_backend(engine_dtype) : make_cpu_backend();
 #else
-    if (device == "cuda") throw Error("--device cuda: this lamina was built without CUDA");
+    (void)engine_dtype;
+    if (device == "cuda") throw Error("--device cuda: this lamina was built without CUDA (configure with -DLAMINA_CUDA=ON)");
     if (device == "auto") return make_cpu_backend();
 #endif
     throw Error("--device '" + device + "' is not one of cpu, cuda, auto");

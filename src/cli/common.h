@@ -14,8 +14,9 @@
 
 namespace lamina::cli {
 
-// "cpu", "cuda" or "auto" (cuda when built with it and a GPU is present, else cpu).
-std::unique_ptr<Backend> make_backend(const std::string& device);
+// "cpu", "cuda" or "auto" (cuda when built with it and a GPU is present, else cpu). On CUDA the
+// activations and KV cache take the engine's dtype.
+std::unique_ptr<Backend> make_backend(const std::string& device, DType engine_dtype);
 
 // An engine from --engine_dir, or built into a temporary directory from --model_dir.
 struct OpenedEngine {

@@ -12,7 +12,7 @@ int main(int argc, char** argv) {
     app.failure_message([](const CLI::App*, const CLI::Error& e) { return std::string("lamina: ") + e.what() + "\n"; });
     std::vector<std::pair<CLI::App*, lamina::cli::Handler>> commands;
     for (auto add : {lamina::cli::add_build, lamina::cli::add_run, lamina::cli::add_tokenize, lamina::cli::add_bench,
-                     lamina::cli::add_rouge, lamina::cli::add_summarize}) {
+                     lamina::cli::add_rouge, lamina::cli::add_summarize, lamina::cli::add_logits}) {
         const size_t before = app.get_subcommands({}).size();
         lamina::cli::Handler h = add(app);
         commands.emplace_back(app.get_subcommands({})[before], std::move(h));

@@ -79,10 +79,13 @@ LlamaModel::LlamaModel(const Engine& engine, Backend& backend, const ModelLimits
     ff_ = activation(c.n_ff, T);
     last_ = activation(c.n_embd, T);
     logits_ = activation(c.n_vocab, T);
-    for (int32_t** p : {&tok_ids_, &tok_pos_, &tok_slots_, &logit_rows_}) {
+    for (int32_t** p : {&tok_ids_, &tok_pos_, &tok_slots_, &logit_rows_, &next_ids_}) {
         *p = static_cast<int32_t*>(backend.alloc(static_cast<size_t>(T) * sizeof(int32_t)));
         buffers_.push_back(*p);
     }
+    // A step of T tokens splits into at most T / kAttentionTileRows + n_slot tiles; 4 ints each.
+    tiles_ = static_cast<int32_t*>(backend.alloc(static_cast<size_t>(4 * (T + limits.n_slot)) * sizeof(int32_t)));
+    buffers_.push_back(tiles_);
 }
 
 LlamaModel::~LlamaModel() {
@@ -97,6 +100,18 @@ TensorView LlamaModel::activation(int64_t cols, int64_t rows) {
     return make_view(p, act, rows, cols);
 }
 
+void LlamaModel::copy_slot(int64_t src, int64_t dst, int64_t n_positions) {
+    LAMINA_CHECK(src >= 0 && src < kv_.n_slot && dst >= 0 && dst < kv_.n_slot && n_positions <= kv_.n_ctx);
+    if (src == dst || n_positions <= 0) return;
+    const size_t elem = dtype_size(kv_.dtype);
+    const size_t bytes = static_cast<size_t>(n_positions * kv_.kv_dim) * elem;
+    for (int64_t l = 0; l < kv_.n_layer; ++l) {
+        const size_t from = static_cast<size_t>(kv_.offset(src, l, 0)) * elem, to = static_cast<size_t>(kv_.offset(dst, l, 0)) * elem;
+        backend_.copy_device(static_cast<char*>(kv_.k) + to, static_cast<const char*>(kv_.k) + from, bytes);
+        backend_.copy_device(static_cast<char*>(kv_.v) + to, static_cast<const char*>(kv_.v) + from, bytes);
+    }
+}
+
 void LlamaModel::trace(const std::string& name, const TensorView& v) {
     if (on_intermediate) {
         backend_.synchronize();
@@ -104,8 +119,8 @@ void LlamaModel::trace(const std::string& name, const TensorView& v) {
     }
 }
 
-void LlamaModel::forward(std::span<const int32_t> ids, std::span<const int32_t> positions,
-                         std::span<const int32_t> slots, std::span<const int32_t> logit_rows, float* logits) {
+StepTokens LlamaModel::upload_step(std::span<const int32_t> ids, std::span<const int32_t> positions,
+                                   std::span<const int32_t> slots, std::span<const int32_t> logit_rows) {
     const ModelConfig& c = config_;
     const auto n = static_cast<int64_t>(ids.size());
     LAMINA_CHECK(n > 0 && n <= limits_.max_step_tokens && positions.size() == ids.size() && slots.size() == ids.size());
@@ -115,23 +130,77 @@ void LlamaModel::forward(std::span<const int32_t> ids, std::span<const int32_t> 
         LAMINA_CHECK(positions[t] >= 0 && positions[t] < limits_.n_ctx, "position " + std::to_string(positions[t]));
         LAMINA_CHECK(slots[t] >= 0 && slots[t] < limits_.n_slot, "slot " + std::to_string(slots[t]));
     }
+    for (int32_t r : logit_rows) LAMINA_CHECK(r >= 0 && r < n, "logit row " + std::to_string(r));
+    // Tiles: runs of one slot at consecutive positions, cut every kAttentionTileRows tokens. A decode
+    // step (every token its own sequence) gets none: the attention op then takes its per-token path.
+    std::vector<int32_t> tiles;
+    const bool decode = static_cast<int64_t>(logit_rows.size()) == n && n <= limits_.n_slot;
+    for (int64_t t = 0; t < n && !decode;) {
+        int64_t e = t + 1;
+        while (e < n && e - t < kAttentionTileRows && slots[e] == slots[t] && positions[e] == positions[e - 1] + 1) ++e;
+        tiles.insert(tiles.end(), {static_cast<int32_t>(t), static_cast<int32_t>(e - t), slots[t], positions[t]});
+        t = e;
+    }
     backend_.to_device(tok_ids_, ids.data(), ids.size_bytes());
     backend_.to_device(tok_pos_, positions.data(), positions.size_bytes());
     backend_.to_device(tok_slots_, slots.data(), slots.size_bytes());
     backend_.to_device(logit_rows_, logit_rows.data(), logit_rows.size_bytes());
-    const StepTokens tok{tok_ids_, tok_pos_, tok_slots_, n};
+    if (!tiles.empty()) backend_.to_device(tiles_, tiles.data(), tiles.size() * sizeof(int32_t));
+    return StepTokens{tok_ids_, tok_pos_, tok_slots_, n, tiles_, static_cast<int64_t>(tiles.size() / 4)};
+}
 
+void LlamaModel::run_step(const StepTokens& tok, int64_t n_logits, bool argmax) {
+    const bool graphable = backend_.supports_graphs() && !on_intermediate && tok.n_tiles == 0;
+    if (!graphable) {
+        step_ops(tok, n_logits, argmax);
+        return;
+    }
+    // One graph per (tokens in the step, argmax or logits): shapes are baked into a capture.
+    const int64_t key = tok.n_tokens * 2 + (argmax ? 1 : 0);
+    if (backend_.graph_replay(key)) return;
+    backend_.graph_begin();
+    step_ops(tok, n_logits, argmax);
+    backend_.graph_end(key);
+    LAMINA_CHECK(backend_.graph_replay(key));
+}
+
+void LlamaModel::forward(std::span<const int32_t> ids, std::span<const int32_t> positions,
+                         std::span<const int32_t> slots, std::span<const int32_t> logit_rows, float* logits) {
+    const StepTokens tok = upload_step(ids, positions, slots, logit_rows);
+    const auto n_logits = static_cast<int64_t>(logit_rows.size());
+    run_step(tok, n_logits, false);
+    const size_t n_out = static_cast<size_t>(n_logits * config_.n_vocab);
+    if (logits_.dtype == DType::F32) {
+        backend_.to_host(logits, logits_.data, n_out * sizeof(float));
+    } else {
+        std::vector<uint16_t> tmp(n_out);
+        backend_.to_host(tmp.data(), logits_.data, n_out * sizeof(uint16_t));
+        convert_to_f32(logits_.dtype, tmp.data(), logits, n_out);
+    }
+}
+
+void LlamaModel::forward_argmax(std::span<const int32_t> ids, std::span<const int32_t> positions,
+                                std::span<const int32_t> slots, std::span<const int32_t> logit_rows,
+                                int32_t* next_ids) {
+    const StepTokens tok = upload_step(ids, positions, slots, logit_rows);
+    run_step(tok, static_cast<int64_t>(logit_rows.size()), true);
+    backend_.to_host(next_ids, next_ids_, logit_rows.size() * sizeof(int32_t));
+}
+
+void LlamaModel::step_ops(const StepTokens& tok, int64_t n_logits, bool argmax) {
+    const ModelConfig& c = config_;
+    const int64_t n = tok.n_tokens;
     TensorView x = rows_of(x_, n), h = rows_of(h_, n), qkv = rows_of(qkv_, n), attn = rows_of(attn_, n);
     TensorView proj = rows_of(proj_, n), gate_up = rows_of(gate_up_, n), ff = rows_of(ff_, n);
     const float eps = c.rms_eps;
 
-    // residual += sublayer output; h = rms_norm(residual) * w — fused, or as its two unfused ops.
+    // residual += sublayer output; h = rms_norm(residual) * w — fused, or as its unfused ops.
     auto add_and_norm = [&](const TensorView& w) {
         if (rmsnorm_plugin_) {
             backend_.rms_norm_fused_add(x, proj, w, eps, h);
         } else {
             backend_.add(x, proj);
-            backend_.rms_norm(x, w, eps, h);
+            backend_.rms_norm_unfused(x, w, eps, h);
         }
     };
 
@@ -140,8 +209,9 @@ void LlamaModel::forward(std::span<const int32_t> ids, std::span<const int32_t> 
     for (int64_t l = 0; l < c.n_layer; ++l) {
         const LayerWeights& L = weights_.layers[l];
         const std::string prefix = "blk." + std::to_string(l) + ".";
-        if (l == 0) backend_.rms_norm(x, L.attn_norm, eps, h);
-        else add_and_norm(L.attn_norm);
+        if (l > 0) add_and_norm(L.attn_norm);
+        else if (rmsnorm_plugin_) backend_.rms_norm(x, L.attn_norm, eps, h);
+        else backend_.rms_norm_unfused(x, L.attn_norm, eps, h);
         trace(prefix + "attn_norm", h);
         backend_.matmul(h, L.wqkv, L.bqkv.empty() ? nullptr : &L.bqkv, qkv);
         backend_.rope_kv_write(qkv, tok, rope_cos_sin_, attn_shape_, l, kv_);
@@ -161,19 +231,11 @@ void LlamaModel::forward(std::span<const int32_t> ids, std::span<const int32_t> 
     add_and_norm(weights_.output_norm);
     trace("output_norm", h);
 
-    const auto n_logits = static_cast<int64_t>(logit_rows.size());
     TensorView last = rows_of(last_, n_logits), out = rows_of(logits_, n_logits);
     backend_.gather_rows(h, logit_rows_, n_logits, last);
     backend_.matmul(last, weights_.output, nullptr, out);
     trace("logits", out);
-    const size_t n_out = static_cast<size_t>(n_logits * c.n_vocab);
-    if (out.dtype == DType::F32) {
-        backend_.to_host(logits, out.data, n_out * sizeof(float));
-    } else {
-        std::vector<uint16_t> tmp(n_out);
-        backend_.to_host(tmp.data(), out.data, n_out * sizeof(uint16_t));
-        convert_to_f32(out.dtype, tmp.data(), logits, n_out);
-    }
+    if (argmax) backend_.argmax_rows(out, next_ids_);
 }
 
 }  // namespace lamina

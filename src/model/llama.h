@@ -30,6 +30,15 @@ public:
     // indices `logit_rows` into `logits` (host, [logit_rows.size(), n_vocab], f32).
     void forward(std::span<const int32_t> ids, std::span<const int32_t> positions, std::span<const int32_t> slots,
                  std::span<const int32_t> logit_rows, float* logits);
+    // The same step, but only the greedy choice (argmax of each logits row, computed on the backend)
+    // comes back: `next_ids` gets logit_rows.size() ids. Decode steps of this kind are replayed from a
+    // captured graph on backends that have graphs.
+    void forward_argmax(std::span<const int32_t> ids, std::span<const int32_t> positions,
+                        std::span<const int32_t> slots, std::span<const int32_t> logit_rows, int32_t* next_ids);
+
+    // Copies the KV cache of positions [0, n_positions) of slot `src` into slot `dst` (beam search
+    // forks a hypothesis this way).
+    void copy_slot(int64_t src, int64_t dst, int64_t n_positions);
 
     const ModelConfig& config() const { return config_; }
     const ModelLimits& limits() const { return limits_; }
@@ -40,6 +49,13 @@ public:
     std::function<void(const std::string& name, const TensorView& value)> on_intermediate;
 
 private:
+    // Uploads the step's token metadata; returns the StepTokens view of it.
+    StepTokens upload_step(std::span<const int32_t> ids, std::span<const int32_t> positions,
+                           std::span<const int32_t> slots, std::span<const int32_t> logit_rows);
+    // Issues every op of a step (no host synchronization): embedding to logits, and argmax if asked.
+    void step_ops(const StepTokens& tok, int64_t n_logits, bool argmax);
+    // Runs step_ops, from a captured graph when the step is a decode step on a graph backend.
+    void run_step(const StepTokens& tok, int64_t n_logits, bool argmax);
     void trace(const std::string& name, const TensorView& v);
     TensorView activation(int64_t cols, int64_t rows);
 
@@ -59,6 +75,8 @@ private:
     int32_t* tok_pos_ = nullptr;
     int32_t* tok_slots_ = nullptr;
     int32_t* logit_rows_ = nullptr;
+    int32_t* tiles_ = nullptr;     // prefill attention tiles, see StepTokens
+    int32_t* next_ids_ = nullptr;  // argmax results
 };
 
 }  // namespace lamina

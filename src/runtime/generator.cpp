@@ -71,6 +71,22 @@ std::vector<std::vector<int32_t>> Generator::generate(const std::vector<std::vec
             history[i - g0] = prompts[i];
         }
         std::vector<bool> live(g1 - g0, true);
+        // Greedy without penalties needs only the argmax, which the backend computes: only ids come
+        // back from the device. Otherwise the logits come back for the samplers.
+        const bool device_greedy = params.sampling.greedy() && params.sampling.repetition_penalty == 1.0f;
+        std::vector<int32_t> chosen;
+        auto run = [&](std::span<const int32_t> rows, const std::vector<size_t>& seqs) {
+            chosen.resize(rows.size());
+            if (device_greedy) {
+                model_.forward_argmax(ids, pos, slots, rows, chosen.data());
+                return;
+            }
+            model_.forward(ids, pos, slots, rows, logits.data());
+            for (size_t r = 0; r < seqs.size(); ++r) {
+                std::span<float> row(logits.data() + r * n_vocab, static_cast<size_t>(n_vocab));
+                chosen[r] = samplers[seqs[r]].sample(row, history[seqs[r]]);
+            }
+        };
         auto accept = [&](size_t s, int32_t id) {
             history[s].push_back(id);
             outputs[g0 + s].push_back(id);
@@ -102,18 +118,14 @@ std::vector<std::vector<int32_t>> Generator::generate(const std::vector<std::vec
             }
             const auto t0 = Clock::now();
             if (!logit_rows.empty()) {
-                model_.forward(ids, pos, slots, logit_rows, logits.data());
-            } else {  // a chunk in the middle of a long prompt: logits of its last token are unused
+                run(logit_rows, finishing);
+            } else {  // a chunk in the middle of a long prompt: its last token's choice is unused
                 const int32_t last = static_cast<int32_t>(ids.size() - 1);
-                model_.forward(ids, pos, slots, std::span<const int32_t>(&last, 1), logits.data());
+                model_.forward_argmax(ids, pos, slots, std::span<const int32_t>(&last, 1), &chosen.emplace_back());
             }
             stats_.prefill_seconds += seconds_since(t0);
             stats_.prompt_tokens += static_cast<int64_t>(ids.size());
-            for (size_t r = 0; r < finishing.size(); ++r) {
-                const size_t s = finishing[r];
-                std::span<float> row(logits.data() + r * n_vocab, static_cast<size_t>(n_vocab));
-                accept(s, samplers[s].sample(row, history[s]));
-            }
+            for (size_t r = 0; r < finishing.size(); ++r) accept(finishing[r], chosen[r]);
         }
         if (g0 == 0) stats_.first_token_seconds = seconds_since(t_start);
 
@@ -130,13 +142,10 @@ std::vector<std::vector<int32_t>> Generator::generate(const std::vector<std::vec
                 active.push_back(s);
             }
             const auto t0 = Clock::now();
-            model_.forward(ids, pos, slots, logit_rows, logits.data());
+            run(logit_rows, active);
             stats_.decode_seconds += seconds_since(t0);
             ++stats_.decode_steps;
-            for (size_t r = 0; r < active.size(); ++r) {
-                std::span<float> row(logits.data() + r * n_vocab, static_cast<size_t>(n_vocab));
-                accept(active[r], samplers[active[r]].sample(row, history[active[r]]));
-            }
+            for (size_t r = 0; r < active.size(); ++r) accept(active[r], chosen[r]);
         }
     }
     return outputs;

@@ -162,9 +162,10 @@ TEST(RougeReference, UpstreamFilesAreTheScoredInputs) {
     EXPECT_EQ(targets, lines[0]["target"].get<std::string>() + lines[1]["target"].get<std::string>());
     EXPECT_EQ(predictions, lines[0]["prediction"].get<std::string>() + lines[1]["prediction"].get<std::string>());
     const json& multi = reference_set("upstream_multi")["cases"][0];
-    EXPECT_EQ(test::read_file(rouge_dir() / "pyrouge_files" / "target_multi.0.txt"), multi["target"]);
-    EXPECT_EQ(test::read_file(rouge_dir() / "pyrouge_files" / "prediction_multi.0.txt"), multi["prediction"]);
-    EXPECT_EQ(test::read_file(rouge_dir() / "delimited.txt"), reference_set("upstream_multi")["cases"][3]["target"]);
+    EXPECT_EQ(test::read_file(rouge_dir() / "pyrouge_files" / "target_multi.0.txt"), multi["target"].get<std::string>());
+    EXPECT_EQ(test::read_file(rouge_dir() / "pyrouge_files" / "prediction_multi.0.txt"), multi["prediction"].get<std::string>());
+    EXPECT_EQ(test::read_file(rouge_dir() / "delimited.txt"),
+              reference_set("upstream_multi")["cases"][3]["target"].get<std::string>());
 }
 
 TEST(RougeAggregate, NoExamplesIsAnError) { EXPECT_THROW(aggregate_rouge({}), Error); }

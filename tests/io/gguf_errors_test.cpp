@@ -213,3 +213,29 @@ TEST(GgufMetadata, SmolLM2Config) {
 
 }  // namespace
 }  // namespace lamina
+
+namespace lamina {
+namespace {
+
+// Every supported GGML type against gguf-py's reference dequantization (tools/make_quant_fixture.py).
+TEST(GgufDequant, EveryTypeMatchesGgufPy) {
+    const auto dir = test::data_dir() / "gguf";
+    GgufFile f(dir / "quants.gguf");
+    const auto ref = test::read_json(dir / "quants_expected.json");
+    int checked = 0;
+    for (const auto& [name, values] : ref["expected"].items()) {
+        const GgufTensorInfo* t = f.find_tensor(name);
+        ASSERT_NE(t, nullptr) << name;
+        std::vector<float> out(t->n_elements());
+        const auto data = f.tensor_data(*t);
+        dequantize(t->type, data.data(), out.data(), t->n_elements());
+        const auto expected = values.get<std::vector<float>>();
+        ASSERT_EQ(out.size(), expected.size());
+        for (size_t i = 0; i < out.size(); ++i) ASSERT_EQ(out[i], expected[i]) << name << " element " << i;
+        ++checked;
+    }
+    EXPECT_EQ(checked, 8);
+}
+
+}  // namespace
+}  // namespace lamina

@@ -23,6 +23,7 @@ void* CpuBackend::alloc(size_t bytes) {
 void CpuBackend::free(void* p) { std::free(p); }
 void CpuBackend::to_device(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
 void CpuBackend::to_host(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+void CpuBackend::copy_device(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
 
 namespace {
 // Up to this many tokens, a weight row is streamed once per token from cache (decode is bandwidth

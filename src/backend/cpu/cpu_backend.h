@@ -15,12 +15,14 @@ public:
     void free(void* p) override;
     void to_device(void* dst, const void* src, size_t bytes) override;
     void to_host(void* dst, const void* src, size_t bytes) override;
+    void copy_device(void* dst, const void* src, size_t bytes) override;
     bool shares_host_memory() const override { return true; }
 
     void embedding(const TensorView& table, const StepTokens& tok, TensorView out) override;
     void rms_norm(const TensorView& x, const TensorView& w, float eps, TensorView out) override;
     void rms_norm_fused_add(TensorView residual, const TensorView& x, const TensorView& w, float eps,
                             TensorView out) override;
+    void rms_norm_unfused(const TensorView& x, const TensorView& w, float eps, TensorView out) override;
     void matmul(const TensorView& x, const TensorView& w, const TensorView* bias, TensorView out) override;
     void rope_kv_write(TensorView qkv, const StepTokens& tok, const TensorView& rope_cos_sin,
                        const AttentionShape& shape, int64_t layer, KvCache& cache) override;
@@ -29,10 +31,12 @@ public:
     void swiglu(const TensorView& gate_up, TensorView out) override;
     void add(TensorView acc, const TensorView& x) override;
     void gather_rows(const TensorView& x, const int32_t* rows, int64_t n, TensorView out) override;
+    void argmax_rows(const TensorView& logits, int32_t* ids) override;
 
 private:
     std::vector<float> weight_chunk_;   // f16/bf16 weight rows widened to f32 for sgemm (prefill)
-    std::vector<float> score_scratch_;  // attention scores, one n_ctx row per thread
+    std::vector<float> score_scratch_;
+    std::vector<float> norm_scratch_;   // x^2, then x / rms, for the unfused RMSNorm  // attention scores, one n_ctx row per thread
 };
 
 }  // namespace lamina

@@ -1,4 +1,5 @@
 // Embedding gather, SwiGLU, residual add and row gather on the CPU.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -43,6 +44,13 @@ void CpuBackend::gather_rows(const TensorView& x, const int32_t* rows, int64_t n
     for (int64_t i = 0; i < n; ++i) {
         LAMINA_CHECK(rows[i] >= 0 && rows[i] < x.rows);
         std::memcpy(out.row<float>(i), x.row<float>(rows[i]), static_cast<size_t>(x.cols) * sizeof(float));
+    }
+}
+
+void CpuBackend::argmax_rows(const TensorView& logits, int32_t* ids) {
+    for (int64_t r = 0; r < logits.rows; ++r) {
+        const float* row = logits.row<float>(r);
+        ids[r] = static_cast<int32_t>(std::max_element(row, row + logits.cols) - row);
     }
 }
 

@@ -36,4 +36,26 @@ void CpuBackend::rms_norm_fused_add(TensorView residual, const TensorView& x, co
     }
 }
 
+// Each step a separate pass over memory, as the seed's unfused Python composition.
+void CpuBackend::rms_norm_unfused(const TensorView& x, const TensorView& w, float eps, TensorView out) {
+    const int64_t n = x.rows, d = x.cols;
+    norm_scratch_.resize(static_cast<size_t>(n * d + n));
+    float* sq = norm_scratch_.data();
+    float* rms = sq + n * d;
+    for (int64_t r = 0; r < n; ++r)  // square
+        for (int64_t i = 0; i < d; ++i) sq[r * d + i] = x.row<float>(r)[i] * x.row<float>(r)[i];
+    for (int64_t r = 0; r < n; ++r) {  // mean
+        double s = 0.0;
+        for (int64_t i = 0; i < d; ++i) s += sq[r * d + i];
+        rms[r] = static_cast<float>(s / static_cast<double>(d));
+    }
+    for (int64_t r = 0; r < n; ++r) rms[r] += eps;            // add eps
+    for (int64_t r = 0; r < n; ++r) rms[r] = std::sqrt(rms[r]);  // sqrt
+    for (int64_t r = 0; r < n; ++r)                           // divide
+        for (int64_t i = 0; i < d; ++i) sq[r * d + i] = x.row<float>(r)[i] / rms[r];
+    const auto* wf = static_cast<const float*>(w.data);
+    for (int64_t r = 0; r < n; ++r)  // multiply by the weight
+        for (int64_t i = 0; i < d; ++i) out.row<float>(r)[i] = wf[i] * sq[r * d + i];
+}
+
 }  // namespace lamina

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Everything that needs the GPU, for a device machine (see README, "Developing with CUDA"):
+#   bash bench/gpu_bench.sh test    build with CUDA, run the CUDA tests (ops vs CPU, models vs HF)
+#   bash bench/gpu_bench.sh bench   + the card's ceilings, random LLaMA-7B (saved by transformers, built
+#                                   by lamina), parity vs transformers, lamina benchmarks, HF baseline
+# Logs and JSON go to $OUT (default /tmp/lamina-out); a summary table is printed last.
+set -euo pipefail
+mode="${1:-test}"
+out="${OUT:-/tmp/lamina-out}"
+mkdir -p "$out"
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+
+# PCRE2 headers are not on the device image: unpack the carried Debian packages (see README).
+if [ -d .deps ] && ! [ -f /usr/include/pcre2.h ]; then
+    mkdir -p /tmp/deps && for d in .deps/*.deb; do dpkg -x "$d" /tmp/deps; done
+    export CMAKE_PREFIX_PATH=/tmp/deps/usr
+    export LD_LIBRARY_PATH=/tmp/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+fi
+cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DLAMINA_CUDA=ON > "$out/cmake.log" 2>&1 || { tail -30 "$out/cmake.log"; exit 1; }
+cmake --build build-gpu -j"$jobs" > "$out/build.log" 2>&1 || { grep -E "error" "$out/build.log" | head -30; exit 1; }
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee "$out/card.txt"
+
+./build-gpu/lamina_tests --gtest_filter='*Cuda*:*TinyParity*:CpuMatmul*:CpuNorm*' 2>&1 | tee "$out/tests.log" | \
+    grep -E "^\[  (FAILED|PASSED) |greedy|identical|Failure|error" | head -40
+[ "$mode" = "test" ] && exit 0
+
+python3 tools/gpu_ceilings.py --json "$out/ceilings.json" > /dev/null
+copy=$(python3 -c "import json;print(round(json.load(open('$out/ceilings.json'))['copy_GBps']))")
+./build-gpu/lamina_bench_rmsnorm "$copy" | tee "$out/rmsnorm.md"
+
+ckpt=/tmp/llama7b
+[ -f "$ckpt/config.json" ] || python3 tools/make_random_llama.py --out "$ckpt" | tee "$out/make_ckpt.log"
+for plugin in on off; do
+    eng=/tmp/llama7b-fp16-$plugin
+    [ -f "$eng/config.json" ] || ./build-gpu/lamina build --model_dir "$ckpt" --output_dir "$eng" --dtype float16 \
+        --max_batch_size 64 --max_input_len 512 --max_output_len 128 --rmsnorm_plugin $plugin | tee -a "$out/build_engine.log"
+done
+python3 -c "import random; random.seed(7); print(' '.join(str(random.randrange(3, 32000)) for _ in range(512)))" > /tmp/prompt_ids.txt
+./build-gpu/lamina logits --engine_dir /tmp/llama7b-fp16-on --input_ids /tmp/prompt_ids.txt --greedy 128 --output "$out/lamina_logits.json"
+for b in 1 8 32 64; do
+    ./build-gpu/lamina bench --device cuda --engine_dir /tmp/llama7b-fp16-on --batch_size $b --input_len 512 \
+        --output_len 128 --repeats 3 --json "$out/bench_b$b.json" > "$out/bench_b$b.md"
+done
+./build-gpu/lamina bench --device cuda --engine_dir /tmp/llama7b-fp16-off --batch_size 1 --input_len 512 \
+    --output_len 128 --repeats 3 --json "$out/bench_b1_plugin_off.json" > "$out/bench_b1_plugin_off.md"
+python3 tools/hf_baseline_7b.py --model "$ckpt" --prompt_ids /tmp/prompt_ids.txt --lamina "$out/lamina_logits.json" \
+    --json "$out/hf.json" > "$out/hf.log" 2>&1 || tail -5 "$out/hf.log"
+python3 bench/summarize_gpu.py "$out" | tee "$out/summary.md"

@@ -1,0 +1,88 @@
+// Shared CUDA helpers: checked calls, element types, 16-byte vectors, warp/block reductions.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+
+#include "core/dtype.h"
+#include "core/error.h"
+
+namespace lamina::cuda {
+
+// Every CUDA runtime call goes through this: a failure is a lamina::Error with the call site.
+inline void check(cudaError_t e, const char* what, const char* file, int line) {
+    if (e != cudaSuccess)
+        throw Error(std::string("CUDA error ") + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ") in " + what +
+                    " at " + file + ":" + std::to_string(line));
+}
+#define CUDA_CHECK(call) ::lamina::cuda::check((call), #call, __FILE__, __LINE__)
+// After a kernel launch: catches bad launch configurations at once.
+#define CUDA_CHECK_LAUNCH() ::lamina::cuda::check(cudaGetLastError(), "kernel launch", __FILE__, __LINE__)
+
+// Element type <-> float, for the three activation/weight types.
+template <typename T>
+__device__ __forceinline__ float to_float(T v);
+template <>
+__device__ __forceinline__ float to_float<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ float to_float<__half>(__half v) { return __half2float(v); }
+template <>
+__device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T>
+__device__ __forceinline__ T from_float(float v);
+template <>
+__device__ __forceinline__ float from_float<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+// 16 bytes of T: the unit of every vectorized load and store.
+template <typename T>
+struct alignas(16) Vec16 {
+    static constexpr int kElems = 16 / sizeof(T);
+    T v[kElems];
+};
+
+__device__ __forceinline__ float warp_sum(float x) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+    return x;
+}
+__device__ __forceinline__ float warp_max(float x) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+    return x;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
+__device__ __forceinline__ float block_sum(float x) {
+    __shared__ float partial[32];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    x = warp_sum(x);
+    __syncthreads();  // partial[] may still be read by a previous call
+    if (lane == 0) partial[warp] = x;
+    __syncthreads();
+    const int n_warps = blockDim.x / 32;
+    x = lane < n_warps ? partial[lane] : 0.0f;
+    return warp_sum(x);
+}
+
+// Calls f.template operator()<T>() with T the CUDA type of dtype.
+template <typename F>
+void dispatch_dtype(DType t, F&& f) {
+    switch (t) {
+        case DType::F32: f.template operator()<float>(); return;
+        case DType::F16: f.template operator()<__half>(); return;
+        case DType::BF16: f.template operator()<__nv_bfloat16>(); return;
+    }
+}
+
+inline int ceil_div(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
+
+}  // namespace lamina::cuda

@@ -1,0 +1,101 @@
+// CudaBackend: device, stream, memory, cuBLASLt handle and CUDA graphs. The ops live in their own files.
+#include "backend/cuda/cuda_backend_impl.h"
+
+namespace lamina {
+
+size_t cublaslt_workspace_bytes();  // matmul.cu
+
+int cuda_device_count() {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError();  // clear the sticky "no driver" error
+        return 0;
+    }
+    return n;
+}
+
+std::unique_ptr<Backend> make_cuda_backend(DType activation_dtype) {
+    if (cuda_device_count() == 0) throw Error("--device cuda: no CUDA device is visible");
+    return std::make_unique<CudaBackend>(activation_dtype);
+}
+
+CudaBackend::CudaBackend(DType activation_dtype) : act_(activation_dtype) {
+    CUDA_CHECK(cudaSetDevice(0));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    if (cublasLtCreate(&lt_) != CUBLAS_STATUS_SUCCESS) throw Error("cuBLASLt: cannot create a handle");
+    lt_workspace_bytes_ = cublaslt_workspace_bytes();
+    lt_workspace_ = alloc(lt_workspace_bytes_);
+}
+
+CudaBackend::~CudaBackend() {
+    for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
+    for (void* p : retired_) cudaFree(p);
+    if (attn_partials_) cudaFree(attn_partials_);
+    if (scratch_) cudaFree(scratch_);
+    if (lt_workspace_) cudaFree(lt_workspace_);
+    if (lt_) cublasLtDestroy(lt_);
+    if (stream_) cudaStreamDestroy(stream_);
+}
+
+void* CudaBackend::alloc(size_t bytes) {
+    void* p = nullptr;
+    const cudaError_t e = cudaMalloc(&p, std::max<size_t>(bytes, 1));
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        size_t free_bytes = 0, total = 0;
+        cudaMemGetInfo(&free_bytes, &total);
+        throw Error("cuda: out of memory allocating " + std::to_string(bytes >> 20) + " MiB (" +
+                    std::to_string(free_bytes >> 20) + " MiB free of " + std::to_string(total >> 20) +
+                    " MiB); lower the engine's limits or --kv_cache_bytes");
+    }
+    return p;
+}
+
+void CudaBackend::free(void* p) { CUDA_CHECK(cudaFree(p)); }
+
+void CudaBackend::to_device(void* dst, const void* src, size_t bytes) {
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+}
+
+void CudaBackend::to_host(void* dst, const void* src, size_t bytes) {
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaBackend::copy_device(void* dst, const void* src, size_t bytes) {
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+}
+
+void CudaBackend::synchronize() { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+float* CudaBackend::scratch_f32(size_t n) {
+    if (n > scratch_n_) {
+        if (scratch_) retired_.push_back(scratch_);
+        CUDA_CHECK(cudaMalloc(&scratch_, n * sizeof(float)));
+        scratch_n_ = n;
+    }
+    return scratch_;
+}
+
+bool CudaBackend::graph_replay(int64_t key) {
+    auto it = graphs_.find(key);
+    if (it == graphs_.end()) return false;
+    CUDA_CHECK(cudaGraphLaunch(it->second, stream_));
+    return true;
+}
+
+void CudaBackend::graph_begin() {
+    // Relaxed: a first use of a scratch buffer may cudaMalloc while the step is being captured.
+    CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed));
+}
+
+void CudaBackend::graph_end(int64_t key) {
+    cudaGraph_t graph = nullptr;
+    CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+    cudaGraphExec_t exec = nullptr;
+    CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    CUDA_CHECK(cudaGraphDestroy(graph));
+    graphs_[key] = exec;
+}
+
+}  // namespace lamina

@@ -1,0 +1,77 @@
+// The CUDA backend class, shared by the op files (norm.cu, matmul.cu, attention.cu, …). Each op file
+// holds its kernels, a typed launcher, and the CudaBackend entry that checks shapes and dtypes.
+#pragma once
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <map>
+#include <tuple>
+#include <vector>
+
+#include "backend/cuda/common.cuh"
+#include "backend/cuda/cuda_backend.h"
+
+namespace lamina {
+
+class CudaBackend final : public Backend {
+public:
+    explicit CudaBackend(DType activation_dtype);
+    ~CudaBackend() override;
+
+    std::string name() const override { return "cuda"; }
+    DType activation_dtype() const override { return act_; }
+    void* alloc(size_t bytes) override;
+    void free(void* p) override;
+    void to_device(void* dst, const void* src, size_t bytes) override;
+    void to_host(void* dst, const void* src, size_t bytes) override;
+    void copy_device(void* dst, const void* src, size_t bytes) override;
+    void synchronize() override;
+
+    void embedding(const TensorView& table, const StepTokens& tok, TensorView out) override;
+    void rms_norm(const TensorView& x, const TensorView& w, float eps, TensorView out) override;
+    void rms_norm_fused_add(TensorView residual, const TensorView& x, const TensorView& w, float eps,
+                            TensorView out) override;
+    void rms_norm_unfused(const TensorView& x, const TensorView& w, float eps, TensorView out) override;
+    void matmul(const TensorView& x, const TensorView& w, const TensorView* bias, TensorView out) override;
+    void rope_kv_write(TensorView qkv, const StepTokens& tok, const TensorView& rope_cos_sin,
+                       const AttentionShape& shape, int64_t layer, KvCache& cache) override;
+    void attention(const TensorView& qkv, const StepTokens& tok, const AttentionShape& shape, int64_t layer,
+                   const KvCache& cache, TensorView out) override;
+    void swiglu(const TensorView& gate_up, TensorView out) override;
+    void add(TensorView acc, const TensorView& x) override;
+    void gather_rows(const TensorView& x, const int32_t* rows, int64_t n, TensorView out) override;
+    void argmax_rows(const TensorView& logits, int32_t* ids) override;
+
+    bool supports_graphs() const override { return true; }
+    bool graph_replay(int64_t key) override;
+    void graph_begin() override;
+    void graph_end(int64_t key) override;
+
+    cudaStream_t stream() const { return stream_; }
+
+    // RMSNorm writing int8 with scales (the SmoothQuant path of the seed's kernel); tested and
+    // benchmarked on their own, not used by the fp16/bf16 forward pass.
+    void rms_norm_quant_per_token(const TensorView& x, const TensorView& w, float eps, int8_t* out, float* scales);
+    void rms_norm_quant_per_tensor(const TensorView& x, const TensorView& w, float eps, float scale, int8_t* out);
+
+private:
+    void gemm_cublaslt(const TensorView& x, const TensorView& w, TensorView out);
+    float* scratch_f32(size_t n);  // grows once, before any graph capture needs it
+
+    DType act_;
+    cudaStream_t stream_ = nullptr;
+    cublasLtHandle_t lt_ = nullptr;
+    void* lt_workspace_ = nullptr;
+    size_t lt_workspace_bytes_ = 0;
+    std::map<std::tuple<int64_t, int64_t, int64_t, int>, cublasLtMatmulAlgo_t> lt_algos_;
+    float* scratch_ = nullptr;
+    size_t scratch_n_ = 0;
+    float* attn_partials_ = nullptr;  // flash-decoding partial results
+    size_t attn_partials_n_ = 0;
+    std::vector<void*> retired_;  // buffers replaced by larger ones; captured graphs may still use them
+    std::map<int64_t, cudaGraphExec_t> graphs_;
+    cudaGraph_t capturing_ = nullptr;
+};
+
+}  // namespace lamina

@@ -1,0 +1,143 @@
+// Embedding gather, SwiGLU, residual add, row gather, bias-free argmax: small memory-bound kernels.
+//   embedding:  out[t] = table[ids[t]]                       (n * n_embd elements moved)
+//   swiglu:     out[t, i] = silu(g[t, i]) * u[t, i], [g | u] = gate_up[t]   (3 n n_ff elements)
+//   add:        acc += x
+//   argmax:     ids[r] = first index of the max of logits[r] (one block per row, n_vocab reads)
+#include "backend/cuda/cuda_backend_impl.h"
+
+namespace lamina {
+
+namespace {
+
+template <typename T>
+__global__ void embedding_kernel(const T* table, int64_t table_stride, const int32_t* ids, T* out, int64_t out_stride,
+                                 int cols) {
+    const int64_t t = blockIdx.x;
+    const T* src = table + static_cast<int64_t>(ids[t]) * table_stride;
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) out[t * out_stride + i] = src[i];
+}
+
+template <typename T>
+__global__ void swiglu_kernel(const T* gate_up, int64_t in_stride, T* out, int64_t out_stride, int n_ff) {
+    const int64_t t = blockIdx.y;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n_ff; i += gridDim.x * blockDim.x) {
+        const float g = cuda::to_float(gate_up[t * in_stride + i]);
+        const float u = cuda::to_float(gate_up[t * in_stride + n_ff + i]);
+        out[t * out_stride + i] = cuda::from_float<T>(g / (1.0f + __expf(-g)) * u);
+    }
+}
+
+template <typename T>
+__global__ void add_kernel(T* acc, int64_t acc_stride, const T* x, int64_t x_stride, int cols) {
+    const int64_t t = blockIdx.y;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < cols; i += gridDim.x * blockDim.x)
+        acc[t * acc_stride + i] = cuda::from_float<T>(cuda::to_float(acc[t * acc_stride + i]) + cuda::to_float(x[t * x_stride + i]));
+}
+
+template <typename T>
+__global__ void gather_rows_kernel(const T* x, int64_t x_stride, const int32_t* rows, T* out, int64_t out_stride, int cols) {
+    const int64_t r = blockIdx.x;
+    const T* src = x + static_cast<int64_t>(rows[r]) * x_stride;
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) out[r * out_stride + i] = src[i];
+}
+
+template <typename T>
+__global__ void argmax_kernel(const T* logits, int64_t stride, int cols, int32_t* ids) {
+    __shared__ float best_val[32];
+    __shared__ int best_idx[32];
+    const T* row = logits + static_cast<int64_t>(blockIdx.x) * stride;
+    float v = -INFINITY;
+    int idx = 0x7fffffff;
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+        const float x = cuda::to_float(row[i]);
+        if (x > v) {  // strided scan keeps the first index of this thread's maximum
+            v = x;
+            idx = i;
+        }
+    }
+    auto better = [](float va, int ia, float vb, int ib) { return vb > va || (vb == va && ib < ia); };
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
+        if (better(v, idx, ov, oi)) {
+            v = ov;
+            idx = oi;
+        }
+    }
+    if (threadIdx.x % 32 == 0) {
+        best_val[threadIdx.x / 32] = v;
+        best_idx[threadIdx.x / 32] = idx;
+    }
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        const int n_warps = blockDim.x / 32;
+        v = threadIdx.x < n_warps ? best_val[threadIdx.x] : -INFINITY;
+        idx = threadIdx.x < n_warps ? best_idx[threadIdx.x] : 0x7fffffff;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+            const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
+            if (better(v, idx, ov, oi)) {
+                v = ov;
+                idx = oi;
+            }
+        }
+        if (threadIdx.x == 0) ids[blockIdx.x] = idx;
+    }
+}
+
+dim3 row_grid(int64_t cols, int64_t rows) {
+    return dim3(static_cast<unsigned>(std::min(cuda::ceil_div(cols, 256), 64)), static_cast<unsigned>(rows));
+}
+
+}  // namespace
+
+void CudaBackend::embedding(const TensorView& table, const StepTokens& tok, TensorView out) {
+    LAMINA_CHECK(table.dtype == act_ && out.dtype == act_ && out.cols == table.cols);
+    cuda::dispatch_dtype(act_, [&]<typename T>() {
+        embedding_kernel<T><<<static_cast<unsigned>(tok.n_tokens), 256, 0, stream_>>>(
+            static_cast<const T*>(table.data), table.row_stride, tok.ids, static_cast<T*>(out.data), out.row_stride,
+            static_cast<int>(table.cols));
+    });
+    CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::swiglu(const TensorView& gate_up, TensorView out) {
+    LAMINA_CHECK(gate_up.dtype == act_ && out.dtype == act_ && gate_up.cols == 2 * out.cols && gate_up.rows == out.rows);
+    cuda::dispatch_dtype(act_, [&]<typename T>() {
+        swiglu_kernel<T><<<row_grid(out.cols, out.rows), 256, 0, stream_>>>(
+            static_cast<const T*>(gate_up.data), gate_up.row_stride, static_cast<T*>(out.data), out.row_stride,
+            static_cast<int>(out.cols));
+    });
+    CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::add(TensorView acc, const TensorView& x) {
+    LAMINA_CHECK(acc.dtype == act_ && x.dtype == act_ && acc.rows == x.rows && acc.cols == x.cols);
+    cuda::dispatch_dtype(act_, [&]<typename T>() {
+        add_kernel<T><<<row_grid(acc.cols, acc.rows), 256, 0, stream_>>>(
+            static_cast<T*>(acc.data), acc.row_stride, static_cast<const T*>(x.data), x.row_stride, static_cast<int>(acc.cols));
+    });
+    CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::gather_rows(const TensorView& x, const int32_t* rows, int64_t n, TensorView out) {
+    LAMINA_CHECK(x.dtype == act_ && out.dtype == act_ && out.rows == n && out.cols == x.cols);
+    cuda::dispatch_dtype(act_, [&]<typename T>() {
+        gather_rows_kernel<T><<<static_cast<unsigned>(n), 256, 0, stream_>>>(
+            static_cast<const T*>(x.data), x.row_stride, rows, static_cast<T*>(out.data), out.row_stride, static_cast<int>(x.cols));
+    });
+    CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::argmax_rows(const TensorView& logits, int32_t* ids) {
+    LAMINA_CHECK(logits.dtype == act_);
+    cuda::dispatch_dtype(act_, [&]<typename T>() {
+        argmax_kernel<T><<<static_cast<unsigned>(logits.rows), 1024, 0, stream_>>>(
+            static_cast<const T*>(logits.data), logits.row_stride, static_cast<int>(logits.cols), ids);
+    });
+    CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace lamina

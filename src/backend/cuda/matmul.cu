@@ -1,0 +1,185 @@
+// Matrix products of activations with weights: out[n, m] = x[n, k] @ W[m, k]^T (+ bias[m]).
+//
+// Decode (n <= kGemvMaxTokens): a hand-written GEMV. One warp per output row; lanes stream the row
+// of W in 16-byte vectors (four in flight each) and multiply with the n activation rows, which stay in
+// L1/L2; f32 accumulation, warp-shuffle reduction, bias in the epilogue. Bytes = m * k * sizeof(T)
+// (the weights, read once) — the whole cost at batch 1, so the target is the copy bandwidth.
+// Prefill and large batches: cuBLASLt (fp16/bf16 inputs, f32 accumulation), algorithm chosen by its
+// heuristic once per shape. FLOPs = 2 n m k, the target is the tensor cores' measured rate.
+#include "backend/cuda/cuda_backend_impl.h"
+
+namespace lamina {
+
+namespace {
+
+constexpr int64_t kGemvMaxTokens = 8;
+constexpr int kGemvWarps = 8;     // rows per block
+constexpr int kGemvUnroll = 4;    // 16-byte loads in flight per lane
+constexpr size_t kWorkspaceBytes = 32u << 20;
+
+template <typename T, int N, bool Vec>
+__global__ void __launch_bounds__(kGemvWarps * 32)
+    gemv_kernel(const T* __restrict__ x, int64_t x_stride, const T* __restrict__ w, int64_t w_stride,
+                const float* __restrict__ bias, T* __restrict__ out, int64_t out_stride, int m, int k) {
+    const int row = blockIdx.x * kGemvWarps + threadIdx.x / 32;
+    const int lane = threadIdx.x % 32;
+    if (row >= m) return;
+    const T* wr = w + static_cast<int64_t>(row) * w_stride;
+    float acc[N];
+#pragma unroll
+    for (int t = 0; t < N; ++t) acc[t] = 0.0f;
+
+    if constexpr (Vec) {
+        constexpr int V = 16 / sizeof(T);
+        constexpr int kStep = 32 * V;
+        int i = lane * V;
+        // Main loop: kGemvUnroll independent vector loads per lane before any use.
+        for (; i + (kGemvUnroll - 1) * kStep < k; i += kGemvUnroll * kStep) {
+            uint4 wv[kGemvUnroll];
+#pragma unroll
+            for (int u = 0; u < kGemvUnroll; ++u) wv[u] = __ldg(reinterpret_cast<const uint4*>(wr + i + u * kStep));
+#pragma unroll
+            for (int u = 0; u < kGemvUnroll; ++u) {
+                const T* wt = reinterpret_cast<const T*>(&wv[u]);
+#pragma unroll
+                for (int t = 0; t < N; ++t) {
+                    const uint4 xv = *reinterpret_cast<const uint4*>(x + t * x_stride + i + u * kStep);
+                    const T* xt = reinterpret_cast<const T*>(&xv);
+#pragma unroll
+                    for (int j = 0; j < V; ++j) acc[t] += cuda::to_float(wt[j]) * cuda::to_float(xt[j]);
+                }
+            }
+        }
+        for (; i < k; i += kStep) {
+            const uint4 wv = __ldg(reinterpret_cast<const uint4*>(wr + i));
+            const T* wt = reinterpret_cast<const T*>(&wv);
+#pragma unroll
+            for (int t = 0; t < N; ++t) {
+                const uint4 xv = *reinterpret_cast<const uint4*>(x + t * x_stride + i);
+                const T* xt = reinterpret_cast<const T*>(&xv);
+#pragma unroll
+                for (int j = 0; j < V; ++j) acc[t] += cuda::to_float(wt[j]) * cuda::to_float(xt[j]);
+            }
+        }
+    } else {
+        for (int i = lane; i < k; i += 32) {
+            const float wv = cuda::to_float(wr[i]);
+#pragma unroll
+            for (int t = 0; t < N; ++t) acc[t] += wv * cuda::to_float(x[t * x_stride + i]);
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < N; ++t) {
+        const float s = cuda::warp_sum(acc[t]);
+        if (lane == 0) out[t * out_stride + row] = cuda::from_float<T>(s + (bias ? bias[row] : 0.0f));
+    }
+}
+
+template <typename T>
+void launch_gemv(const TensorView& x, const TensorView& w, const float* bias, TensorView out, cudaStream_t stream) {
+    constexpr int64_t V = 16 / sizeof(T);
+    auto aligned = [](const TensorView& t) {
+        return t.cols % V == 0 && t.row_stride % V == 0 && reinterpret_cast<uintptr_t>(t.data) % 16 == 0;
+    };
+    const bool vec = aligned(x) && aligned(w);
+    const int m = static_cast<int>(w.rows), k = static_cast<int>(w.cols);
+    const dim3 grid(static_cast<unsigned>(cuda::ceil_div(m, kGemvWarps)));
+    auto go = [&]<int N>() {
+        auto args = std::make_tuple(static_cast<const T*>(x.data), x.row_stride, static_cast<const T*>(w.data),
+                                    w.row_stride, bias, static_cast<T*>(out.data), out.row_stride, m, k);
+        if (vec) std::apply([&](auto... a) { gemv_kernel<T, N, true><<<grid, kGemvWarps * 32, 0, stream>>>(a...); }, args);
+        else std::apply([&](auto... a) { gemv_kernel<T, N, false><<<grid, kGemvWarps * 32, 0, stream>>>(a...); }, args);
+    };
+    switch (x.rows) {
+        case 1: go.template operator()<1>(); break;
+        case 2: go.template operator()<2>(); break;
+        case 3: go.template operator()<3>(); break;
+        case 4: go.template operator()<4>(); break;
+        case 5: go.template operator()<5>(); break;
+        case 6: go.template operator()<6>(); break;
+        case 7: go.template operator()<7>(); break;
+        case 8: go.template operator()<8>(); break;
+        default: LAMINA_CHECK(false, "gemv takes 1..8 rows");
+    }
+    CUDA_CHECK_LAUNCH();
+}
+
+template <typename T>
+__global__ void add_bias_kernel(T* out, int64_t stride, const float* bias, int m) {
+    const int64_t r = blockIdx.y;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < m; i += gridDim.x * blockDim.x)
+        out[r * stride + i] = cuda::from_float<T>(cuda::to_float(out[r * stride + i]) + bias[i]);
+}
+
+cudaDataType_t cuda_type(DType t) {
+    switch (t) {
+        case DType::F32: return CUDA_R_32F;
+        case DType::F16: return CUDA_R_16F;
+        case DType::BF16: return CUDA_R_16BF;
+    }
+    return CUDA_R_32F;
+}
+
+void check_lt(cublasStatus_t s, const char* what) {
+    if (s != CUBLAS_STATUS_SUCCESS) throw Error(std::string("cuBLASLt error ") + std::to_string(static_cast<int>(s)) + " in " + what);
+}
+
+}  // namespace
+
+void CudaBackend::gemm_cublaslt(const TensorView& x, const TensorView& w, TensorView out) {
+    const int64_t n = x.rows, m = w.rows, k = w.cols;
+    const cudaDataType_t type = cuda_type(act_);
+    // Column-major view: out^T [m, n] = W [m, k] (stored as k x m, transposed) * x^T [k, n].
+    cublasLtMatmulDesc_t op = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+    check_lt(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "MatmulDescCreate");
+    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    check_lt(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta), "TRANSA");
+    check_lt(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb), "TRANSB");
+    check_lt(cublasLtMatrixLayoutCreate(&a, type, k, m, w.row_stride), "layout A");
+    check_lt(cublasLtMatrixLayoutCreate(&b, type, k, n, x.row_stride), "layout B");
+    check_lt(cublasLtMatrixLayoutCreate(&c, type, m, n, out.row_stride), "layout C");
+    const auto key = std::make_tuple(n, m, k, static_cast<int>(act_));
+    auto it = lt_algos_.find(key);
+    if (it == lt_algos_.end()) {
+        cublasLtMatmulPreference_t pref = nullptr;
+        check_lt(cublasLtMatmulPreferenceCreate(&pref), "PreferenceCreate");
+        check_lt(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                      &lt_workspace_bytes_, sizeof lt_workspace_bytes_), "pref");
+        cublasLtMatmulHeuristicResult_t result{};
+        int found = 0;
+        check_lt(cublasLtMatmulAlgoGetHeuristic(lt_, op, a, b, c, c, pref, 1, &result, &found), "AlgoGetHeuristic");
+        cublasLtMatmulPreferenceDestroy(pref);
+        if (found == 0) throw Error("cuBLASLt found no algorithm for " + std::to_string(n) + "x" + std::to_string(m) + "x" + std::to_string(k));
+        it = lt_algos_.emplace(key, result.algo).first;
+    }
+    const float alpha = 1.0f, beta = 0.0f;
+    check_lt(cublasLtMatmul(lt_, op, &alpha, w.data, a, x.data, b, &beta, out.data, c, out.data, c, &it->second,
+                            lt_workspace_, lt_workspace_bytes_, stream_), "Matmul");
+    cublasLtMatrixLayoutDestroy(a);
+    cublasLtMatrixLayoutDestroy(b);
+    cublasLtMatrixLayoutDestroy(c);
+    cublasLtMatmulDescDestroy(op);
+}
+
+void CudaBackend::matmul(const TensorView& x, const TensorView& w, const TensorView* bias, TensorView out) {
+    LAMINA_CHECK(x.dtype == act_ && w.dtype == act_ && out.dtype == act_, "cuda matmul: weights must be the engine dtype");
+    LAMINA_CHECK(x.cols == w.cols && out.rows == x.rows && out.cols == w.rows);
+    const float* b = bias ? static_cast<const float*>(bias->data) : nullptr;
+    if (x.rows <= kGemvMaxTokens) {
+        cuda::dispatch_dtype(act_, [&]<typename T>() { launch_gemv<T>(x, w, b, out, stream_); });
+        return;
+    }
+    gemm_cublaslt(x, w, out);
+    if (b != nullptr) {
+        const dim3 grid(static_cast<unsigned>(cuda::ceil_div(w.rows, 256)), static_cast<unsigned>(x.rows));
+        cuda::dispatch_dtype(act_, [&]<typename T>() {
+            add_bias_kernel<T><<<grid, 256, 0, stream_>>>(static_cast<T*>(out.data), out.row_stride, b, static_cast<int>(w.rows));
+        });
+        CUDA_CHECK_LAUNCH();
+    }
+}
+
+size_t cublaslt_workspace_bytes() { return kWorkspaceBytes; }
+
+}  // namespace lamina

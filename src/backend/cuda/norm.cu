@@ -1,0 +1,290 @@
+// RMSNorm kernels — the seed's plugin, done properly.
+//
+//   y[r, i] = x[r, i] * rsqrt(mean_i(x[r, i]^2) + eps) * w[i]
+//   fused:   residual[r] += x[r]; y[r] = rmsnorm(residual[r]) * w     (residual rounded to T first)
+//   int8:    q = round(y * s) clamped to [-127, 127], s = 127 / max|y[r]| per token (scale out = 1/s),
+//            or a given per-tensor s
+// Shapes: x, residual, y [rows, cols] with a row stride; w [cols] f32. T = float, half or bf16;
+// accumulation in f32. One block per row; each thread holds up to kMaxItems 16-byte vectors of the row
+// in registers, so the row is read from memory once and written once.
+// Roofline: bytes = rows * cols * sizeof(T) * 2 (3 reads + 2 writes for the fused form); FLOPs are
+// negligible (~4 per element): memory bound, the target is the device's copy bandwidth.
+#include "backend/cuda/cuda_backend_impl.h"
+
+namespace lamina {
+
+namespace {
+
+constexpr int kMaxItems = 8;  // vectors per thread held in registers: cols <= 1024 * 8 * VEC
+
+struct RowGeometry {
+    int threads;
+    int items;
+};
+
+template <int VEC>
+RowGeometry row_geometry(int64_t cols) {
+    const int64_t vecs = cols / VEC;
+    int threads = static_cast<int>(std::min<int64_t>(1024, (vecs + 31) / 32 * 32));
+    int items = cuda::ceil_div(vecs, threads);
+    return {threads, items};
+}
+
+template <typename T, int VEC>
+__device__ __forceinline__ void load_vec(const T* p, float (&out)[VEC]) {
+    if constexpr (VEC * sizeof(T) == 16) {
+        const auto raw = *reinterpret_cast<const cuda::Vec16<T>*>(p);
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) out[j] = cuda::to_float(raw.v[j]);
+    } else {
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) out[j] = cuda::to_float(p[j]);
+    }
+}
+
+template <typename T, int VEC>
+__device__ __forceinline__ void store_vec(T* p, const float (&in)[VEC]) {
+    if constexpr (VEC * sizeof(T) == 16) {
+        cuda::Vec16<T> raw;
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) raw.v[j] = cuda::from_float<T>(in[j]);
+        *reinterpret_cast<cuda::Vec16<T>*>(p) = raw;
+    } else {
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) p[j] = cuda::from_float<T>(in[j]);
+    }
+}
+
+// Loads the row (adding x into the residual first when Fused), returns sum of squares.
+template <typename T, int VEC, bool Fused>
+__device__ __forceinline__ float load_row(T* row, int64_t row_stride_res, const T* xrow, int cols, int items,
+                                          float (&vals)[kMaxItems][VEC]) {
+    float ss = 0.0f;
+#pragma unroll
+    for (int it = 0; it < kMaxItems; ++it) {
+        const int i = (it * blockDim.x + threadIdx.x) * VEC;
+        if (it < items && i < cols) {
+            load_vec<T, VEC>(row + i, vals[it]);
+            if constexpr (Fused) {
+                float xv[VEC];
+                load_vec<T, VEC>(xrow + i, xv);
+                // Round the sum to T before using it, so fused == add-then-norm bit for bit.
+#pragma unroll
+                for (int j = 0; j < VEC; ++j) vals[it][j] = cuda::to_float(cuda::from_float<T>(vals[it][j] + xv[j]));
+                store_vec<T, VEC>(row + i, vals[it]);
+            }
+#pragma unroll
+            for (int j = 0; j < VEC; ++j) ss += vals[it][j] * vals[it][j];
+        }
+    }
+    (void)row_stride_res;
+    return ss;
+}
+
+template <typename T, int VEC, bool Fused>
+__global__ void rms_norm_kernel(T* residual, int64_t res_stride, const T* x, int64_t x_stride, const float* w,
+                                T* out, int64_t out_stride, int cols, int items, float eps) {
+    const int64_t r = blockIdx.x;
+    float vals[kMaxItems][VEC];
+    T* row = residual + r * res_stride;
+    const float ss = load_row<T, VEC, Fused>(row, res_stride, Fused ? x + r * x_stride : nullptr, cols, items, vals);
+    const float inv = rsqrtf(cuda::block_sum(ss) / static_cast<float>(cols) + eps);
+    T* orow = out + r * out_stride;
+#pragma unroll
+    for (int it = 0; it < kMaxItems; ++it) {
+        const int i = (it * blockDim.x + threadIdx.x) * VEC;
+        if (it < items && i < cols) {
+            float y[VEC];
+#pragma unroll
+            for (int j = 0; j < VEC; ++j) y[j] = w[i + j] * (vals[it][j] * inv);
+            store_vec<T, VEC>(orow + i, y);
+        }
+    }
+}
+
+template <typename T, int VEC, bool PerToken>
+__global__ void rms_norm_quant_kernel(const T* x, int64_t x_stride, const float* w, int8_t* out, float* scales,
+                                      float tensor_scale, int cols, int items, float eps) {
+    const int64_t r = blockIdx.x;
+    float vals[kMaxItems][VEC];
+    const float ss = load_row<T, VEC, false>(const_cast<T*>(x + r * x_stride), 0, nullptr, cols, items, vals);
+    const float inv = rsqrtf(cuda::block_sum(ss) / static_cast<float>(cols) + eps);
+    float amax = 0.0f;
+#pragma unroll
+    for (int it = 0; it < kMaxItems; ++it) {
+        const int i = (it * blockDim.x + threadIdx.x) * VEC;
+        if (it < items && i < cols) {
+#pragma unroll
+            for (int j = 0; j < VEC; ++j) {
+                // Round y to T first: the quantized value is of the norm's T output, as the seed's kernel.
+                vals[it][j] = cuda::to_float(cuda::from_float<T>(w[i + j] * (vals[it][j] * inv)));
+                amax = fmaxf(amax, fabsf(vals[it][j]));
+            }
+        }
+    }
+    float s = tensor_scale;
+    if constexpr (PerToken) {
+        __shared__ float block_amax[32];
+        amax = cuda::warp_max(amax);
+        if (threadIdx.x % 32 == 0) block_amax[threadIdx.x / 32] = amax;
+        __syncthreads();
+        amax = threadIdx.x < blockDim.x / 32 ? block_amax[threadIdx.x] : 0.0f;
+        amax = cuda::warp_max(amax);
+        amax = __shfl_sync(0xffffffffu, amax, 0);
+        s = amax > 0.0f ? 127.0f / amax : 0.0f;
+        if (threadIdx.x == 0) scales[r] = amax > 0.0f ? amax / 127.0f : 0.0f;
+    }
+    int8_t* orow = out + r * cols;
+#pragma unroll
+    for (int it = 0; it < kMaxItems; ++it) {
+        const int i = (it * blockDim.x + threadIdx.x) * VEC;
+        if (it < items && i < cols) {
+#pragma unroll
+            for (int j = 0; j < VEC; ++j)
+                orow[i + j] = static_cast<int8_t>(fminf(127.0f, fmaxf(-127.0f, rintf(vals[it][j] * s))));
+        }
+    }
+}
+
+// Vector width: 16 bytes when every row start and the row length allow it, else one element.
+template <typename T>
+bool can_vectorize(const TensorView& a, const TensorView* b, const TensorView& c) {
+    constexpr int64_t v = 16 / sizeof(T);
+    auto ok = [&](const TensorView& t) {
+        return t.cols % v == 0 && t.row_stride % v == 0 && reinterpret_cast<uintptr_t>(t.data) % 16 == 0;
+    };
+    return ok(a) && ok(c) && (b == nullptr || ok(*b));
+}
+
+template <typename T, bool Fused>
+void launch_rms_norm(TensorView residual, const TensorView* x, const TensorView& w, float eps, TensorView out,
+                     cudaStream_t stream) {
+    const int cols = static_cast<int>(residual.cols);
+    auto go = [&]<int VEC>() {
+        const RowGeometry g = row_geometry<VEC>(cols);
+        if (g.items > kMaxItems) throw Error("rms_norm: row of " + std::to_string(cols) + " elements is too long");
+        rms_norm_kernel<T, VEC, Fused><<<static_cast<unsigned>(residual.rows), g.threads, 0, stream>>>(
+            static_cast<T*>(residual.data), residual.row_stride, x ? static_cast<const T*>(x->data) : nullptr,
+            x ? x->row_stride : 0, static_cast<const float*>(w.data), static_cast<T*>(out.data), out.row_stride, cols,
+            g.items, eps);
+    };
+    if (can_vectorize<T>(residual, x, out)) go.template operator()<16 / sizeof(T)>();
+    else go.template operator()<1>();
+    CUDA_CHECK_LAUNCH();
+}
+
+void check_norm_args(const TensorView& x, const TensorView& w, const TensorView& out, DType act) {
+    LAMINA_CHECK(x.dtype == act && out.dtype == act, "rms_norm: activations must be the backend dtype");
+    LAMINA_CHECK(w.dtype == DType::F32 && w.n_elements() == x.cols, "rms_norm: weight must be f32 [cols]");
+    LAMINA_CHECK(out.rows == x.rows && out.cols == x.cols);
+}
+
+// --- the unfused composition: one kernel per step of the formula ---
+template <typename T>
+__global__ void square_kernel(const T* x, int64_t stride, float* sq, int cols) {
+    const int64_t r = blockIdx.y;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < cols; i += gridDim.x * blockDim.x) {
+        const float v = cuda::to_float(x[r * stride + i]);
+        sq[r * cols + i] = v * v;
+    }
+}
+__global__ void mean_kernel(const float* sq, float* m, int cols) {
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) s += sq[blockIdx.x * static_cast<int64_t>(cols) + i];
+    s = cuda::block_sum(s);
+    if (threadIdx.x == 0) m[blockIdx.x] = s / static_cast<float>(cols);
+}
+__global__ void add_eps_kernel(float* m, int rows, float eps) {
+    const int r = blockIdx.x * blockDim.x + threadIdx.x;
+    if (r < rows) m[r] += eps;
+}
+__global__ void sqrt_kernel(float* m, int rows) {
+    const int r = blockIdx.x * blockDim.x + threadIdx.x;
+    if (r < rows) m[r] = sqrtf(m[r]);
+}
+template <typename T>
+__global__ void divide_kernel(const T* x, int64_t stride, const float* m, float* tmp, int cols) {
+    const int64_t r = blockIdx.y;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < cols; i += gridDim.x * blockDim.x)
+        tmp[r * cols + i] = cuda::to_float(x[r * stride + i]) / m[r];
+}
+template <typename T>
+__global__ void mul_weight_kernel(const float* tmp, const float* w, T* out, int64_t stride, int cols) {
+    const int64_t r = blockIdx.y;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < cols; i += gridDim.x * blockDim.x)
+        out[r * stride + i] = cuda::from_float<T>(w[i] * tmp[r * cols + i]);
+}
+
+}  // namespace
+
+void CudaBackend::rms_norm(const TensorView& x, const TensorView& w, float eps, TensorView out) {
+    check_norm_args(x, w, out, act_);
+    // Unfused-in-place is not needed: the plain norm reads x and writes out.
+    cuda::dispatch_dtype(act_, [&]<typename T>() { launch_rms_norm<T, false>(x, nullptr, w, eps, out, stream_); });
+}
+
+void CudaBackend::rms_norm_fused_add(TensorView residual, const TensorView& x, const TensorView& w, float eps,
+                                     TensorView out) {
+    check_norm_args(residual, w, out, act_);
+    LAMINA_CHECK(x.rows == residual.rows && x.cols == residual.cols && x.dtype == act_);
+    cuda::dispatch_dtype(act_, [&]<typename T>() { launch_rms_norm<T, true>(residual, &x, w, eps, out, stream_); });
+}
+
+void CudaBackend::rms_norm_unfused(const TensorView& x, const TensorView& w, float eps, TensorView out) {
+    check_norm_args(x, w, out, act_);
+    const int rows = static_cast<int>(x.rows), cols = static_cast<int>(x.cols);
+    float* sq = scratch_f32(static_cast<size_t>(rows) * cols + rows);
+    float* m = sq + static_cast<size_t>(rows) * cols;
+    const dim3 grid(static_cast<unsigned>(cuda::ceil_div(cols, 256)), static_cast<unsigned>(rows));
+    const int row_blocks = cuda::ceil_div(rows, 256);
+    cuda::dispatch_dtype(act_, [&]<typename T>() {
+        square_kernel<T><<<grid, 256, 0, stream_>>>(static_cast<const T*>(x.data), x.row_stride, sq, cols);
+        mean_kernel<<<rows, 256, 0, stream_>>>(sq, m, cols);
+        add_eps_kernel<<<row_blocks, 256, 0, stream_>>>(m, rows, eps);
+        sqrt_kernel<<<row_blocks, 256, 0, stream_>>>(m, rows);
+        divide_kernel<T><<<grid, 256, 0, stream_>>>(static_cast<const T*>(x.data), x.row_stride, m, sq, cols);
+        mul_weight_kernel<T><<<grid, 256, 0, stream_>>>(sq, static_cast<const float*>(w.data),
+                                                        static_cast<T*>(out.data), out.row_stride, cols);
+    });
+    CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::rms_norm_quant_per_token(const TensorView& x, const TensorView& w, float eps, int8_t* out,
+                                           float* scales) {
+    LAMINA_CHECK(x.dtype == act_ && w.dtype == DType::F32);
+    cuda::dispatch_dtype(act_, [&]<typename T>() {
+        const RowGeometry g = row_geometry<1>(x.cols);
+        LAMINA_CHECK(g.items <= kMaxItems);
+        rms_norm_quant_kernel<T, 1, true><<<static_cast<unsigned>(x.rows), g.threads, 0, stream_>>>(
+            static_cast<const T*>(x.data), x.row_stride, static_cast<const float*>(w.data), out, scales, 0.0f,
+            static_cast<int>(x.cols), g.items, eps);
+    });
+    CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::rms_norm_quant_per_tensor(const TensorView& x, const TensorView& w, float eps, float scale,
+                                            int8_t* out) {
+    LAMINA_CHECK(x.dtype == act_ && w.dtype == DType::F32);
+    cuda::dispatch_dtype(act_, [&]<typename T>() {
+        const RowGeometry g = row_geometry<1>(x.cols);
+        LAMINA_CHECK(g.items <= kMaxItems);
+        rms_norm_quant_kernel<T, 1, false><<<static_cast<unsigned>(x.rows), g.threads, 0, stream_>>>(
+            static_cast<const T*>(x.data), x.row_stride, static_cast<const float*>(w.data), out, nullptr, scale,
+            static_cast<int>(x.cols), g.items, eps);
+    });
+    CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace lamina
+
+namespace lamina {
+
+void cuda_rms_norm_quant(Backend& backend, const TensorView& x, const TensorView& w, float eps, int8_t* out,
+                         float* per_token_scales, float tensor_scale) {
+    auto* cuda_backend = dynamic_cast<CudaBackend*>(&backend);
+    LAMINA_CHECK(cuda_backend != nullptr, "cuda_rms_norm_quant needs the CUDA backend");
+    if (per_token_scales != nullptr) cuda_backend->rms_norm_quant_per_token(x, w, eps, out, per_token_scales);
+    else cuda_backend->rms_norm_quant_per_tensor(x, w, eps, tensor_scale, out);
+}
+
+}  // namespace lamina

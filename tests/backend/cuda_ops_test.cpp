@@ -1,0 +1,369 @@
+// Every CUDA op against the CPU reference on random inputs: odd sizes, a strided row, n_tokens = 1,
+// poisoned outputs (NaN-filled before the op, so unwritten elements fail). Then whole models: the CUDA
+// backend against the CPU backend and against Hugging Face's fixtures. Skipped without a GPU.
+#ifdef LAMINA_HAS_CUDA
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "../test_util.h"
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cuda/cuda_backend.h"
+#include "runtime/generator.h"
+
+namespace lamina {
+namespace {
+
+#define REQUIRE_GPU()                                                        \
+    do {                                                                     \
+        if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device here"; \
+    } while (0)
+
+std::vector<float> random_vec(size_t n, uint32_t seed, float scale = 1.0f) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> d(0.0f, scale);
+    std::vector<float> v(n);
+    for (auto& x : v) x = d(rng);
+    return v;
+}
+
+// Values as the dtype holds them (so CPU and GPU start from identical inputs).
+std::vector<float> rounded(const std::vector<float>& v, DType t) {
+    std::vector<uint16_t> h(v.size());
+    std::vector<float> out(v.size());
+    if (t == DType::F32) return v;
+    convert_from_f32(t, v.data(), h.data(), v.size());
+    convert_to_f32(t, h.data(), out.data(), v.size());
+    return out;
+}
+
+// A device buffer holding a matrix in dtype t, uploaded from / downloaded to f32 host vectors.
+struct DeviceMatrix {
+    Backend& be;
+    DType dtype;
+    int64_t rows, cols, stride;
+    void* data;
+    DeviceMatrix(Backend& b, DType t, int64_t r, int64_t c, int64_t s = 0)
+        : be(b), dtype(t), rows(r), cols(c), stride(s ? s : c), data(b.alloc(static_cast<size_t>(r * (s ? s : c)) * dtype_size(t))) {
+        std::vector<float> nan(static_cast<size_t>(rows * stride), NAN);  // poison
+        upload_padded(nan);
+    }
+    ~DeviceMatrix() { be.free(data); }
+    void upload_padded(const std::vector<float>& v) {
+        std::vector<char> buf(v.size() * dtype_size(dtype));
+        convert_from_f32(dtype, v.data(), buf.data(), v.size());
+        be.to_device(data, buf.data(), buf.size());
+    }
+    void upload(const std::vector<float>& v) {  // v is rows x cols, packed
+        std::vector<float> padded(static_cast<size_t>(rows * stride), 0.0f);
+        for (int64_t r = 0; r < rows; ++r)
+            std::copy(v.begin() + r * cols, v.begin() + (r + 1) * cols, padded.begin() + r * stride);
+        upload_padded(padded);
+    }
+    std::vector<float> download() const {
+        std::vector<char> buf(static_cast<size_t>(rows * stride) * dtype_size(dtype));
+        be.to_host(buf.data(), data, buf.size());
+        std::vector<float> all(static_cast<size_t>(rows * stride)), out(static_cast<size_t>(rows * cols));
+        convert_to_f32(dtype, buf.data(), all.data(), all.size());
+        for (int64_t r = 0; r < rows; ++r) std::copy(all.begin() + r * stride, all.begin() + r * stride + cols, out.begin() + r * cols);
+        return out;
+    }
+    TensorView view() const { return TensorView{data, dtype, rows, cols, stride}; }
+};
+
+// Half-precision outputs carry one rounding of the result: |err| <= 2^-8 relative for bf16 (2^-11 for
+// f16) plus accumulated-order noise; 1e-2 relative (+ a small absolute floor) covers both.
+double tolerance(DType t) { return t == DType::BF16 ? 1.6e-2 : t == DType::F16 ? 4e-3 : 1e-5; }
+
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, DType t, const std::string& what) {
+    ASSERT_EQ(got.size(), want.size());
+    const double tol = tolerance(t);
+    for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_FALSE(std::isnan(got[i])) << what << ": element " << i << " unwritten or NaN";
+        ASSERT_NEAR(got[i], want[i], tol * (std::fabs(want[i]) + 0.05)) << what << ": element " << i;
+    }
+}
+
+class CudaOps : public ::testing::TestWithParam<DType> {
+protected:
+    void SetUp() override {
+        if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device here";
+        gpu = make_cuda_backend(GetParam());
+    }
+    std::unique_ptr<Backend> gpu;
+    CpuBackend cpu;
+};
+
+TEST_P(CudaOps, RmsNormFusedAndUnfused) {
+    const DType t = GetParam();
+    for (auto [rows, cols, stride] : {std::tuple{1, 4096, 4096}, {5, 577, 600}, {3, 64, 72}, {2, 5000, 5000}}) {
+        const auto x = rounded(random_vec(rows * cols, 1), t), r0 = rounded(random_vec(rows * cols, 2), t);
+        const auto w = random_vec(cols, 3);
+        DeviceMatrix dx(*gpu, t, rows, cols, stride), dres(*gpu, t, rows, cols, stride), dout(*gpu, t, rows, cols, stride);
+        DeviceMatrix dw(*gpu, DType::F32, 1, cols);
+        dx.upload(x);
+        dres.upload(r0);
+        dw.upload(w);
+        // CPU reference on the same rounded inputs: residual rounded to t after the add, as the GPU does.
+        std::vector<float> res = r0, ref(rows * cols);
+        for (size_t i = 0; i < res.size(); ++i) res[i] = x[i] + r0[i];
+        res = rounded(res, t);
+        cpu.rms_norm(make_view(res.data(), DType::F32, rows, cols), make_view(w.data(), DType::F32, 1, cols), 1e-5f,
+                     make_view(ref.data(), DType::F32, rows, cols));
+        gpu->rms_norm_fused_add(dres.view(), dx.view(), dw.view(), 1e-5f, dout.view());
+        expect_close(dres.download(), res, DType::F32, "fused residual");
+        expect_close(dout.download(), ref, t, "fused rms_norm rows=" + std::to_string(rows) + " cols=" + std::to_string(cols));
+        DeviceMatrix dout2(*gpu, t, rows, cols, stride), dout3(*gpu, t, rows, cols, stride);
+        gpu->rms_norm(dres.view(), dw.view(), 1e-5f, dout2.view());
+        gpu->rms_norm_unfused(dres.view(), dw.view(), 1e-5f, dout3.view());
+        expect_close(dout2.download(), ref, t, "rms_norm");
+        expect_close(dout3.download(), ref, t, "unfused rms_norm");
+    }
+}
+
+TEST_P(CudaOps, RmsNormInt8PerTokenAndPerTensor) {
+    const DType t = GetParam();
+    const int64_t rows = 3, cols = 1000;
+    const auto x = rounded(random_vec(rows * cols, 4), t);
+    const auto w = random_vec(cols, 5);
+    DeviceMatrix dx(*gpu, t, rows, cols), dw(*gpu, DType::F32, 1, cols);
+    dx.upload(x);
+    dw.upload(w);
+    auto* q = static_cast<int8_t*>(gpu->alloc(rows * cols));
+    auto* scales = static_cast<float*>(gpu->alloc(rows * sizeof(float)));
+    std::vector<float> y(rows * cols);
+    cpu.rms_norm(make_view(x.data(), DType::F32, rows, cols), make_view(w.data(), DType::F32, 1, cols), 1e-6f,
+                 make_view(y.data(), DType::F32, rows, cols));
+    y = rounded(y, t);
+    for (bool per_token : {true, false}) {
+        const float tensor_scale = 20.0f;
+        cuda_rms_norm_quant(*gpu, dx.view(), dw.view(), 1e-6f, q, per_token ? scales : nullptr, tensor_scale);
+        std::vector<int8_t> got(rows * cols);
+        std::vector<float> got_scales(rows);
+        gpu->to_host(got.data(), q, got.size());
+        if (per_token) gpu->to_host(got_scales.data(), scales, rows * sizeof(float));
+        for (int64_t r = 0; r < rows; ++r) {
+            float amax = 0;
+            for (int64_t i = 0; i < cols; ++i) amax = std::max(amax, std::fabs(y[r * cols + i]));
+            const float s = per_token ? 127.0f / amax : tensor_scale;
+            if (per_token) EXPECT_NEAR(got_scales[r], amax / 127.0f, 1e-6f * amax);
+            for (int64_t i = 0; i < cols; ++i) {
+                const float want = std::fmin(127.0f, std::fmax(-127.0f, std::nearbyint(y[r * cols + i] * s)));
+                // y differs from the GPU's by at most one rounding of t, which moves q by at most 1.
+                EXPECT_NEAR(got[r * cols + i], want, 1.0f) << "row " << r << " col " << i;
+            }
+        }
+    }
+    gpu->free(q);
+    gpu->free(scales);
+}
+
+TEST_P(CudaOps, MatmulGemvAndCublasLt) {
+    const DType t = GetParam();
+    for (int64_t k : {264, 67, 4096}) {
+        for (int64_t n : {1, 3, 8, 9, 64}) {
+            const int64_t m = 301;
+            const auto x = rounded(random_vec(n * k, 6), t), w = rounded(random_vec(m * k, 7, 0.05f), t);
+            const auto bias = random_vec(m, 8);
+            DeviceMatrix dx(*gpu, t, n, k), dw(*gpu, t, m, k), dout(*gpu, t, n, m), db(*gpu, DType::F32, 1, m);
+            dx.upload(x);
+            dw.upload(w);
+            db.upload(bias);
+            const TensorView bv = db.view();
+            gpu->matmul(dx.view(), dw.view(), &bv, dout.view());
+            std::vector<float> ref(n * m);
+            const TensorView cbias = make_view(bias.data(), DType::F32, 1, m);
+            cpu.matmul(make_view(x.data(), DType::F32, n, k), make_view(w.data(), DType::F32, m, k), &cbias,
+                       make_view(ref.data(), DType::F32, n, m));
+            expect_close(dout.download(), ref, t, "matmul n=" + std::to_string(n) + " k=" + std::to_string(k));
+        }
+    }
+}
+
+// Attention through rope_kv_write + attention on both backends: prefill tiles (tensor cores for
+// head_dim 64/128) and decode steps (split kernel), GQA, two sequences at different positions.
+TEST_P(CudaOps, RopeKvWriteAndAttention) {
+    const DType t = GetParam();
+    for (int64_t head_dim : {64, 128, 48}) {
+        const AttentionShape s{8, 2, head_dim, 1.0f / std::sqrt(static_cast<float>(head_dim))};
+        const int64_t n_ctx = 160, qkv_dim = (s.n_head + 2 * s.n_head_kv) * head_dim;
+        KvCache cpu_kv{nullptr, nullptr, DType::F32, 2, 1, n_ctx, s.n_head_kv * head_dim};
+        KvCache gpu_kv{nullptr, nullptr, t, 2, 1, n_ctx, s.n_head_kv * head_dim};
+        std::vector<float> ck(cpu_kv.bytes() / 8, 0.0f), cv(ck.size(), 0.0f);
+        cpu_kv.k = ck.data();
+        cpu_kv.v = cv.data();
+        gpu_kv.k = gpu->alloc(gpu_kv.bytes() / 2);
+        gpu_kv.v = gpu->alloc(gpu_kv.bytes() / 2);
+        // RoPE table as the model builds it.
+        std::vector<float> table(n_ctx * head_dim);
+        for (int64_t p = 0; p < n_ctx; ++p)
+            for (int64_t i = 0; i < head_dim / 2; ++i) {
+                const float a = static_cast<float>(p) * std::pow(10000.0f, -2.0f * i / head_dim);
+                table[p * head_dim + i] = std::cos(a);
+                table[p * head_dim + head_dim / 2 + i] = std::sin(a);
+            }
+        DeviceMatrix dtable(*gpu, DType::F32, n_ctx, head_dim);
+        dtable.upload(table);
+        // Step 1: prefill 100 tokens of slot 0 and 30 of slot 1 (tiles of <= 64). Step 2: decode both.
+        struct Step {
+            std::vector<int32_t> pos, slots;
+        };
+        std::vector<Step> steps(2);
+        for (int i = 0; i < 100; ++i) steps[0].pos.push_back(i), steps[0].slots.push_back(0);
+        for (int i = 0; i < 30; ++i) steps[0].pos.push_back(i), steps[0].slots.push_back(1);
+        steps[1] = {{100, 30}, {0, 1}};
+        uint32_t seed = 10;
+        for (const Step& st : steps) {
+            const auto n = static_cast<int64_t>(st.pos.size());
+            std::vector<int32_t> tiles;
+            for (int64_t i = 0; i < n && n > 2;) {  // the model's tiling rule (llama.cpp: upload_step)
+                int64_t e = i + 1;
+                while (e < n && e - i < kAttentionTileRows && st.slots[e] == st.slots[i] && st.pos[e] == st.pos[e - 1] + 1) ++e;
+                tiles.insert(tiles.end(), {int32_t(i), int32_t(e - i), st.slots[i], st.pos[i]});
+                i = e;
+            }
+            const auto qkv = rounded(random_vec(n * qkv_dim, seed++), t);
+            auto cq = qkv;
+            auto* dpos = static_cast<int32_t*>(gpu->alloc(n * 4));
+            auto* dslots = static_cast<int32_t*>(gpu->alloc(n * 4));
+            auto* dtiles = static_cast<int32_t*>(gpu->alloc(std::max<size_t>(4, tiles.size() * 4)));
+            gpu->to_device(dpos, st.pos.data(), n * 4);
+            gpu->to_device(dslots, st.slots.data(), n * 4);
+            if (!tiles.empty()) gpu->to_device(dtiles, tiles.data(), tiles.size() * 4);
+            const StepTokens ctok{nullptr, st.pos.data(), st.slots.data(), n, nullptr, 0};
+            const StepTokens gtok{nullptr, dpos, dslots, n, dtiles, static_cast<int64_t>(tiles.size() / 4)};
+            DeviceMatrix dqkv(*gpu, t, n, qkv_dim), dout(*gpu, t, n, s.n_head * head_dim);
+            dqkv.upload(qkv);
+            cpu.rope_kv_write(make_view(cq.data(), DType::F32, n, qkv_dim), ctok, make_view(table.data(), DType::F32, n_ctx, head_dim), s, 0, cpu_kv);
+            gpu->rope_kv_write(dqkv.view(), gtok, dtable.view(), s, 0, gpu_kv);
+            expect_close(dqkv.download(), cq, t, "rope");
+            std::vector<float> ref(n * s.n_head * head_dim);
+            cpu.attention(make_view(cq.data(), DType::F32, n, qkv_dim), ctok, s, 0, cpu_kv, make_view(ref.data(), DType::F32, n, s.n_head * head_dim));
+            gpu->attention(dqkv.view(), gtok, s, 0, gpu_kv, dout.view());
+            expect_close(dout.download(), ref, t, "attention head_dim " + std::to_string(head_dim) + " tokens " + std::to_string(n));
+            gpu->free(dpos);
+            gpu->free(dslots);
+            gpu->free(dtiles);
+        }
+        gpu->free(gpu_kv.k);
+        gpu->free(gpu_kv.v);
+    }
+}
+
+TEST_P(CudaOps, SmallOps) {
+    const DType t = GetParam();
+    const int64_t n = 3, ff = 1001, vocab = 5003;
+    const auto gu = rounded(random_vec(n * 2 * ff, 20), t);
+    DeviceMatrix dgu(*gpu, t, n, 2 * ff), dff(*gpu, t, n, ff);
+    dgu.upload(gu);
+    gpu->swiglu(dgu.view(), dff.view());
+    std::vector<float> ref(n * ff);
+    cpu.swiglu(make_view(gu.data(), DType::F32, n, 2 * ff), make_view(ref.data(), DType::F32, n, ff));
+    expect_close(dff.download(), ref, t, "swiglu");
+
+    auto logits = rounded(random_vec(n * vocab, 21), t);
+    logits[1 * vocab + 77] = 50.0f;  // a tie: the first index must win
+    logits[1 * vocab + 4000] = 50.0f;
+    DeviceMatrix dl(*gpu, t, n, vocab);
+    dl.upload(logits);
+    auto* ids = static_cast<int32_t*>(gpu->alloc(n * 4));
+    gpu->argmax_rows(dl.view(), ids);
+    std::vector<int32_t> got(n), want(n);
+    gpu->to_host(got.data(), ids, n * 4);
+    cpu.argmax_rows(make_view(logits.data(), DType::F32, n, vocab), want.data());
+    EXPECT_EQ(got, want);
+    EXPECT_EQ(got[1], 77);
+    gpu->free(ids);
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, CudaOps, ::testing::Values(DType::F16, DType::BF16, DType::F32),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+// Whole model: the HF tiny fixtures on CUDA in f32 must meet the same bar as the CPU (rel < 1e-4,
+// identical greedy), and an f16 engine's greedy tokens must equal the CPU's on the same engine.
+TEST(CudaModel, TinyFixturesMatchTransformersInF32) {
+    REQUIRE_GPU();
+    for (const char* name : {"tiny_llama", "tiny_llama_b", "tiny_llama_c"}) {
+        const auto dir = test::data_dir() / name;
+        const auto ref = test::read_json(dir / "reference.json");
+        test::TempDir eng;
+        test::build_from(dir, eng.path(), DType::F32, 64, 64);
+        Engine engine(eng.path());
+        auto gpu = make_cuda_backend(DType::F32);
+        Generator gen(engine, *gpu, 1);
+        for (const auto& c : ref["cases"]) {
+            const auto ids = c["input_ids"].get<std::vector<int32_t>>();
+            const auto logits = gen.prompt_logits(ids);
+            const auto expected = c["logits"].get<std::vector<std::vector<float>>>();
+            for (size_t p = 0; p < ids.size(); ++p)
+                EXPECT_LT(test::rel_error(logits.data() + p * expected[p].size(), expected[p].data(), expected[p].size()), 1e-4)
+                    << name << " position " << p;
+            GenerationParams params;
+            params.max_new_tokens = 32;
+            params.sampling.temperature = 0.0f;
+            EXPECT_EQ(gen.generate({ids}, params)[0], c["greedy_ids"].get<std::vector<int32_t>>()) << name;
+        }
+    }
+}
+
+TEST(CudaModel, HalfEnginesAgreeWithCpu) {
+    REQUIRE_GPU();
+    for (DType t : {DType::F16, DType::BF16}) {
+        test::TempDir eng;
+        test::build_from(test::data_dir() / "tiny_llama", eng.path(), t, 64, 48, 4);
+        Engine engine(eng.path());
+        auto gpu = make_cuda_backend(t);
+        auto cpu = make_cpu_backend();
+        Generator g_gpu(engine, *gpu, 4), g_cpu(engine, *cpu, 4);
+        const std::vector<int32_t> prompt = {1, 40, 41, 42, 300, 7, 9, 100, 200};
+        const auto lg = g_gpu.prompt_logits(prompt), lc = g_cpu.prompt_logits(prompt);
+        // f16/bf16 activations on the GPU vs f32 on the CPU: one rounding per op, ~30 ops deep.
+        EXPECT_LT(test::rel_error(lg.data(), lc.data(), lc.size()), t == DType::F16 ? 1e-2 : 4e-2) << dtype_name(t);
+        GenerationParams params;
+        params.max_new_tokens = 24;
+        params.sampling.temperature = 0.0f;
+        const std::vector<std::vector<int32_t>> prompts = {prompt, {1, 5}, {1, 77, 78}};
+        const auto a = g_gpu.generate(prompts, params), b = g_cpu.generate(prompts, params);
+        int same = 0, total = 0;
+        for (size_t i = 0; i < a.size(); ++i)
+            for (size_t j = 0; j < a[i].size(); ++j, ++total) {
+                if (a[i][j] != b[i][j]) break;
+                ++same;
+            }
+        std::printf("%s: %d/%d greedy tokens identical before the first divergence\n", std::string(dtype_name(t)).c_str(), same, total);
+        EXPECT_EQ(a[0][0], b[0][0]) << "the first greedy token must agree";
+    }
+}
+
+TEST(CudaModel, SmolLM2GreedyOnGpu) {
+    REQUIRE_GPU();
+    LAMINA_REQUIRE_SMOLLM2();
+    const auto ref = test::read_json(test::data_dir() / "smollm2_greedy.json");
+    for (DType t : {DType::F32, DType::F16}) {
+        test::TempDir eng;
+        test::build_from(test::smollm2_gguf(), eng.path(), t, 256, 64);
+        Engine engine(eng.path());
+        auto gpu = make_cuda_backend(t);
+        Generator gen(engine, *gpu, 1);
+        int identical = 0;
+        for (const auto& c : ref["cases"]) {
+            GenerationParams params;
+            params.max_new_tokens = 32;
+            params.sampling.temperature = 0.0f;
+            params.stop_ids = {2};
+            const auto out = gen.generate({c["input_ids"].get<std::vector<int32_t>>()}, params)[0];
+            identical += out == c["greedy_ids"].get<std::vector<int32_t>>();
+        }
+        std::printf("SmolLM2 %s on CUDA: %d/%zu greedy continuations identical to HF fp32\n",
+                    std::string(dtype_name(t)).c_str(), identical, ref["cases"].size());
+        if (t == DType::F32) EXPECT_EQ(identical, static_cast<int>(ref["cases"].size()));
+        else EXPECT_GE(identical, 3);
+    }
+}
+
+}  // namespace
+}  // namespace lamina
+
+#endif  // LAMINA_HAS_CUDA
