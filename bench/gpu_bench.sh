@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Everything that needs the GPU, for a device machine (see README, "Developing with CUDA"):
-#   bash bench/gpu_bench.sh test    build with CUDA, run the CUDA tests (ops vs CPU, models vs HF)
-#   bash bench/gpu_bench.sh bench   + the card's ceilings, random LLaMA-7B (saved by transformers, built
-#                                   by lamina), parity vs transformers, lamina benchmarks, HF baseline
-# Logs and JSON go to $OUT (default /tmp/lamina-out); a summary table is printed last.
+#   bash bench/gpu_bench.sh test     build with CUDA, run the CUDA tests (ops vs CPU, models vs HF)
+#   bash bench/gpu_bench.sh prepare  + the card's ceilings, the RMSNorm kernel benchmark, a random
+#                                    LLaMA-7B saved by transformers and built by lamina (plugin on/off)
+#   bash bench/gpu_bench.sh bench    parity vs transformers, lamina benchmarks, HF baseline, summary
+#                                    (after prepare, on the same machine: each step fits the 10-minute
+#                                    limit of one device call)
+# Logs and JSON go to /tmp/lamina-run, packed into $OUT/results-<mode>.tgz at exit (the device tool
+# returns at most 8 files); the summary table is printed last.
 set -euo pipefail
 mode="${1:-test}"
-out="${OUT:-/tmp/lamina-out}"
+out=/tmp/lamina-run
+ckpt=/tmp/llama7b
 mkdir -p "$out"
+trap '[ -n "${OUT:-}" ] && tar czf "$OUT/results-$mode.tgz" -C /tmp lamina-run' EXIT
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
 
@@ -21,21 +27,27 @@ cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DLAMINA_CUDA=ON > "$out/cmak
 cmake --build build-gpu -j"$jobs" > "$out/build.log" 2>&1 || { grep -E "error" "$out/build.log" | head -30; exit 1; }
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee "$out/card.txt"
 
+if [ "$mode" != "bench" ]; then
 ./build-gpu/lamina_tests --gtest_filter='*Cuda*:*TinyParity*:CpuMatmul*:CpuNorm*' 2>&1 | tee "$out/tests.log" | \
     grep -E "^\[  (FAILED|PASSED) |greedy|identical|Failure|error" | head -40
+fi
 [ "$mode" = "test" ] && exit 0
 
-python3 tools/gpu_ceilings.py --json "$out/ceilings.json" > /dev/null
-copy=$(python3 -c "import json;print(round(json.load(open('$out/ceilings.json'))['copy_GBps']))")
+if [ "$mode" = "prepare" ]; then
+python3 tools/gpu_ceilings.py --json /tmp/ceilings.json > /dev/null
+cp /tmp/ceilings.json "$out/"
+copy=$(python3 -c "import json;print(round(json.load(open('/tmp/ceilings.json'))['copy_GBps']))")
 ./build-gpu/lamina_bench_rmsnorm "$copy" | tee "$out/rmsnorm.md"
 
-ckpt=/tmp/llama7b
 [ -f "$ckpt/config.json" ] || python3 tools/make_random_llama.py --out "$ckpt" | tee "$out/make_ckpt.log"
 for plugin in on off; do
     eng=/tmp/llama7b-fp16-$plugin
     [ -f "$eng/config.json" ] || ./build-gpu/lamina build --model_dir "$ckpt" --output_dir "$eng" --dtype float16 \
         --max_batch_size 64 --max_input_len 512 --max_output_len 128 --rmsnorm_plugin $plugin | tee -a "$out/build_engine.log"
 done
+exit 0
+fi
+
 python3 -c "import random; random.seed(7); print(' '.join(str(random.randrange(3, 32000)) for _ in range(512)))" > /tmp/prompt_ids.txt
 ./build-gpu/lamina logits --engine_dir /tmp/llama7b-fp16-on --input_ids /tmp/prompt_ids.txt --greedy 128 --output "$out/lamina_logits.json"
 for b in 1 8 32 64; do

@@ -55,7 +55,8 @@ std::vector<std::vector<int32_t>> Generator::generate(const std::vector<std::vec
     const int64_t n_slot = model_.limits().n_slot;
     const int64_t step = model_.limits().max_step_tokens;
     std::vector<std::vector<int32_t>> outputs(prompts.size());
-    std::vector<float> logits(static_cast<size_t>(step * n_vocab));
+    // Logits come back only for sampled (not device-greedy) steps: at most one row per sequence.
+    std::vector<float> logits;
     std::vector<int32_t> ids, pos, slots, logit_rows;
     auto is_stop = [&](int32_t id) {
         return std::find(params.stop_ids.begin(), params.stop_ids.end(), id) != params.stop_ids.end();
@@ -81,6 +82,7 @@ std::vector<std::vector<int32_t>> Generator::generate(const std::vector<std::vec
                 model_.forward_argmax(ids, pos, slots, rows, chosen.data());
                 return;
             }
+            logits.resize(rows.size() * static_cast<size_t>(n_vocab));
             model_.forward(ids, pos, slots, rows, logits.data());
             for (size_t r = 0; r < seqs.size(); ++r) {
                 std::span<float> row(logits.data() + r * n_vocab, static_cast<size_t>(n_vocab));

@@ -172,12 +172,15 @@ __global__ void __launch_bounds__(kPrefillWarps * 32)
     }
     for (int i = threadIdx.x; i < kTile * HD; i += blockDim.x) sO[i] = 0.0f;
 
-    // Two lanes per query row: lane pair (2r, 2r+1) owns row r of this warp's 16, 32 columns each.
-    const int my_row = warp * 16 + lane / 2;
-    const int my_col0 = (lane % 2) * (kTile / 2);
-    const int q_pos = pos0 + my_row;
-    const bool row_valid = my_row < rows;
-    float m = -INFINITY, l = 0.0f;
+    // Softmax state of this warp's 16 rows, held (identically) by every lane. The whole warp works on
+    // one row at a time, lanes striding the columns: consecutive lanes touch consecutive words (no bank
+    // conflicts in the f32 score and output rows).
+    float m[16], l[16];
+#pragma unroll
+    for (int r = 0; r < 16; ++r) {
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
+    }
     const int n_keys = pos0 + rows;
 
     for (int k0 = 0; k0 < n_keys; k0 += kTile) {
@@ -209,31 +212,28 @@ __global__ void __launch_bounds__(kPrefillWarps * 32)
         }
         __syncwarp();
 
-        // Online softmax for this lane's half row; rescale its half of O.
-        float* srow = sS + my_row * kTile;
-        float tile_max = -INFINITY;
-        for (int c = my_col0; c < my_col0 + kTile / 2; ++c) {
-            const int key = k0 + c;
-            const float s = (row_valid && key <= q_pos) ? srow[c] * scale : -INFINITY;
-            srow[c] = s;
-            tile_max = fmaxf(tile_max, s);
+        // Online softmax, row by row; P (rounded to T) is what P V uses, and what l sums.
+#pragma unroll
+        for (int r = 0; r < 16; ++r) {
+            const int row = warp * 16 + r;
+            const int q_pos = pos0 + row;
+            const bool valid = row < rows;
+            float* srow = sS + row * kTile;
+            float s0 = (valid && k0 + lane <= q_pos) ? srow[lane] * scale : -INFINITY;
+            float s1 = (valid && k0 + lane + 32 <= q_pos) ? srow[lane + 32] * scale : -INFINITY;
+            const float m_new = fmaxf(m[r], cuda::warp_max(fmaxf(s0, s1)));
+            const float alpha = m_new == -INFINITY ? 1.0f : __expf(m[r] - m_new);
+            const T p0 = cuda::from_float<T>(m_new == -INFINITY ? 0.0f : __expf(s0 - m_new));
+            const T p1 = cuda::from_float<T>(m_new == -INFINITY ? 0.0f : __expf(s1 - m_new));
+            T* prow = sP + row * kTile;
+            prow[lane] = p0;
+            prow[lane + 32] = p1;
+            l[r] = l[r] * alpha + cuda::warp_sum(cuda::to_float(p0) + cuda::to_float(p1));
+            m[r] = m_new;
+            float* orow = sO + row * HD;
+#pragma unroll
+            for (int c = lane; c < HD; c += 32) orow[c] *= alpha;
         }
-        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
-        const float m_new = fmaxf(m, tile_max);
-        const float alpha = (m_new == -INFINITY) ? 1.0f : __expf(m - m_new);
-        float part_sum = 0.0f;
-        T* prow = sP + my_row * kTile;
-        for (int c = my_col0; c < my_col0 + kTile / 2; ++c) {
-            const float p = (m_new == -INFINITY) ? 0.0f : __expf(srow[c] - m_new);
-            const T pt = cuda::from_float<T>(p);
-            prow[c] = pt;
-            part_sum += cuda::to_float(pt);
-        }
-        part_sum += __shfl_xor_sync(0xffffffffu, part_sum, 1);
-        l = l * alpha + part_sum;
-        m = m_new;
-        float* orow = sO + my_row * HD;
-        for (int c = (lane % 2) * (HD / 2); c < (lane % 2 + 1) * (HD / 2); ++c) orow[c] *= alpha;
         __syncwarp();
 
         // O[warp rows] += P V
@@ -251,11 +251,14 @@ __global__ void __launch_bounds__(kPrefillWarps * 32)
         }
         __syncwarp();
     }
-    if (row_valid) {
-        const float inv = 1.0f / l;
-        T* o = out + static_cast<int64_t>(t0 + my_row) * out_stride + static_cast<int64_t>(h) * HD;
-        const float* orow = sO + my_row * HD;
-        for (int c = (lane % 2) * (HD / 2); c < (lane % 2 + 1) * (HD / 2); ++c) o[c] = cuda::from_float<T>(orow[c] * inv);
+#pragma unroll
+    for (int r = 0; r < 16; ++r) {
+        const int row = warp * 16 + r;
+        if (row >= rows) continue;
+        const float inv = 1.0f / l[r];
+        T* o = out + static_cast<int64_t>(t0 + row) * out_stride + static_cast<int64_t>(h) * HD;
+        const float* orow = sO + row * HD;
+        for (int c = lane; c < HD; c += 32) o[c] = cuda::from_float<T>(orow[c] * inv);
     }
 #endif
 }

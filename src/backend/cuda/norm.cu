@@ -5,8 +5,9 @@
 //   int8:    q = round(y * s) clamped to [-127, 127], s = 127 / max|y[r]| per token (scale out = 1/s),
 //            or a given per-tensor s
 // Shapes: x, residual, y [rows, cols] with a row stride; w [cols] f32. T = float, half or bf16;
-// accumulation in f32. One block per row; each thread holds up to kMaxItems 16-byte vectors of the row
-// in registers, so the row is read from memory once and written once.
+// accumulation in f32. One block per row; each thread holds ITEMS 16-byte vectors of the row in
+// registers (ITEMS chosen so a block has ~128 threads: several loads in flight per thread and many
+// blocks per SM), so the row is read from memory once and written once.
 // Roofline: bytes = rows * cols * sizeof(T) * 2 (3 reads + 2 writes for the fused form); FLOPs are
 // negligible (~4 per element): memory bound, the target is the device's copy bandwidth.
 #include "backend/cuda/cuda_backend_impl.h"
@@ -15,18 +16,20 @@ namespace lamina {
 
 namespace {
 
-constexpr int kMaxItems = 8;  // vectors per thread held in registers: cols <= 1024 * 8 * VEC
+constexpr int kMaxItems = 8;        // vectors per thread held in registers: cols <= 1024 * 8 * VEC
+constexpr int kTargetThreads = 128;  // per row: enough blocks per SM to keep many loads in flight
 
 struct RowGeometry {
     int threads;
-    int items;
+    int items;  // a power of two <= kMaxItems
 };
 
 template <int VEC>
 RowGeometry row_geometry(int64_t cols) {
-    const int64_t vecs = cols / VEC;
-    int threads = static_cast<int>(std::min<int64_t>(1024, (vecs + 31) / 32 * 32));
-    int items = cuda::ceil_div(vecs, threads);
+    const int64_t vecs = (cols + VEC - 1) / VEC;
+    int items = 1;
+    while (items < kMaxItems && vecs > static_cast<int64_t>(kTargetThreads) * items) items *= 2;
+    const int threads = static_cast<int>(std::min<int64_t>(1024, (cuda::ceil_div(vecs, items) + 31) / 32 * 32));
     return {threads, items};
 }
 
@@ -56,14 +59,13 @@ __device__ __forceinline__ void store_vec(T* p, const float (&in)[VEC]) {
 }
 
 // Loads the row (adding x into the residual first when Fused), returns sum of squares.
-template <typename T, int VEC, bool Fused>
-__device__ __forceinline__ float load_row(T* row, int64_t row_stride_res, const T* xrow, int cols, int items,
-                                          float (&vals)[kMaxItems][VEC]) {
+template <typename T, int VEC, int ITEMS, bool Fused>
+__device__ __forceinline__ float load_row(T* row, const T* xrow, int cols, float (&vals)[ITEMS][VEC]) {
     float ss = 0.0f;
 #pragma unroll
-    for (int it = 0; it < kMaxItems; ++it) {
+    for (int it = 0; it < ITEMS; ++it) {
         const int i = (it * blockDim.x + threadIdx.x) * VEC;
-        if (it < items && i < cols) {
+        if (i < cols) {
             load_vec<T, VEC>(row + i, vals[it]);
             if constexpr (Fused) {
                 float xv[VEC];
@@ -77,23 +79,22 @@ __device__ __forceinline__ float load_row(T* row, int64_t row_stride_res, const 
             for (int j = 0; j < VEC; ++j) ss += vals[it][j] * vals[it][j];
         }
     }
-    (void)row_stride_res;
     return ss;
 }
 
-template <typename T, int VEC, bool Fused>
+template <typename T, int VEC, int ITEMS, bool Fused>
 __global__ void rms_norm_kernel(T* residual, int64_t res_stride, const T* x, int64_t x_stride, const float* w,
-                                T* out, int64_t out_stride, int cols, int items, float eps) {
+                                T* out, int64_t out_stride, int cols, float eps) {
     const int64_t r = blockIdx.x;
-    float vals[kMaxItems][VEC];
+    float vals[ITEMS][VEC];
     T* row = residual + r * res_stride;
-    const float ss = load_row<T, VEC, Fused>(row, res_stride, Fused ? x + r * x_stride : nullptr, cols, items, vals);
+    const float ss = load_row<T, VEC, ITEMS, Fused>(row, Fused ? x + r * x_stride : nullptr, cols, vals);
     const float inv = rsqrtf(cuda::block_sum(ss) / static_cast<float>(cols) + eps);
     T* orow = out + r * out_stride;
 #pragma unroll
-    for (int it = 0; it < kMaxItems; ++it) {
+    for (int it = 0; it < ITEMS; ++it) {
         const int i = (it * blockDim.x + threadIdx.x) * VEC;
-        if (it < items && i < cols) {
+        if (i < cols) {
             float y[VEC];
 #pragma unroll
             for (int j = 0; j < VEC; ++j) y[j] = w[i + j] * (vals[it][j] * inv);
@@ -102,18 +103,18 @@ __global__ void rms_norm_kernel(T* residual, int64_t res_stride, const T* x, int
     }
 }
 
-template <typename T, int VEC, bool PerToken>
+template <typename T, int VEC, int ITEMS, bool PerToken>
 __global__ void rms_norm_quant_kernel(const T* x, int64_t x_stride, const float* w, int8_t* out, float* scales,
-                                      float tensor_scale, int cols, int items, float eps) {
+                                      float tensor_scale, int cols, float eps) {
     const int64_t r = blockIdx.x;
-    float vals[kMaxItems][VEC];
-    const float ss = load_row<T, VEC, false>(const_cast<T*>(x + r * x_stride), 0, nullptr, cols, items, vals);
+    float vals[ITEMS][VEC];
+    const float ss = load_row<T, VEC, ITEMS, false>(const_cast<T*>(x + r * x_stride), nullptr, cols, vals);
     const float inv = rsqrtf(cuda::block_sum(ss) / static_cast<float>(cols) + eps);
     float amax = 0.0f;
 #pragma unroll
-    for (int it = 0; it < kMaxItems; ++it) {
+    for (int it = 0; it < ITEMS; ++it) {
         const int i = (it * blockDim.x + threadIdx.x) * VEC;
-        if (it < items && i < cols) {
+        if (i < cols) {
 #pragma unroll
             for (int j = 0; j < VEC; ++j) {
                 // Round y to T first: the quantized value is of the norm's T output, as the seed's kernel.
@@ -136,9 +137,9 @@ __global__ void rms_norm_quant_kernel(const T* x, int64_t x_stride, const float*
     }
     int8_t* orow = out + r * cols;
 #pragma unroll
-    for (int it = 0; it < kMaxItems; ++it) {
+    for (int it = 0; it < ITEMS; ++it) {
         const int i = (it * blockDim.x + threadIdx.x) * VEC;
-        if (it < items && i < cols) {
+        if (i < cols) {
 #pragma unroll
             for (int j = 0; j < VEC; ++j)
                 orow[i + j] = static_cast<int8_t>(fminf(127.0f, fmaxf(-127.0f, rintf(vals[it][j] * s))));
@@ -156,17 +157,31 @@ bool can_vectorize(const TensorView& a, const TensorView* b, const TensorView& c
     return ok(a) && ok(c) && (b == nullptr || ok(*b));
 }
 
+// Calls f.template operator()<ITEMS>() with the geometry's compile-time item count.
+template <typename F>
+void dispatch_items(int items, F&& f) {
+    switch (items) {
+        case 1: f.template operator()<1>(); return;
+        case 2: f.template operator()<2>(); return;
+        case 4: f.template operator()<4>(); return;
+        case 8: f.template operator()<8>(); return;
+    }
+    throw Error("rms_norm: row too long for one block");
+}
+
 template <typename T, bool Fused>
 void launch_rms_norm(TensorView residual, const TensorView* x, const TensorView& w, float eps, TensorView out,
                      cudaStream_t stream) {
     const int cols = static_cast<int>(residual.cols);
     auto go = [&]<int VEC>() {
         const RowGeometry g = row_geometry<VEC>(cols);
-        if (g.items > kMaxItems) throw Error("rms_norm: row of " + std::to_string(cols) + " elements is too long");
-        rms_norm_kernel<T, VEC, Fused><<<static_cast<unsigned>(residual.rows), g.threads, 0, stream>>>(
-            static_cast<T*>(residual.data), residual.row_stride, x ? static_cast<const T*>(x->data) : nullptr,
-            x ? x->row_stride : 0, static_cast<const float*>(w.data), static_cast<T*>(out.data), out.row_stride, cols,
-            g.items, eps);
+        if (g.threads * g.items * VEC < cols) throw Error("rms_norm: row of " + std::to_string(cols) + " elements is too long");
+        dispatch_items(g.items, [&]<int ITEMS>() {
+            rms_norm_kernel<T, VEC, ITEMS, Fused><<<static_cast<unsigned>(residual.rows), g.threads, 0, stream>>>(
+                static_cast<T*>(residual.data), residual.row_stride, x ? static_cast<const T*>(x->data) : nullptr,
+                x ? x->row_stride : 0, static_cast<const float*>(w.data), static_cast<T*>(out.data), out.row_stride,
+                cols, eps);
+        });
     };
     if (can_vectorize<T>(residual, x, out)) go.template operator()<16 / sizeof(T)>();
     else go.template operator()<1>();
@@ -254,10 +269,12 @@ void CudaBackend::rms_norm_quant_per_token(const TensorView& x, const TensorView
     LAMINA_CHECK(x.dtype == act_ && w.dtype == DType::F32);
     cuda::dispatch_dtype(act_, [&]<typename T>() {
         const RowGeometry g = row_geometry<1>(x.cols);
-        LAMINA_CHECK(g.items <= kMaxItems);
-        rms_norm_quant_kernel<T, 1, true><<<static_cast<unsigned>(x.rows), g.threads, 0, stream_>>>(
-            static_cast<const T*>(x.data), x.row_stride, static_cast<const float*>(w.data), out, scales, 0.0f,
-            static_cast<int>(x.cols), g.items, eps);
+        LAMINA_CHECK(g.threads * g.items >= x.cols, "row too long");
+        dispatch_items(g.items, [&]<int ITEMS>() {
+            rms_norm_quant_kernel<T, 1, ITEMS, true><<<static_cast<unsigned>(x.rows), g.threads, 0, stream_>>>(
+                static_cast<const T*>(x.data), x.row_stride, static_cast<const float*>(w.data), out, scales, 0.0f,
+                static_cast<int>(x.cols), eps);
+        });
     });
     CUDA_CHECK_LAUNCH();
 }
@@ -267,10 +284,12 @@ void CudaBackend::rms_norm_quant_per_tensor(const TensorView& x, const TensorVie
     LAMINA_CHECK(x.dtype == act_ && w.dtype == DType::F32);
     cuda::dispatch_dtype(act_, [&]<typename T>() {
         const RowGeometry g = row_geometry<1>(x.cols);
-        LAMINA_CHECK(g.items <= kMaxItems);
-        rms_norm_quant_kernel<T, 1, false><<<static_cast<unsigned>(x.rows), g.threads, 0, stream_>>>(
-            static_cast<const T*>(x.data), x.row_stride, static_cast<const float*>(w.data), out, nullptr, scale,
-            static_cast<int>(x.cols), g.items, eps);
+        LAMINA_CHECK(g.threads * g.items >= x.cols, "row too long");
+        dispatch_items(g.items, [&]<int ITEMS>() {
+            rms_norm_quant_kernel<T, 1, ITEMS, false><<<static_cast<unsigned>(x.rows), g.threads, 0, stream_>>>(
+                static_cast<const T*>(x.data), x.row_stride, static_cast<const float*>(w.data), out, nullptr, scale,
+                static_cast<int>(x.cols), eps);
+        });
     });
     CUDA_CHECK_LAUNCH();
 }
