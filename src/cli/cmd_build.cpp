@@ -32,7 +32,8 @@ Handler add_build(CLI::App& app) {
     cmd->add_option("--random_weights", args->random_weights, "Build a dummy engine of this shape: tiny, llama-7b")
         ->check(CLI::IsMember({"tiny", "llama-7b"}));
     cmd->add_option("--seed", args->seed, "Seed for --random_weights");
-    cmd->add_option("--tokenizer", args->tokenizer, "With --random_weights: take the tokenizer from this model");
+    cmd->add_option("--tokenizer", args->tokenizer,
+                    "Take the tokenizer from this model (.gguf, HF or engine dir) instead of the checkpoint's");
     cmd->add_option("--rmsnorm_plugin", args->rmsnorm_plugin, "Fused RMSNorm kernels (off: unfused composition)")
         ->check(CLI::IsMember({"on", "off"}));
     return [args] {
@@ -46,13 +47,9 @@ Handler add_build(CLI::App& app) {
         opts.rmsnorm_plugin = args->rmsnorm_plugin == "on";
         const auto t0 = std::chrono::steady_clock::now();
         ModelSpec spec;
-        if (!args->model_dir.empty()) {
-            if (!args->tokenizer.empty()) throw Error("--tokenizer goes with --random_weights");
-            spec = load_model_spec(args->model_dir);
-        } else {
-            spec = random_model_spec(args->random_weights, args->seed);
-            if (!args->tokenizer.empty()) spec.vocab = load_tokenizer(args->tokenizer).vocab();
-        }
+        if (!args->model_dir.empty()) spec = load_model_spec(args->model_dir, args->tokenizer.empty());
+        else spec = random_model_spec(args->random_weights, args->seed);
+        if (!args->tokenizer.empty()) spec.vocab = load_tokenizer(args->tokenizer).vocab();
         build_engine(spec, opts, args->output_dir);
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         std::printf("built %s engine (%s, %lld layers, n_embd %lld, vocab %lld) in %s in %.1f s\n",

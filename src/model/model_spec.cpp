@@ -99,15 +99,17 @@ ModelSpec load_gguf_spec(const std::filesystem::path& file) {
     return spec;
 }
 
-ModelSpec load_hf_spec(const std::filesystem::path& dir) {
+ModelSpec load_hf_spec(const std::filesystem::path& dir, bool require_tokenizer) {
     if (!std::filesystem::is_directory(dir)) throw Error(dir.string() + ": not a directory");
     auto ckpt = std::make_shared<SafetensorsCheckpoint>(dir);
     ModelSpec spec;
     spec.source = dir.string();
     spec.keep_alive = ckpt;
     spec.config = model_config_from_hf(dir / "config.json");
-    spec.vocab = vocab_from_hf_dir(dir);
-    check_tokenizer(spec.vocab, dir.string());
+    if (require_tokenizer || std::filesystem::exists(dir / "tokenizer.json")) {
+        spec.vocab = vocab_from_hf_dir(dir);
+        check_tokenizer(spec.vocab, dir.string());
+    }
     for (const auto& [name, t] : ckpt->tensors()) {
         WeightSource w;
         w.shape = t->shape;
@@ -121,8 +123,8 @@ ModelSpec load_hf_spec(const std::filesystem::path& dir) {
     return spec;
 }
 
-ModelSpec load_model_spec(const std::filesystem::path& path) {
-    if (std::filesystem::is_directory(path)) return load_hf_spec(path);
+ModelSpec load_model_spec(const std::filesystem::path& path, bool require_tokenizer) {
+    if (std::filesystem::is_directory(path)) return load_hf_spec(path, require_tokenizer);
     if (!std::filesystem::exists(path)) throw Error(path.string() + ": no such file or directory");
     return load_gguf_spec(path);
 }

@@ -37,10 +37,12 @@ struct ModelSpec {
     bool has(const std::string& name) const { return weights.count(name) != 0; }
 };
 
-// A .gguf file or a Hugging Face directory (config.json + *.safetensors + tokenizer.json).
-ModelSpec load_model_spec(const std::filesystem::path& path);
+// A .gguf file or a Hugging Face directory (config.json + *.safetensors + tokenizer.json). With
+// require_tokenizer false, a directory without tokenizer.json loads with an empty vocab (the caller
+// supplies the tokenizer of another model, e.g. for random-weight checkpoints).
+ModelSpec load_model_spec(const std::filesystem::path& path, bool require_tokenizer = true);
 ModelSpec load_gguf_spec(const std::filesystem::path& file);
-ModelSpec load_hf_spec(const std::filesystem::path& dir);
+ModelSpec load_hf_spec(const std::filesystem::path& dir, bool require_tokenizer = true);
 
 std::string shape_string(const std::vector<int64_t>& shape);
 

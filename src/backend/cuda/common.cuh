@@ -42,13 +42,6 @@ __device__ __forceinline__ __half from_float<__half>(float v) { return __float2h
 template <>
 __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
-// 16 bytes of T: the unit of every vectorized load and store.
-template <typename T>
-struct alignas(16) Vec16 {
-    static constexpr int kElems = 16 / sizeof(T);
-    T v[kElems];
-};
-
 __device__ __forceinline__ float warp_sum(float x) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);

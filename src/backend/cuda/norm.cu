@@ -36,9 +36,11 @@ RowGeometry row_geometry(int64_t cols) {
 template <typename T, int VEC>
 __device__ __forceinline__ void load_vec(const T* p, float (&out)[VEC]) {
     if constexpr (VEC * sizeof(T) == 16) {
-        const auto raw = *reinterpret_cast<const cuda::Vec16<T>*>(p);
+        // One 128-bit load (a struct of eight __half would be copied element by element).
+        const uint4 raw = *reinterpret_cast<const uint4*>(p);
+        const T* v = reinterpret_cast<const T*>(&raw);
 #pragma unroll
-        for (int j = 0; j < VEC; ++j) out[j] = cuda::to_float(raw.v[j]);
+        for (int j = 0; j < VEC; ++j) out[j] = cuda::to_float(v[j]);
     } else {
 #pragma unroll
         for (int j = 0; j < VEC; ++j) out[j] = cuda::to_float(p[j]);
@@ -48,10 +50,11 @@ __device__ __forceinline__ void load_vec(const T* p, float (&out)[VEC]) {
 template <typename T, int VEC>
 __device__ __forceinline__ void store_vec(T* p, const float (&in)[VEC]) {
     if constexpr (VEC * sizeof(T) == 16) {
-        cuda::Vec16<T> raw;
+        uint4 raw;
+        T* v = reinterpret_cast<T*>(&raw);
 #pragma unroll
-        for (int j = 0; j < VEC; ++j) raw.v[j] = cuda::from_float<T>(in[j]);
-        *reinterpret_cast<cuda::Vec16<T>*>(p) = raw;
+        for (int j = 0; j < VEC; ++j) v[j] = cuda::from_float<T>(in[j]);
+        *reinterpret_cast<uint4*>(p) = raw;
     } else {
 #pragma unroll
         for (int j = 0; j < VEC; ++j) p[j] = cuda::from_float<T>(in[j]);
@@ -95,9 +98,10 @@ __global__ void rms_norm_kernel(T* residual, int64_t res_stride, const T* x, int
     for (int it = 0; it < ITEMS; ++it) {
         const int i = (it * blockDim.x + threadIdx.x) * VEC;
         if (i < cols) {
-            float y[VEC];
+            float wv[VEC], y[VEC];
+            load_vec<float, VEC>(w + i, wv);
 #pragma unroll
-            for (int j = 0; j < VEC; ++j) y[j] = w[i + j] * (vals[it][j] * inv);
+            for (int j = 0; j < VEC; ++j) y[j] = wv[j] * (vals[it][j] * inv);
             store_vec<T, VEC>(orow + i, y);
         }
     }
@@ -129,7 +133,8 @@ __global__ void rms_norm_quant_kernel(const T* x, int64_t x_stride, const float*
         amax = cuda::warp_max(amax);
         if (threadIdx.x % 32 == 0) block_amax[threadIdx.x / 32] = amax;
         __syncthreads();
-        amax = threadIdx.x < blockDim.x / 32 ? block_amax[threadIdx.x] : 0.0f;
+        const int lane = threadIdx.x % 32;  // every warp reduces the per-warp maxima itself
+        amax = lane < static_cast<int>(blockDim.x / 32) ? block_amax[lane] : 0.0f;
         amax = cuda::warp_max(amax);
         amax = __shfl_sync(0xffffffffu, amax, 0);
         s = amax > 0.0f ? 127.0f / amax : 0.0f;
