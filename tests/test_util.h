@@ -79,6 +79,15 @@ inline void build_from(const std::filesystem::path& model, const std::filesystem
     build_engine(load_model_spec(model), o, dir);
 }
 
+// Normal(0, scale) values from a fixed seed.
+inline std::vector<float> random_vec(size_t n, uint32_t seed, float scale = 1.0f) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> d(0.0f, scale);
+    std::vector<float> v(n);
+    for (auto& x : v) x = d(rng);
+    return v;
+}
+
 // ||a - b|| / ||b|| over two equal-length vectors.
 inline double rel_error(const float* a, const float* b, size_t n) {
     double num = 0.0, den = 0.0;

@@ -12,13 +12,7 @@
 namespace lamina {
 namespace {
 
-std::vector<float> random_vec(size_t n, uint32_t seed, float scale = 1.0f) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> d(0.0f, scale);
-    std::vector<float> v(n);
-    for (auto& x : v) x = d(rng);
-    return v;
-}
+using test::random_vec;
 
 std::vector<uint16_t> to_half(const std::vector<float>& v, DType t) {
     std::vector<uint16_t> h(v.size());

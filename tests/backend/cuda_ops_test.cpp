@@ -21,13 +21,7 @@ namespace {
         if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device here"; \
     } while (0)
 
-std::vector<float> random_vec(size_t n, uint32_t seed, float scale = 1.0f) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> d(0.0f, scale);
-    std::vector<float> v(n);
-    for (auto& x : v) x = d(rng);
-    return v;
-}
+using test::random_vec;
 
 // Values as the dtype holds them (so CPU and GPU start from identical inputs).
 std::vector<float> rounded(const std::vector<float>& v, DType t) {

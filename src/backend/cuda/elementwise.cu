@@ -41,6 +41,19 @@ __global__ void gather_rows_kernel(const T* x, int64_t x_stride, const int32_t* 
     for (int i = threadIdx.x; i < cols; i += blockDim.x) out[r * out_stride + i] = src[i];
 }
 
+// (v, idx) of the warp's largest value, the lowest index among equals, in every lane.
+__device__ __forceinline__ void warp_argmax(float& v, int& idx) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
+        if (ov > v || (ov == v && oi < idx)) {
+            v = ov;
+            idx = oi;
+        }
+    }
+}
+
 template <typename T>
 __global__ void argmax_kernel(const T* logits, int64_t stride, int cols, int32_t* ids) {
     __shared__ float best_val[32];
@@ -55,16 +68,7 @@ __global__ void argmax_kernel(const T* logits, int64_t stride, int cols, int32_t
             idx = i;
         }
     }
-    auto better = [](float va, int ia, float vb, int ib) { return vb > va || (vb == va && ib < ia); };
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        const float ov = __shfl_xor_sync(0xffffffffu, v, o);
-        const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
-        if (better(v, idx, ov, oi)) {
-            v = ov;
-            idx = oi;
-        }
-    }
+    warp_argmax(v, idx);
     if (threadIdx.x % 32 == 0) {
         best_val[threadIdx.x / 32] = v;
         best_idx[threadIdx.x / 32] = idx;
@@ -74,15 +78,7 @@ __global__ void argmax_kernel(const T* logits, int64_t stride, int cols, int32_t
         const int n_warps = blockDim.x / 32;
         v = threadIdx.x < n_warps ? best_val[threadIdx.x] : -INFINITY;
         idx = threadIdx.x < n_warps ? best_idx[threadIdx.x] : 0x7fffffff;
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-            const float ov = __shfl_xor_sync(0xffffffffu, v, o);
-            const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
-            if (better(v, idx, ov, oi)) {
-                v = ov;
-                idx = oi;
-            }
-        }
+        warp_argmax(v, idx);
         if (threadIdx.x == 0) ids[blockIdx.x] = idx;
     }
 }
