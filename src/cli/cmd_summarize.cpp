@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <optional>
 
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -64,6 +65,7 @@ Handler add_summarize(CLI::App& app) {
     auto a = std::make_shared<SummarizeArgs>();
     SummarizeOptions& o = a->options;
     CLI::App* cmd = app.add_subcommand("summarize", "CNN/DailyMail summarization: ROUGE and latency (summarize.py)");
+    cmd->option_defaults()->always_capture_default();
     cmd->add_option("--engine_dir", a->engine_dir, "Engine directory from `lamina build`");
     cmd->add_option("--model_dir", a->model_dir, "Or a .gguf / HF directory, built on the fly with limits from the flags");
     cmd->add_option("--dtype", a->dtype, "Engine dtype when building on the fly")

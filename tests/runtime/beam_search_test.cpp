@@ -11,9 +11,10 @@ namespace {
 
 using test::TempDir;
 
-// sequences_scores are sums of ~24 log-probs divided by the length; lamina's fp32 logits differ
-// from PyTorch's by ~1e-5 relative (summation order), so the scores agree to ~1e-4.
-constexpr float kScoreTol = 2e-3f;
+// sequences_scores are sums of up to 24 log-probs divided by the length; lamina's fp32 logits differ
+// from PyTorch's by ~1e-5 relative (summation order). Measured: max |difference| 1.7e-5 over the
+// 30 returned scores.
+constexpr float kScoreTol = 1e-4f;
 
 BeamSearchParams params_from(const nlohmann::json& config, const nlohmann::json& ref) {
     BeamSearchParams p;
