@@ -103,7 +103,11 @@ std::string render_llama2(const Vocab& v, const Messages& messages) {
         if (role == "user") {
             out += bos + "[INST] " + strip(text) + " [/INST]";
         } else {
-            out += " " + strip(text) + " " + eos;
+            // Appended piece by piece: `" " + std::string&&` trips a GCC 12 -Wrestrict false positive.
+            out += ' ';
+            out += strip(text);
+            out += ' ';
+            out += eos;
         }
     }
     return out;
