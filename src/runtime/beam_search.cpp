@@ -1,4 +1,5 @@
 #include "runtime/beam_search.h"
+#include "runtime/prefill_packer.h"
 
 #include <algorithm>
 #include <chrono>
@@ -330,26 +331,19 @@ std::vector<std::vector<BeamHypothesis>> BeamSearch::generate(const std::vector<
         }
 
         // Prefill: each prompt into its first slot, packed into steps of at most `step` tokens.
-        size_t seq = 0, offset = 0;
-        while (seq < group.size()) {
-            ids.clear(); pos.clear(); slots.clear(); logit_rows.clear();
-            std::vector<size_t> finishing;
-            while (seq < group.size() && static_cast<int64_t>(ids.size()) < step) {
-                const auto& p = group[seq].prompt;
-                const size_t take = std::min(p.size() - offset, static_cast<size_t>(step) - ids.size());
-                for (size_t j = 0; j < take; ++j) {
-                    ids.push_back(p[offset + j]);
-                    pos.push_back(static_cast<int32_t>(offset + j));
-                    slots.push_back(group[seq].slot0);
-                }
-                offset += take;
-                if (offset == p.size()) {
-                    logit_rows.push_back(static_cast<int32_t>(ids.size() - 1));
-                    finishing.push_back(seq);
-                    ++seq;
-                    offset = 0;
-                }
-            }
+        std::vector<std::span<const int32_t>> group_prompts;
+        std::vector<int32_t> group_slots;
+        for (const auto& ps : group) {
+            group_prompts.emplace_back(ps.prompt);
+            group_slots.push_back(ps.slot0);
+        }
+        PrefillPacker packer(std::move(group_prompts), std::move(group_slots), step);
+        while (packer.next()) {
+            ids = packer.ids;
+            pos = packer.positions;
+            slots = packer.slots;
+            logit_rows = packer.logit_rows;
+            const std::vector<size_t>& finishing = packer.finishing;
             const auto t0 = Clock::now();
             if (logit_rows.empty()) logit_rows.push_back(static_cast<int32_t>(ids.size() - 1));  // mid-prompt chunk
             model_.forward(ids, pos, slots, logit_rows, logits.data());

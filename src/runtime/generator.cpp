@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "core/error.h"
+#include "runtime/prefill_packer.h"
 
 namespace lamina {
 
@@ -97,27 +98,21 @@ std::vector<std::vector<int32_t>> Generator::generate(const std::vector<std::vec
             if (is_stop(id) || static_cast<int64_t>(outputs[g0 + s].size()) >= params.max_new_tokens) live[s] = false;
         };
 
-        // Prefill: pack prompt tokens of the group into steps of at most `step` tokens.
-        size_t seq = 0, offset = 0;
-        while (seq < g1 - g0) {
-            ids.clear(); pos.clear(); slots.clear(); logit_rows.clear();
-            std::vector<size_t> finishing;  // sequences whose last prompt token is in this step
-            while (seq < g1 - g0 && static_cast<int64_t>(ids.size()) < step) {
-                const auto& p = prompts[g0 + seq];
-                const size_t take = std::min(p.size() - offset, static_cast<size_t>(step) - ids.size());
-                for (size_t j = 0; j < take; ++j) {
-                    ids.push_back(p[offset + j]);
-                    pos.push_back(static_cast<int32_t>(offset + j));
-                    slots.push_back(static_cast<int32_t>(seq));
-                }
-                offset += take;
-                if (offset == p.size()) {
-                    logit_rows.push_back(static_cast<int32_t>(ids.size() - 1));
-                    finishing.push_back(seq);
-                    ++seq;
-                    offset = 0;
-                }
-            }
+        // Prefill: prompt tokens of the group packed into steps of at most `step` tokens; sequence s of
+        // the group uses KV slot s.
+        std::vector<std::span<const int32_t>> group_prompts;
+        std::vector<int32_t> group_slots;
+        for (size_t i = g0; i < g1; ++i) {
+            group_prompts.emplace_back(prompts[i]);
+            group_slots.push_back(static_cast<int32_t>(i - g0));
+        }
+        PrefillPacker packer(std::move(group_prompts), std::move(group_slots), step);
+        while (packer.next()) {
+            ids = packer.ids;
+            pos = packer.positions;
+            slots = packer.slots;
+            logit_rows = packer.logit_rows;
+            const std::vector<size_t>& finishing = packer.finishing;
             const auto t0 = Clock::now();
             if (!logit_rows.empty()) {
                 run(logit_rows, finishing);
