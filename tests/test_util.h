@@ -15,7 +15,9 @@
 #include <nlohmann/json.hpp>
 
 #include "build/engine_writer.h"
+#include "backend/backend.h"
 #include "model/model_spec.h"
+#include "runtime/engine.h"
 
 namespace lamina::test {
 
@@ -115,5 +117,18 @@ inline CommandResult run_command(const std::string& cmd) {
     return r;
 }
 inline std::string lamina_binary() { return LAMINA_BINARY; }
+
+// The tiny_llama fixture as an f32 engine (max_input_len 24, max_output_len 20, 4 sequences) on the CPU.
+class TinyEngineTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        build_from(data_dir() / "tiny_llama", dir.path(), DType::F32, 24, 20, /*max_batch_size=*/4);
+        engine = std::make_unique<Engine>(dir.path());
+        backend = make_cpu_backend();
+    }
+    TempDir dir;
+    std::unique_ptr<Engine> engine;
+    std::unique_ptr<Backend> backend;
+};
 
 }  // namespace lamina::test

@@ -81,17 +81,7 @@ TEST_F(BeamSearchSmolLM2, BeamsEqualTransformers) {
     EXPECT_EQ(n_cases, 9);
 }
 
-class BeamSearchTiny : public ::testing::Test {
-protected:
-    void SetUp() override {
-        test::build_from(test::data_dir() / "tiny_llama", dir.path(), DType::F32, 24, 20, /*max_batch_size=*/4);
-        engine = std::make_unique<Engine>(dir.path());
-        backend = make_cpu_backend();
-    }
-    TempDir dir;
-    std::unique_ptr<Engine> engine;
-    std::unique_ptr<Backend> backend;
-};
+class BeamSearchTiny : public test::TinyEngineTest {};
 
 TEST_F(BeamSearchTiny, SlotLimitErrorSaysWhatToRebuildWith) {
     try {
