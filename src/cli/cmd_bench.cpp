@@ -22,6 +22,7 @@ namespace lamina::cli {
 namespace {
 struct BenchArgs {
     std::string engine_dir, json, device = "auto";
+    uint64_t kv_cache_bytes = 0;
     int64_t input_len = 512, output_len = 128, repeats = 3, batch_size = 1;
     bool profile = false;
 };
@@ -102,6 +103,7 @@ Handler add_bench(CLI::App& app) {
     cmd->add_option("--batch_size", a->batch_size, "Sequences decoded together")->check(CLI::PositiveNumber);
     cmd->add_option("--json", a->json, "Also write the results to this JSON file");
     cmd->add_option("--device", a->device, "cpu, cuda or auto");
+    add_kv_cache_option(cmd, a->kv_cache_bytes);
     cmd->add_flag("--profile", a->profile, "Also print time per op group for one prefill and decode steps");
     return [a] {
         Engine engine(a->engine_dir);
@@ -109,7 +111,7 @@ Handler add_bench(CLI::App& app) {
             throw Error("--input_len " + std::to_string(a->input_len) + " exceeds the engine's max_input_len " +
                         std::to_string(engine.limits().max_input_len));
         auto backend = make_backend(a->device, engine.dtype());
-        Generator gen(engine, *backend, a->batch_size);
+        Generator gen(engine, *backend, a->batch_size, a->kv_cache_bytes);
         std::mt19937 rng(1234);
         std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(engine.config().n_vocab - 1));
         std::vector<std::vector<int32_t>> prompts(static_cast<size_t>(a->batch_size));

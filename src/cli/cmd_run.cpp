@@ -13,6 +13,7 @@ namespace lamina::cli {
 namespace {
 struct RunArgs {
     std::string engine_dir, model_dir, dtype = "float32", device = "auto";
+    uint64_t kv_cache_bytes = 0;
     std::string input_text = "Born in north-east France, Soyer trained as a";
     int64_t max_output_len = 64;
     SamplingParams sampling;
@@ -39,6 +40,7 @@ Handler add_run(CLI::App& app) {
     cmd->add_flag("--chat", a->chat, "Wrap the prompt in the model's chat template");
     cmd->add_flag("--stream", a->stream, "Print tokens as they are produced (default when stdout is a terminal)");
     cmd->add_option("--device", a->device, "cpu, cuda or auto");
+    add_kv_cache_option(cmd, a->kv_cache_bytes);
     return [a] {
         a->sampling.validate();
         BuildOptions build;
@@ -57,7 +59,7 @@ Handler add_run(CLI::App& app) {
         if (ids.empty()) throw Error("--input_text encodes to no tokens");
 
         auto backend = make_backend(a->device, engine.dtype());
-        Generator gen(engine, *backend, 1);
+        Generator gen(engine, *backend, 1, a->kv_cache_bytes);
         GenerationParams params;
         params.max_new_tokens = a->max_output_len;
         params.sampling = a->sampling;

@@ -90,6 +90,7 @@ Handler add_summarize(CLI::App& app) {
     cmd->add_option("--output_json", a->output_json, "Write per-example outputs, token counts, latencies and scores");
     cmd->add_option("--reference_json", a->reference_json, "Compare with this run (tools/hf_summarize.py's JSON)");
     cmd->add_option("--device", a->device, "cpu, cuda or auto");
+    add_kv_cache_option(cmd, a->options.kv_cache_bytes);
     return [a, cmd] {
         SummarizeOptions& o = a->options;
         o.early_stopping = early_stopping_from_name(a->early_stopping);

@@ -35,6 +35,13 @@ OpenedEngine::~OpenedEngine() {
     }
 }
 
+void add_kv_cache_option(CLI::App* cmd, uint64_t& bytes) {
+    cmd->add_option("--kv_cache_bytes", bytes,
+                    "KV cache budget in bytes (suffixes K/M/G, binary); shortens each sequence's context to fit. "
+                    "Default: max_batch x (max_input_len + max_output_len) positions")
+        ->transform(CLI::AsSizeValue(false));
+}
+
 OpenedEngine open_engine(const std::string& engine_dir, const std::string& model_dir, const BuildOptions& build) {
     OpenedEngine e;
     if (!engine_dir.empty() && !model_dir.empty()) throw Error("give --engine_dir or --model_dir, not both");

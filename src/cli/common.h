@@ -7,6 +7,8 @@
 #include <string>
 #include <utility>
 
+#include <CLI/CLI.hpp>
+
 #include "backend/backend.h"
 #include "build/engine_writer.h"
 #include "runtime/engine.h"
@@ -17,6 +19,10 @@ namespace lamina::cli {
 // "cpu", "cuda" or "auto" (cuda when built with it and a GPU is present, else cpu). On CUDA the
 // activations and KV cache take the engine's dtype.
 std::unique_ptr<Backend> make_backend(const std::string& device, DType engine_dtype);
+
+// --kv_cache_bytes: the KV cache's byte budget (binary suffixes accepted: 512MiB, 4G); 0 sizes it from
+// the engine's limits.
+void add_kv_cache_option(CLI::App* cmd, uint64_t& bytes);
 
 // An engine from --engine_dir, or built into a temporary directory from --model_dir.
 struct OpenedEngine {

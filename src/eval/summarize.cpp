@@ -87,7 +87,7 @@ SummarizeRun run_summarize(const Engine& engine, Backend& backend, const std::ve
     GenerationParams gen_params;
     BeamSearchParams beam_params;
     if (o.num_beams == 1) {
-        generator = std::make_unique<Generator>(engine, backend, o.batch_size);
+        generator = std::make_unique<Generator>(engine, backend, o.batch_size, o.kv_cache_bytes);
         gen_params.max_new_tokens = o.output_len;
         gen_params.sampling.top_k = o.top_k;
         gen_params.sampling.temperature = o.temperature;
@@ -95,7 +95,7 @@ SummarizeRun run_summarize(const Engine& engine, Backend& backend, const std::ve
         gen_params.sampling.seed = o.seed;
         gen_params.stop_ids = eos_ids;
     } else {
-        beams = std::make_unique<BeamSearch>(engine, backend, o.batch_size, o.num_beams);
+        beams = std::make_unique<BeamSearch>(engine, backend, o.batch_size, o.num_beams, o.kv_cache_bytes);
         beam_params.num_beams = o.num_beams;
         beam_params.num_return_sequences = static_cast<int64_t>(n_return);
         beam_params.max_new_tokens = o.output_len;

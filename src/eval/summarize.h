@@ -36,6 +36,7 @@ struct SummarizeOptions {
     int64_t no_repeat_ngram_size = 0;
     float repetition_penalty = 1.0f;
     bool use_stemmer = false;
+    uint64_t kv_cache_bytes = 0;     // 0: the KV cache from the engine's limits (runtime/kv_budget.h)
 
     int64_t n_return() const { return num_beams > 1 && num_return_sequences > 0 ? num_return_sequences : num_beams; }
     // The examples a run uses: the first min(dataset size, max_ite * batch_size).

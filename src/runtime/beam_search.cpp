@@ -1,5 +1,4 @@
 #include "runtime/beam_search.h"
-#include "runtime/prefill_packer.h"
 
 #include <algorithm>
 #include <chrono>
@@ -9,6 +8,8 @@
 #include <span>
 
 #include "core/error.h"
+#include "runtime/kv_budget.h"
+#include "runtime/prefill_packer.h"
 #include "runtime/sampler.h"
 
 namespace lamina {
@@ -20,10 +21,7 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 // HF's stand-in for "impossible" inside beam search: added to a score (in float32) to push a beam
 // or hypothesis below every real one without making it -inf.
 constexpr float kPushDown = -1.0e9f;
-// Prefill chunk size, as the Generator's.
-constexpr int64_t kMaxPrefillChunk = 512;
-
-ModelLimits beam_limits(const Engine& e, int64_t n_prompt, int64_t num_beams) {
+ModelLimits beam_limits(const Engine& e, Backend& backend, int64_t n_prompt, int64_t num_beams, uint64_t kv_cache_bytes) {
     if (n_prompt < 1) throw Error("beam search needs at least one prompt at a time, got " + std::to_string(n_prompt));
     if (num_beams < 1) throw Error("--num_beams must be >= 1, got " + std::to_string(num_beams));
     const int64_t n_slot = n_prompt * num_beams;
@@ -33,11 +31,7 @@ ModelLimits beam_limits(const Engine& e, int64_t n_prompt, int64_t num_beams) {
                     " beams needs " + std::to_string(n_slot) + " KV slots, but the engine's max_batch_size is " +
                     std::to_string(max_batch) + "; rebuild the engine with `lamina build --max_batch_size " +
                     std::to_string(n_slot) + "` (batch size x num_beams) or lower the batch size / beams");
-    ModelLimits m;
-    m.n_slot = n_slot;
-    m.n_ctx = e.limits().max_input_len + e.limits().max_output_len;
-    m.max_step_tokens = std::max(n_slot, std::min(e.limits().max_input_len, kMaxPrefillChunk));
-    return m;
+    return plan_model_limits(e, n_slot, backend.activation_dtype(), kv_cache_bytes);
 }
 
 // HF's length penalty denominator, n ** length_penalty, as the float32 scalar torch divides by.
@@ -278,9 +272,10 @@ void BeamSearchParams::validate() const {
         throw Error("--repetition_penalty must be > 0, got " + std::to_string(repetition_penalty));
 }
 
-BeamSearch::BeamSearch(const Engine& engine, Backend& backend, int64_t n_prompt, int64_t num_beams)
+BeamSearch::BeamSearch(const Engine& engine, Backend& backend, int64_t n_prompt, int64_t num_beams,
+                       uint64_t kv_cache_bytes)
     : engine_(engine), n_prompt_(n_prompt), num_beams_(num_beams),
-      model_(engine, backend, beam_limits(engine, n_prompt, num_beams)) {}
+      model_(engine, backend, beam_limits(engine, backend, n_prompt, num_beams, kv_cache_bytes)) {}
 
 std::vector<std::vector<BeamHypothesis>> BeamSearch::generate(const std::vector<std::vector<int32_t>>& prompts,
                                                               const BeamSearchParams& params) {
@@ -304,6 +299,7 @@ std::vector<std::vector<BeamHypothesis>> BeamSearch::generate(const std::vector<
         for (int32_t id : prompts[i])
             if (id < 0 || id >= n_vocab)
                 throw Error("prompt " + std::to_string(i) + " has token id " + std::to_string(id) + " outside the vocabulary");
+        check_fits_kv_cache(model_.limits(), static_cast<int64_t>(prompts[i].size()), params.max_new_tokens, i);
     }
 
     stats_ = {};

@@ -73,7 +73,9 @@ class BeamSearch {
 public:
     // Room for n_prompt prompts of num_beams beams at once: n_prompt * num_beams KV slots, which must
     // fit the engine's max_batch_size (a lamina::Error says what to rebuild with otherwise).
-    BeamSearch(const Engine& engine, Backend& backend, int64_t n_prompt, int64_t num_beams);
+    // kv_cache_bytes > 0 sizes the KV cache to that budget instead (runtime/kv_budget.h).
+    BeamSearch(const Engine& engine, Backend& backend, int64_t n_prompt, int64_t num_beams,
+               uint64_t kv_cache_bytes = 0);
 
     // For every prompt, params.n_return() hypotheses, best first. params.num_beams must equal the
     // constructor's. Prompts are checked like Generator's (non-empty, <= max_input_len, ids in range).

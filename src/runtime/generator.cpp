@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "core/error.h"
+#include "runtime/kv_budget.h"
 #include "runtime/prefill_packer.h"
 
 namespace lamina {
@@ -12,23 +13,16 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// Prefill chunk size: large enough for sgemm to reach its rate, small enough to keep buffers modest.
-constexpr int64_t kMaxPrefillChunk = 512;
-
-ModelLimits limits_for(const Engine& e, int64_t n_slot) {
+ModelLimits limits_for(const Engine& e, Backend& backend, int64_t n_slot, uint64_t kv_cache_bytes) {
     if (n_slot < 1 || n_slot > e.limits().max_batch_size)
         throw Error("batch size " + std::to_string(n_slot) + " is outside [1, max_batch_size " +
                     std::to_string(e.limits().max_batch_size) + "] of the engine");
-    ModelLimits m;
-    m.n_slot = n_slot;
-    m.n_ctx = e.limits().max_input_len + e.limits().max_output_len;
-    m.max_step_tokens = std::max(n_slot, std::min(e.limits().max_input_len, kMaxPrefillChunk));
-    return m;
+    return plan_model_limits(e, n_slot, backend.activation_dtype(), kv_cache_bytes);
 }
 }  // namespace
 
-Generator::Generator(const Engine& engine, Backend& backend, int64_t n_slot)
-    : engine_(engine), model_(engine, backend, limits_for(engine, n_slot)) {}
+Generator::Generator(const Engine& engine, Backend& backend, int64_t n_slot, uint64_t kv_cache_bytes)
+    : engine_(engine), model_(engine, backend, limits_for(engine, backend, n_slot, kv_cache_bytes)) {}
 
 void Generator::check_prompt(const std::vector<int32_t>& prompt, size_t index) const {
     if (prompt.empty()) throw Error("prompt " + std::to_string(index) + " is empty");
@@ -48,7 +42,10 @@ std::vector<std::vector<int32_t>> Generator::generate(const std::vector<std::vec
     if (params.max_new_tokens < 1 || params.max_new_tokens > engine_.limits().max_output_len)
         throw Error("max new tokens " + std::to_string(params.max_new_tokens) + " is outside [1, max_output_len " +
                     std::to_string(engine_.limits().max_output_len) + "] of the engine");
-    for (size_t i = 0; i < prompts.size(); ++i) check_prompt(prompts[i], i);
+    for (size_t i = 0; i < prompts.size(); ++i) {
+        check_prompt(prompts[i], i);
+        check_fits_kv_cache(model_.limits(), static_cast<int64_t>(prompts[i].size()), params.max_new_tokens, i);
+    }
 
     stats_ = {};
     const auto t_start = Clock::now();

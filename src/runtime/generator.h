@@ -30,8 +30,8 @@ struct GenerationStats {
 class Generator {
 public:
     // n_slot sequences at once (<= the engine's max_batch_size); the context per slot is
-    // max_input_len + max_output_len of the engine.
-    Generator(const Engine& engine, Backend& backend, int64_t n_slot);
+    // max_input_len + max_output_len of the engine, or what kv_cache_bytes (> 0) holds (runtime/kv_budget.h).
+    Generator(const Engine& engine, Backend& backend, int64_t n_slot, uint64_t kv_cache_bytes = 0);
 
     // Generates a continuation for every prompt; returns the new tokens (stop token included, as HF
     // does). `on_token(i, id)` is called for each token of prompt i as it is produced. A prompt that is

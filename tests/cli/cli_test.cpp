@@ -67,6 +67,17 @@ TEST_F(CliTiny, BadRunInputs) {
     expect_one_line_error(e + " --no_such_flag 1", "no_such_flag");
     expect_one_line_error("run --device cpu --engine_dir /nonexistent", "/nonexistent");
     expect_one_line_error("run --device quantum --engine_dir " + engine().string(), "quantum");
+    expect_one_line_error(e + " --max_output_len 8 --kv_cache_bytes 12", "--kv_cache_bytes");
+    expect_one_line_error(e + " --max_output_len 8 --kv_cache_bytes lots", "kv_cache_bytes");
+}
+
+TEST_F(CliTiny, KvCacheBudgetRuns) {
+    const std::string e = "run --device cpu --temperature 0 --input_text 'Hello world' --engine_dir " + engine().string();
+    const auto full = run_command(lamina(e + " --max_output_len 8"));
+    const auto budget = run_command(lamina(e + " --max_output_len 8 --kv_cache_bytes 1MiB"));
+    ASSERT_EQ(full.status, 0) << full.output;
+    ASSERT_EQ(budget.status, 0) << budget.output;
+    EXPECT_EQ(full.output, budget.output);
 }
 
 TEST_F(CliTiny, BadBuildInputs) {
