@@ -1,6 +1,8 @@
 // The engine directory that `lamina build` writes and the runtime maps:
 //   config.json            format + version, model config, dtype, build options, limits, tensor table
 //   weights.bin            64-byte header, then every tensor 64-byte aligned in the runtime's layout
+//   weights.rank<r>.bin    instead of weights.bin in a tensor-parallel engine (format version 2): rank
+//                          r's shard, same layout and header (parallel/sharding.h says how it is cut)
 //   tokenizer.lamina.json  the tokenizer (tokenizer/vocab.h)
 // Runtime layout per layer: attn_norm (f32), wqkv = [q; k; v] rows fused, wo, ffn_norm (f32),
 // w_gate_up = [gate; up] rows fused, w_down; biases (f32) when the model has them.
@@ -14,7 +16,8 @@
 namespace lamina::engine_format {
 
 inline constexpr const char* kFormatName = "lamina-engine";
-inline constexpr int kFormatVersion = 1;
+inline constexpr int kFormatVersion = 1;    // one rank: weights.bin
+inline constexpr int kFormatVersionTp = 2;  // tp_size > 1: config.json "tensor_parallel", one file per rank
 inline constexpr const char* kConfigFile = "config.json";
 inline constexpr const char* kWeightsFile = "weights.bin";
 inline constexpr const char* kTokenizerFile = "tokenizer.lamina.json";
@@ -28,6 +31,8 @@ struct WeightsHeader {
     uint32_t reserved;
     uint64_t file_bytes;  // the whole file; a shorter file is truncated
 };
+
+inline std::string rank_weights_file(int rank) { return "weights.rank" + std::to_string(rank) + ".bin"; }
 
 inline std::string layer_tensor(int64_t layer, const char* name) {
     return "blk." + std::to_string(layer) + "." + name;

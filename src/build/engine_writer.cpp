@@ -1,8 +1,10 @@
 #include "build/engine_writer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -10,6 +12,7 @@
 #include "build/engine_format.h"
 #include "core/error.h"
 #include "io/weight_names.h"
+#include "parallel/sharding.h"
 
 namespace lamina {
 
@@ -17,11 +20,12 @@ namespace fmt = engine_format;
 
 namespace {
 
-// Appends tensors to weights.bin at aligned offsets and records them in the tensor table.
+// Appends tensors to one weights file at aligned offsets and records them in the tensor table.
 class WeightsWriter {
 public:
-    explicit WeightsWriter(const std::filesystem::path& path) : path_(path), out_(path, std::ios::binary | std::ios::trunc) {
-        if (!out_) throw Error(path.string() + ": cannot create");
+    WeightsWriter(const std::filesystem::path& dir, std::string file, int version)
+        : path_(dir / file), file_(std::move(file)), version_(version), out_(path_, std::ios::binary | std::ios::trunc) {
+        if (!out_) throw Error(path_.string() + ": cannot create");
         std::vector<char> header(fmt::kAlignment, 0);
         out_.write(header.data(), static_cast<std::streamsize>(header.size()));
         offset_ = fmt::kAlignment;
@@ -44,17 +48,19 @@ public:
     nlohmann::json finish() {
         fmt::WeightsHeader h{};
         std::memcpy(h.magic, fmt::kWeightsMagic, sizeof h.magic);
-        h.version = fmt::kFormatVersion;
+        h.version = static_cast<uint32_t>(version_);
         h.file_bytes = offset_;
         out_.seekp(0);
         out_.write(reinterpret_cast<const char*>(&h), sizeof h);
         out_.close();
         if (!out_) throw Error(path_.string() + ": write failed");
-        return {{"file", fmt::kWeightsFile}, {"bytes", offset_}, {"tensors", table_}};
+        return {{"file", file_}, {"bytes", offset_}, {"tensors", table_}};
     }
 
 private:
     std::filesystem::path path_;
+    std::string file_;
+    int version_;
     std::ofstream out_;
     uint64_t offset_ = 0;
     nlohmann::json table_ = nlohmann::json::array();
@@ -67,15 +73,37 @@ std::vector<float> read_weight(const ModelSpec& spec, const std::string& name, c
     return v;
 }
 
-// Rows of several [rows_i, cols] matrices stacked into one.
-std::vector<float> stack_rows(const ModelSpec& spec, const std::vector<std::pair<std::string, int64_t>>& parts, int64_t cols) {
-    std::vector<float> out;
-    for (const auto& [name, rows] : parts) {
-        const auto shape = cols > 0 ? std::vector<int64_t>{rows, cols} : std::vector<int64_t>{rows};
-        auto v = read_weight(spec, name, shape);
-        out.insert(out.end(), v.begin(), v.end());
-    }
+// Rows [first, first + n) of a row-major matrix with `cols` columns (a vector: cols 1); rows past its
+// end are zeros (the padding of the last vocabulary shard).
+std::vector<float> row_block(const std::vector<float>& m, int64_t cols, int64_t first, int64_t n) {
+    std::vector<float> out(static_cast<size_t>(n * cols), 0.0f);
+    const int64_t end = std::min(static_cast<int64_t>(m.size()) / cols, first + n);
+    if (end > first) std::copy(m.begin() + first * cols, m.begin() + end * cols, out.begin());
     return out;
+}
+
+// Columns [first, first + n) of a row-major matrix with `cols` columns.
+std::vector<float> col_block(const std::vector<float>& m, int64_t cols, int64_t first, int64_t n) {
+    const int64_t rows = static_cast<int64_t>(m.size()) / cols;
+    std::vector<float> out(static_cast<size_t>(rows * n));
+    for (int64_t r = 0; r < rows; ++r)
+        std::copy(m.begin() + r * cols + first, m.begin() + r * cols + first + n, out.begin() + r * n);
+    return out;
+}
+
+std::vector<float> concat(std::initializer_list<std::vector<float>> parts) {
+    std::vector<float> out;
+    for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+    return out;
+}
+
+// Removes weight files of another rank layout left by an earlier build into the same directory.
+void remove_stale_weights(const std::filesystem::path& dir) {
+    std::filesystem::remove(dir / fmt::kWeightsFile);
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+        const std::string name = e.path().filename().string();
+        if (name.rfind("weights.rank", 0) == 0 && e.path().extension() == ".bin") std::filesystem::remove(e.path());
+    }
 }
 
 }  // namespace
@@ -88,42 +116,103 @@ void build_engine(const ModelSpec& spec, const BuildOptions& opts, const std::fi
     if (opts.max_input_len + opts.max_output_len > c.n_ctx)
         throw Error("max_input_len + max_output_len = " + std::to_string(opts.max_input_len + opts.max_output_len) +
                     " exceeds the model's context length " + std::to_string(c.n_ctx));
+    const TpSharding tp = plan_tensor_parallel(c, opts.tp_size);
+    const int n_rank = tp.tp_size;
+    const ModelConfig rc = tp.rank_config(c);  // == c when tp_size is 1
     std::filesystem::create_directories(out_dir);
     // Write the weights first and the config last: a directory without config.json is no engine.
     std::filesystem::remove(out_dir / fmt::kConfigFile);
+    remove_stale_weights(out_dir);
 
-    WeightsWriter w(out_dir / fmt::kWeightsFile);
+    const int version = n_rank == 1 ? fmt::kFormatVersion : fmt::kFormatVersionTp;
+    std::vector<std::unique_ptr<WeightsWriter>> writers;
+    for (int r = 0; r < n_rank; ++r)
+        writers.push_back(std::make_unique<WeightsWriter>(out_dir, n_rank == 1 ? fmt::kWeightsFile : fmt::rank_weights_file(r), version));
+    // Each tensor is read from the checkpoint once and written to every rank, cut to the rank's share
+    // (with one rank the share is the whole tensor, so tp 1 engines are what they were before ranks).
+    auto add = [&](const std::string& name, DType dtype, std::vector<int64_t> shape, const auto& share) {
+        for (int r = 0; r < n_rank; ++r) writers[r]->add(name, dtype, shape, share(r));
+    };
+    // o_proj and down biases go to rank 0 only: the all-reduce after them must add them once.
+    auto add_rank0 = [&](const std::string& name, std::vector<int64_t> shape, const std::vector<float>& values) {
+        writers[0]->add(name, DType::F32, shape, values);
+    };
+    auto all = [](const std::vector<float>& v) { return [&v](int) -> const std::vector<float>& { return v; }; };
+
     const DType dt = opts.dtype;
-    const int64_t E = c.n_embd;
-    w.add("tok_embd", dt, {c.n_vocab, E}, read_weight(spec, hf_names::embed, {c.n_vocab, E}));
-    w.add("output_norm", DType::F32, {E}, read_weight(spec, hf_names::norm, {E}));
-    if (!c.tied_embeddings) w.add("output", dt, {c.n_vocab, E}, read_weight(spec, hf_names::lm_head, {c.n_vocab, E}));
+    const int64_t E = c.n_embd, D = c.head_dim, V = c.n_vocab, Vs = tp.n_vocab_shard;
+    // Vocabulary shard of rank r; tok_embd gets the extra zero row that ids of other ranks map to.
+    auto vocab_rows = [&](const std::vector<float>& table, int r, bool zero_row) {
+        auto rows = row_block(table, E, tp.first_vocab(r), Vs);
+        if (zero_row) rows.resize(rows.size() + static_cast<size_t>(E), 0.0f);
+        return rows;
+    };
+    {
+        const auto embd = read_weight(spec, hf_names::embed, {V, E});
+        if (n_rank == 1) add("tok_embd", dt, {V, E}, all(embd));
+        else add("tok_embd", dt, {Vs + 1, E}, [&](int r) { return vocab_rows(embd, r, true); });
+    }
+    add("output_norm", DType::F32, {E}, all(read_weight(spec, hf_names::norm, {E})));
+    if (!c.tied_embeddings) {
+        const auto head = read_weight(spec, hf_names::lm_head, {V, E});
+        if (n_rank == 1) add("output", dt, {V, E}, all(head));
+        else add("output", dt, {Vs, E}, [&](int r) { return vocab_rows(head, r, false); });
+    }
 
     for (int64_t i = 0; i < c.n_layer; ++i) {
         auto L = [&](const char* suffix) { return hf_names::layer(i, suffix); };
         auto T = [&](const char* name) { return fmt::layer_tensor(i, name); };
-        w.add(T("attn_norm"), DType::F32, {E}, read_weight(spec, L("input_layernorm.weight"), {E}));
-        w.add(T("wqkv"), dt, {c.qkv_dim(), E},
-              stack_rows(spec, {{L("self_attn.q_proj.weight"), c.q_dim()}, {L("self_attn.k_proj.weight"), c.kv_dim()},
-                                {L("self_attn.v_proj.weight"), c.kv_dim()}}, E));
+        // The rank's q heads, then its KV heads' k and v: rows of a [heads * head_dim, cols] matrix.
+        auto qkv_share = [&](const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v,
+                             int64_t cols) {
+            return [&, cols](int r) {
+                return concat({row_block(q, cols, tp.first_head(r) * D, rc.q_dim()),
+                               row_block(k, cols, tp.first_head_kv(r) * D, rc.kv_dim()),
+                               row_block(v, cols, tp.first_head_kv(r) * D, rc.kv_dim())});
+            };
+        };
+        auto gate_up_share = [&](const std::vector<float>& gate, const std::vector<float>& up, int64_t cols) {
+            return [&, cols](int r) {
+                return concat({row_block(gate, cols, tp.first_ff(r), rc.n_ff), row_block(up, cols, tp.first_ff(r), rc.n_ff)});
+            };
+        };
+        add(T("attn_norm"), DType::F32, {E}, all(read_weight(spec, L("input_layernorm.weight"), {E})));
+        {
+            const auto q = read_weight(spec, L("self_attn.q_proj.weight"), {c.q_dim(), E});
+            const auto k = read_weight(spec, L("self_attn.k_proj.weight"), {c.kv_dim(), E});
+            const auto v = read_weight(spec, L("self_attn.v_proj.weight"), {c.kv_dim(), E});
+            add(T("wqkv"), dt, {rc.qkv_dim(), E}, qkv_share(q, k, v, E));
+        }
         if (c.attn_bias) {
-            w.add(T("bqkv"), DType::F32, {c.qkv_dim()},
-                  stack_rows(spec, {{L("self_attn.q_proj.bias"), c.q_dim()}, {L("self_attn.k_proj.bias"), c.kv_dim()},
-                                    {L("self_attn.v_proj.bias"), c.kv_dim()}}, 0));
+            const auto q = read_weight(spec, L("self_attn.q_proj.bias"), {c.q_dim()});
+            const auto k = read_weight(spec, L("self_attn.k_proj.bias"), {c.kv_dim()});
+            const auto v = read_weight(spec, L("self_attn.v_proj.bias"), {c.kv_dim()});
+            add(T("bqkv"), DType::F32, {rc.qkv_dim()}, qkv_share(q, k, v, 1));
         }
-        w.add(T("wo"), dt, {E, c.q_dim()}, read_weight(spec, L("self_attn.o_proj.weight"), {E, c.q_dim()}));
-        if (c.attn_bias) w.add(T("bo"), DType::F32, {E}, read_weight(spec, L("self_attn.o_proj.bias"), {E}));
-        w.add(T("ffn_norm"), DType::F32, {E}, read_weight(spec, L("post_attention_layernorm.weight"), {E}));
-        w.add(T("w_gate_up"), dt, {2 * c.n_ff, E},
-              stack_rows(spec, {{L("mlp.gate_proj.weight"), c.n_ff}, {L("mlp.up_proj.weight"), c.n_ff}}, E));
+        {
+            const auto wo = read_weight(spec, L("self_attn.o_proj.weight"), {E, c.q_dim()});
+            add(T("wo"), dt, {E, rc.q_dim()}, [&](int r) { return col_block(wo, c.q_dim(), tp.first_head(r) * D, rc.q_dim()); });
+        }
+        if (c.attn_bias) add_rank0(T("bo"), {E}, read_weight(spec, L("self_attn.o_proj.bias"), {E}));
+        add(T("ffn_norm"), DType::F32, {E}, all(read_weight(spec, L("post_attention_layernorm.weight"), {E})));
+        {
+            const auto gate = read_weight(spec, L("mlp.gate_proj.weight"), {c.n_ff, E});
+            const auto up = read_weight(spec, L("mlp.up_proj.weight"), {c.n_ff, E});
+            add(T("w_gate_up"), dt, {2 * rc.n_ff, E}, gate_up_share(gate, up, E));
+        }
         if (c.mlp_bias) {
-            w.add(T("b_gate_up"), DType::F32, {2 * c.n_ff},
-                  stack_rows(spec, {{L("mlp.gate_proj.bias"), c.n_ff}, {L("mlp.up_proj.bias"), c.n_ff}}, 0));
+            const auto gate = read_weight(spec, L("mlp.gate_proj.bias"), {c.n_ff});
+            const auto up = read_weight(spec, L("mlp.up_proj.bias"), {c.n_ff});
+            add(T("b_gate_up"), DType::F32, {2 * rc.n_ff}, gate_up_share(gate, up, 1));
         }
-        w.add(T("w_down"), dt, {E, c.n_ff}, read_weight(spec, L("mlp.down_proj.weight"), {E, c.n_ff}));
-        if (c.mlp_bias) w.add(T("b_down"), DType::F32, {E}, read_weight(spec, L("mlp.down_proj.bias"), {E}));
+        {
+            const auto down = read_weight(spec, L("mlp.down_proj.weight"), {E, c.n_ff});
+            add(T("w_down"), dt, {E, rc.n_ff}, [&](int r) { return col_block(down, c.n_ff, tp.first_ff(r), rc.n_ff); });
+        }
+        if (c.mlp_bias) add_rank0(T("b_down"), {E}, read_weight(spec, L("mlp.down_proj.bias"), {E}));
     }
-    nlohmann::json weights = w.finish();
+    nlohmann::json weights = nlohmann::json::array();
+    for (auto& w : writers) weights.push_back(w->finish());
 
     const bool has_tokenizer = !spec.vocab.tokens.empty();
     if (has_tokenizer) {
@@ -134,15 +223,18 @@ void build_engine(const ModelSpec& spec, const BuildOptions& opts, const std::fi
     }
     nlohmann::json config = {
         {"format", fmt::kFormatName},
-        {"format_version", fmt::kFormatVersion},
+        {"format_version", version},
         {"model", c},
         {"dtype", dtype_name(opts.dtype)},
         {"build", {{"source", spec.source}, {"rmsnorm_plugin", opts.rmsnorm_plugin}}},
         {"limits",
          {{"max_batch_size", opts.max_batch_size}, {"max_input_len", opts.max_input_len}, {"max_output_len", opts.max_output_len}}},
         {"tokenizer", has_tokenizer ? nlohmann::json(fmt::kTokenizerFile) : nlohmann::json(nullptr)},
-        {"weights", weights},
+        // One rank: the weights.bin object, as format version 1 has it; tp_size > 1: one object per rank.
+        {"weights", n_rank == 1 ? weights.front() : weights},
     };
+    if (n_rank > 1)
+        config["tensor_parallel"] = {{"tp_size", n_rank}, {"n_vocab_shard", Vs}, {"kv_replicas", tp.kv_replicas}};
     std::ofstream out(out_dir / fmt::kConfigFile);
     out << config.dump(2) << "\n";
     if (!out) throw Error((out_dir / fmt::kConfigFile).string() + ": write failed");

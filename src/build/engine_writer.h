@@ -1,5 +1,6 @@
 // `lamina build`: turns a ModelSpec into an engine directory (build/engine_format.h): converts every
-// weight to the engine dtype (norms and biases stay f32), fuses q/k/v and gate/up, aligns, writes.
+// weight to the engine dtype (norms and biases stay f32), fuses q/k/v and gate/up, cuts each rank's
+// share when tp_size > 1, aligns, writes.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +18,7 @@ struct BuildOptions {
     int64_t max_input_len = 2048;
     int64_t max_output_len = 512;
     bool rmsnorm_plugin = true;  // fused RMSNorm kernels (off: the unfused composition, for ablation)
+    int64_t tp_size = 1;         // tensor-parallel ranks: one weights file per rank (parallel/sharding.h)
 };
 
 void build_engine(const ModelSpec& spec, const BuildOptions& opts, const std::filesystem::path& out_dir);

@@ -14,7 +14,7 @@ namespace lamina::cli {
 namespace {
 struct BuildArgs {
     std::string model_dir, output_dir, dtype = "float16", random_weights, tokenizer, rmsnorm_plugin = "on";
-    int64_t max_batch_size = 8, max_input_len = 2048, max_output_len = 512;
+    int64_t max_batch_size = 8, max_input_len = 2048, max_output_len = 512, tp_size = 1;
     uint64_t seed = 0;
 };
 }  // namespace
@@ -34,6 +34,8 @@ Handler add_build(CLI::App& app) {
     cmd->add_option("--seed", args->seed, "Seed for --random_weights");
     cmd->add_option("--tokenizer", args->tokenizer,
                     "Take the tokenizer from this model (.gguf, HF or engine dir) instead of the checkpoint's");
+    cmd->add_option("--tp_size", args->tp_size, "Tensor-parallel ranks: one weights file per rank (GPU)")
+        ->check(CLI::Range(int64_t{1}, int64_t{64}));
     cmd->add_option("--rmsnorm_plugin", args->rmsnorm_plugin, "Fused RMSNorm kernels (off: unfused composition)")
         ->check(CLI::IsMember({"on", "off"}));
     return [args] {
@@ -45,6 +47,7 @@ Handler add_build(CLI::App& app) {
         opts.max_input_len = args->max_input_len;
         opts.max_output_len = args->max_output_len;
         opts.rmsnorm_plugin = args->rmsnorm_plugin == "on";
+        opts.tp_size = args->tp_size;
         const auto t0 = std::chrono::steady_clock::now();
         ModelSpec spec;
         if (!args->model_dir.empty()) spec = load_model_spec(args->model_dir, args->tokenizer.empty());
@@ -52,10 +55,11 @@ Handler add_build(CLI::App& app) {
         if (!args->tokenizer.empty()) spec.vocab = load_tokenizer(args->tokenizer).vocab();
         build_engine(spec, opts, args->output_dir);
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        std::printf("built %s engine (%s, %lld layers, n_embd %lld, vocab %lld) in %s in %.1f s\n",
+        std::printf("built %s engine (%s, %lld layers, n_embd %lld, vocab %lld, tp_size %lld) in %s in %.1f s\n",
                     std::string(dtype_name(opts.dtype)).c_str(), spec.source.c_str(),
                     static_cast<long long>(spec.config.n_layer), static_cast<long long>(spec.config.n_embd),
-                    static_cast<long long>(spec.config.n_vocab), args->output_dir.c_str(), s);
+                    static_cast<long long>(spec.config.n_vocab), static_cast<long long>(opts.tp_size),
+                    args->output_dir.c_str(), s);
         return 0;
     };
 }

@@ -76,9 +76,10 @@ Engine::Engine(const std::filesystem::path& dir) : dir_(dir) {
     try {
         if (j.value("format", std::string{}) != fmt::kFormatName) throw Error(where + ": not a lamina engine config");
         const int version = j.at("format_version");
-        if (version != fmt::kFormatVersion)
+        if (version != fmt::kFormatVersion && version != fmt::kFormatVersionTp)
             throw Error(where + ": engine format version " + std::to_string(version) + " is not supported (this lamina reads " +
-                        std::to_string(fmt::kFormatVersion) + "); rebuild the engine");
+                        std::to_string(fmt::kFormatVersion) + " and " + std::to_string(fmt::kFormatVersionTp) +
+                        "); rebuild the engine");
         config_ = j.at("model").get<ModelConfig>();
         config_.validate(where);
         dtype_ = dtype_from_name(j.at("dtype").get<std::string>());
@@ -88,53 +89,89 @@ Engine::Engine(const std::filesystem::path& dir) : dir_(dir) {
         if (limits_.max_batch_size < 1 || limits_.max_input_len < 1 || limits_.max_output_len < 1)
             throw Error(where + ": limits must be positive");
 
-        const auto& wj = j.at("weights");
-        const std::string weights_name = wj.at("file");
-        if (weights_name != fmt::kWeightsFile) throw Error(where + ": unexpected weights file '" + weights_name + "'");
-        weights_file_ = MappedFile(dir / weights_name);
-        const uint64_t expected = wj.at("bytes");
-        fmt::WeightsHeader h{};
-        if (weights_file_.size() < sizeof h) throw Error(weights_file_.path().string() + ": truncated (no header)");
-        std::memcpy(&h, weights_file_.data(), sizeof h);
-        if (std::memcmp(h.magic, fmt::kWeightsMagic, sizeof h.magic) != 0)
-            throw Error(weights_file_.path().string() + ": bad magic (not a lamina weights file)");
-        if (h.version != fmt::kFormatVersion)
-            throw Error(weights_file_.path().string() + ": weights format version " + std::to_string(h.version) +
-                        " does not match " + std::to_string(fmt::kFormatVersion));
-        if (h.file_bytes != expected || weights_file_.size() != expected)
-            throw Error(weights_file_.path().string() + ": size " + std::to_string(weights_file_.size()) + " bytes, expected " +
-                        std::to_string(expected) + " (truncated or corrupt engine)");
-
-        TensorTable table(wj.at("tensors"), weights_file_, where);
-        const ModelConfig& c = config_;
-        const int64_t E = c.n_embd;
-        weights_.tok_embd = table.get("tok_embd", {c.n_vocab, E}, dtype_);
-        weights_.output_norm = table.get("output_norm", {E}, DType::F32);
-        weights_.output = c.tied_embeddings ? weights_.tok_embd : table.get("output", {c.n_vocab, E}, dtype_);
-        for (int64_t i = 0; i < c.n_layer; ++i) {
-            auto T = [&](const char* n) { return fmt::layer_tensor(i, n); };
-            LayerWeights L;
-            L.attn_norm = table.get(T("attn_norm"), {E}, DType::F32);
-            L.wqkv = table.get(T("wqkv"), {c.qkv_dim(), E}, dtype_);
-            L.bqkv = table.get_optional(c.attn_bias, T("bqkv"), {c.qkv_dim()});
-            L.wo = table.get(T("wo"), {E, c.q_dim()}, dtype_);
-            L.bo = table.get_optional(c.attn_bias, T("bo"), {E});
-            L.ffn_norm = table.get(T("ffn_norm"), {E}, DType::F32);
-            L.w_gate_up = table.get(T("w_gate_up"), {2 * c.n_ff, E}, dtype_);
-            L.b_gate_up = table.get_optional(c.mlp_bias, T("b_gate_up"), {2 * c.n_ff});
-            L.w_down = table.get(T("w_down"), {E, c.n_ff}, dtype_);
-            L.b_down = table.get_optional(c.mlp_bias, T("b_down"), {E});
-            weights_.layers.push_back(L);
+        // Format 1: "weights" is weights.bin's object; format 2: one object per rank.
+        int64_t tp_size = 1;
+        if (version == fmt::kFormatVersionTp) tp_size = j.at("tensor_parallel").at("tp_size").get<int64_t>();
+        try {
+            sharding_ = plan_tensor_parallel(config_, tp_size);
+        } catch (const Error& e) {
+            throw Error(where + ": " + e.what());
         }
+        if (version == fmt::kFormatVersionTp &&
+            (tp_size < 2 || j["tensor_parallel"].at("n_vocab_shard") != sharding_.n_vocab_shard ||
+             j["tensor_parallel"].at("kv_replicas") != sharding_.kv_replicas))
+            throw Error(where + ": tensor_parallel does not match the model's shapes (corrupt engine?)");
+        const auto& wj = j.at("weights");
+        if (version == fmt::kFormatVersionTp && (!wj.is_array() || static_cast<int64_t>(wj.size()) != tp_size))
+            throw Error(where + ": \"weights\" must list one file per rank (" + std::to_string(tp_size) + ")");
+        ranks_.reserve(static_cast<size_t>(tp_size));
+        for (int r = 0; r < tp_size; ++r)
+            load_rank(version == fmt::kFormatVersionTp ? wj[static_cast<size_t>(r)] : wj, r, version, where);
         if (j.contains("tokenizer") && !j["tokenizer"].is_null()) {
             const std::string tok = j["tokenizer"];
             if (tok != fmt::kTokenizerFile) throw Error(where + ": unexpected tokenizer file '" + tok + "'");
             tokenizer_ = std::make_unique<Tokenizer>(load_vocab(dir / tok));
-            if (tokenizer_->n_vocab() > c.n_vocab)
+            if (tokenizer_->n_vocab() > config_.n_vocab)
                 throw Error(where + ": tokenizer has more tokens than the model's vocabulary");
         }
     } catch (const nlohmann::json::exception& e) {
         throw Error(where + ": missing or malformed field: " + e.what());
+    }
+}
+
+void Engine::load_rank(const nlohmann::json& wj, int r, int version, const std::string& where) {
+    const std::string file = wj.at("file");
+    const std::string expected_file = version == fmt::kFormatVersionTp ? fmt::rank_weights_file(r) : fmt::kWeightsFile;
+    if (file != expected_file) throw Error(where + ": unexpected weights file '" + file + "'");
+    EngineRank& R = ranks_.emplace_back();
+    R.file = MappedFile(dir_ / file);
+    const std::string path = R.file.path().string();
+    const uint64_t expected = wj.at("bytes");
+    fmt::WeightsHeader h{};
+    if (R.file.size() < sizeof h) throw Error(path + ": truncated (no header)");
+    std::memcpy(&h, R.file.data(), sizeof h);
+    if (std::memcmp(h.magic, fmt::kWeightsMagic, sizeof h.magic) != 0) throw Error(path + ": bad magic (not a lamina weights file)");
+    if (h.version != static_cast<uint32_t>(version))
+        throw Error(path + ": weights format version " + std::to_string(h.version) + " does not match " + std::to_string(version));
+    if (h.file_bytes != expected || R.file.size() != expected)
+        throw Error(path + ": size " + std::to_string(R.file.size()) + " bytes, expected " + std::to_string(expected) +
+                    " (truncated or corrupt engine)");
+
+    TensorTable table(wj.at("tensors"), R.file, where);
+    const TpSharding& s = sharding_;
+    R.config = s.rank_config(config_);
+    const ModelConfig& c = R.config;
+    const int64_t E = c.n_embd;
+    // With one rank the vocabulary is whole; with more, each rank has n_vocab_shard rows and tok_embd
+    // one more (zeros, for the ids of other ranks).
+    const bool split = s.tp_size > 1;
+    const int64_t vocab_rows = split ? s.n_vocab_shard : c.n_vocab;
+    R.vocab_begin = s.first_vocab(r);
+    LlamaWeights& w = R.weights;
+    w.tok_embd = table.get("tok_embd", {vocab_rows + (split ? 1 : 0), E}, dtype_);
+    w.output_norm = table.get("output_norm", {E}, DType::F32);
+    if (c.tied_embeddings) {
+        w.output = w.tok_embd;
+        w.output.rows = vocab_rows;
+    } else {
+        w.output = table.get("output", {vocab_rows, E}, dtype_);
+    }
+    // o_proj and down biases live on rank 0 only: the all-reduce after those matmuls adds them once.
+    const bool rank0 = r == 0;
+    for (int64_t i = 0; i < c.n_layer; ++i) {
+        auto T = [&](const char* n) { return fmt::layer_tensor(i, n); };
+        LayerWeights L;
+        L.attn_norm = table.get(T("attn_norm"), {E}, DType::F32);
+        L.wqkv = table.get(T("wqkv"), {c.qkv_dim(), E}, dtype_);
+        L.bqkv = table.get_optional(c.attn_bias, T("bqkv"), {c.qkv_dim()});
+        L.wo = table.get(T("wo"), {E, c.q_dim()}, dtype_);
+        L.bo = table.get_optional(c.attn_bias && rank0, T("bo"), {E});
+        L.ffn_norm = table.get(T("ffn_norm"), {E}, DType::F32);
+        L.w_gate_up = table.get(T("w_gate_up"), {2 * c.n_ff, E}, dtype_);
+        L.b_gate_up = table.get_optional(c.mlp_bias, T("b_gate_up"), {2 * c.n_ff});
+        L.w_down = table.get(T("w_down"), {E, c.n_ff}, dtype_);
+        L.b_down = table.get_optional(c.mlp_bias && rank0, T("b_down"), {E});
+        w.layers.push_back(L);
     }
 }
 

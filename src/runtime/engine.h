@@ -1,5 +1,6 @@
-// An engine directory opened for running: config parsed and checked, weights.bin mapped, every
-// tensor resolved into the declared LlamaWeights struct, the tokenizer loaded.
+// An engine directory opened for running: config parsed and checked, weights.bin (or one
+// weights.rank<r>.bin per tensor-parallel rank) mapped, every tensor resolved into the declared
+// LlamaWeights struct, the tokenizer loaded.
 #pragma once
 
 #include <cstdint>
@@ -9,9 +10,12 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "core/mmap_file.h"
 #include "core/tensor.h"
 #include "model/model_config.h"
+#include "parallel/sharding.h"
 #include "tokenizer/tokenizer.h"
 
 namespace lamina {
@@ -29,11 +33,21 @@ struct LayerWeights {
     TensorView b_down;     // [n_embd] f32, optional
 };
 
+// Shapes are a rank's (EngineRank::config); with tp_size > 1 the vocabulary is split too:
+// tok_embd is [n_vocab_shard + 1, n_embd] (the last row zeros) and output [n_vocab_shard, n_embd].
 struct LlamaWeights {
     TensorView tok_embd;     // [n_vocab, n_embd]
     TensorView output_norm;  // [n_embd] f32
-    TensorView output;       // [n_vocab, n_embd]; == tok_embd when embeddings are tied
+    TensorView output;       // [n_vocab, n_embd]; tok_embd's first rows when embeddings are tied
     std::vector<LayerWeights> layers;
+};
+
+// One tensor-parallel rank's share of the engine (the whole model when tp_size is 1).
+struct EngineRank {
+    ModelConfig config;       // the rank's n_head, n_head_kv and n_ff; the whole n_vocab
+    int64_t vocab_begin = 0;  // tok_embd / output row i is token id vocab_begin + i
+    MappedFile file;
+    LlamaWeights weights;     // views into `file`
 };
 
 struct EngineLimits {
@@ -52,19 +66,26 @@ public:
     DType dtype() const { return dtype_; }
     const EngineLimits& limits() const { return limits_; }
     bool rmsnorm_plugin() const { return rmsnorm_plugin_; }
-    const LlamaWeights& weights() const { return weights_; }  // views into the mapped file (host memory)
-    const MappedFile& weights_file() const { return weights_file_; }
+    // Tensor parallelism: tp_size ranks, cut as sharding() says; rank(0) is the whole model at tp_size 1.
+    int tp_size() const { return sharding_.tp_size; }
+    const TpSharding& sharding() const { return sharding_; }
+    const EngineRank& rank(int r) const { return ranks_.at(static_cast<size_t>(r)); }
+    const LlamaWeights& weights() const { return ranks_[0].weights; }  // rank 0's views into its mapped file
+    const MappedFile& weights_file() const { return ranks_[0].file; }
     bool has_tokenizer() const { return tokenizer_ != nullptr; }
     const Tokenizer& tokenizer() const;  // throws when the engine was built without one
 
 private:
+    // Maps rank r's weights file (described by `wj`) and resolves its tensors.
+    void load_rank(const nlohmann::json& wj, int r, int version, const std::string& where);
+
     std::filesystem::path dir_;
     ModelConfig config_;
     DType dtype_ = DType::F32;
     EngineLimits limits_;
     bool rmsnorm_plugin_ = true;
-    MappedFile weights_file_;
-    LlamaWeights weights_;
+    TpSharding sharding_;
+    std::vector<EngineRank> ranks_;
     std::unique_ptr<Tokenizer> tokenizer_;
 };
 
