@@ -4,6 +4,8 @@
 #include <vector>
 
 #include "core/error.h"
+#include "parallel/communicator.h"
+#include "parallel/tp_model.h"
 
 namespace lamina {
 
@@ -23,17 +25,24 @@ TensorView rebase(const TensorView& v, const uint8_t* file_base, void* device_ba
 }
 }  // namespace
 
-LlamaModel::LlamaModel(const Engine& engine, Backend& backend, const ModelLimits& limits)
-    : config_(engine.config()), backend_(backend), limits_(limits), rmsnorm_plugin_(engine.rmsnorm_plugin()) {
-    const ModelConfig& c = config_;
+LlamaModel::LlamaModel(const Engine& engine, Backend& backend, const ModelLimits& limits, Communicator* comm)
+    : config_(engine.config()), backend_(backend), limits_(limits), rmsnorm_plugin_(engine.rmsnorm_plugin()), comm_(comm) {
     LAMINA_CHECK(limits.n_slot > 0 && limits.n_ctx > 0 && limits.max_step_tokens > 0);
+    LAMINA_CHECK(comm == nullptr || comm->size() == engine.tp_size());
+    if (engine.tp_size() > 1 && comm == nullptr) {
+        tp_ = std::make_unique<TpModel>(engine, backend, limits);
+        return;
+    }
+    const EngineRank& rank = engine.rank(comm ? comm->rank() : 0);
+    config_ = rank.config;
+    const ModelConfig& c = config_;
     if (backend.shares_host_memory()) {
-        weights_ = engine.weights();
+        weights_ = rank.weights;
     } else {
-        const MappedFile& f = engine.weights_file();
+        const MappedFile& f = rank.file;
         device_weights_ = backend.alloc(f.size());
         backend.to_device(device_weights_, f.data(), f.size());
-        const LlamaWeights& w = engine.weights();
+        const LlamaWeights& w = rank.weights;
         auto rb = [&](const TensorView& v) { return rebase(v, f.data(), device_weights_); };
         weights_.tok_embd = rb(w.tok_embd);
         weights_.output_norm = rb(w.output_norm);
@@ -79,6 +88,7 @@ LlamaModel::LlamaModel(const Engine& engine, Backend& backend, const ModelLimits
     ff_ = activation(c.n_ff, T);
     last_ = activation(c.n_embd, T);
     logits_ = activation(c.n_vocab, T);
+    if (comm_) logits_part_ = activation(weights_.output.rows, T);
     for (int32_t** p : {&tok_ids_, &tok_pos_, &tok_slots_, &logit_rows_, &next_ids_}) {
         *p = static_cast<int32_t*>(backend.alloc(static_cast<size_t>(T) * sizeof(int32_t)));
         buffers_.push_back(*p);
@@ -100,7 +110,12 @@ TensorView LlamaModel::activation(int64_t cols, int64_t rows) {
     return make_view(p, act, rows, cols);
 }
 
+void LlamaModel::all_reduce(const TensorView& v) {
+    if (comm_) comm_->all_reduce_sum(v);
+}
+
 void LlamaModel::copy_slot(int64_t src, int64_t dst, int64_t n_positions) {
+    if (tp_) return tp_->copy_slot(src, dst, n_positions);
     LAMINA_CHECK(src >= 0 && src < kv_.n_slot && dst >= 0 && dst < kv_.n_slot && n_positions <= kv_.n_ctx);
     if (src == dst || n_positions <= 0) return;
     const size_t elem = dtype_size(kv_.dtype);
@@ -150,7 +165,8 @@ StepTokens LlamaModel::upload_step(std::span<const int32_t> ids, std::span<const
 }
 
 void LlamaModel::run_step(const StepTokens& tok, int64_t n_logits, bool argmax) {
-    const bool graphable = backend_.supports_graphs() && !on_intermediate && tok.n_tiles == 0;
+    // Steps with collectives run uncaptured (CPU ranks meet on the host; NCCL capture is untested).
+    const bool graphable = backend_.supports_graphs() && !on_intermediate && tok.n_tiles == 0 && comm_ == nullptr;
     if (!graphable) {
         step_ops(tok, n_logits, argmax);
         return;
@@ -166,6 +182,7 @@ void LlamaModel::run_step(const StepTokens& tok, int64_t n_logits, bool argmax) 
 
 void LlamaModel::forward(std::span<const int32_t> ids, std::span<const int32_t> positions,
                          std::span<const int32_t> slots, std::span<const int32_t> logit_rows, float* logits) {
+    if (tp_) return tp_->forward(ids, positions, slots, logit_rows, logits, on_intermediate);
     const StepTokens tok = upload_step(ids, positions, slots, logit_rows);
     const auto n_logits = static_cast<int64_t>(logit_rows.size());
     run_step(tok, n_logits, false);
@@ -182,6 +199,7 @@ void LlamaModel::forward(std::span<const int32_t> ids, std::span<const int32_t> 
 void LlamaModel::forward_argmax(std::span<const int32_t> ids, std::span<const int32_t> positions,
                                 std::span<const int32_t> slots, std::span<const int32_t> logit_rows,
                                 int32_t* next_ids) {
+    if (tp_) return tp_->forward_argmax(ids, positions, slots, logit_rows, next_ids, on_intermediate);
     const StepTokens tok = upload_step(ids, positions, slots, logit_rows);
     run_step(tok, static_cast<int64_t>(logit_rows.size()), true);
     backend_.to_host(next_ids, next_ids_, logit_rows.size() * sizeof(int32_t));
@@ -205,6 +223,7 @@ void LlamaModel::step_ops(const StepTokens& tok, int64_t n_logits, bool argmax) 
     };
 
     backend_.embedding(weights_.tok_embd, tok, x);
+    all_reduce(x);  // vocabulary-split table: a rank's rows for its ids, zeros for the others'
     trace("embd", x);
     for (int64_t l = 0; l < c.n_layer; ++l) {
         const LayerWeights& L = weights_.layers[l];
@@ -219,6 +238,7 @@ void LlamaModel::step_ops(const StepTokens& tok, int64_t n_logits, bool argmax) 
         backend_.attention(qkv, tok, attn_shape_, l, kv_, attn);
         trace(prefix + "attn", attn);
         backend_.matmul(attn, L.wo, L.bo.empty() ? nullptr : &L.bo, proj);
+        all_reduce(proj);  // row-parallel o_proj: partial sums over each rank's heads
         trace(prefix + "attn_out", proj);
 
         add_and_norm(L.ffn_norm);
@@ -226,6 +246,7 @@ void LlamaModel::step_ops(const StepTokens& tok, int64_t n_logits, bool argmax) 
         backend_.matmul(h, L.w_gate_up, L.b_gate_up.empty() ? nullptr : &L.b_gate_up, gate_up);
         backend_.swiglu(gate_up, ff);
         backend_.matmul(ff, L.w_down, L.b_down.empty() ? nullptr : &L.b_down, proj);
+        all_reduce(proj);  // row-parallel down: partial sums over each rank's n_ff columns
         trace(prefix + "ffn_out", proj);
     }
     add_and_norm(weights_.output_norm);
@@ -233,7 +254,13 @@ void LlamaModel::step_ops(const StepTokens& tok, int64_t n_logits, bool argmax) 
 
     TensorView last = rows_of(last_, n_logits), out = rows_of(logits_, n_logits);
     backend_.gather_rows(h, logit_rows_, n_logits, last);
-    backend_.matmul(last, weights_.output, nullptr, out);
+    if (comm_) {  // vocabulary-split LM head: each rank's columns, gathered in rank order
+        TensorView part = rows_of(logits_part_, n_logits);
+        backend_.matmul(last, weights_.output, nullptr, part);
+        comm_->all_gather_cols(part, out);
+    } else {
+        backend_.matmul(last, weights_.output, nullptr, out);
+    }
     trace("logits", out);
     if (argmax) backend_.argmax_rows(out, next_ids_);
 }

@@ -1,10 +1,14 @@
 // The LLaMA forward pass: one loop over layers calling backend ops in the order of the paper.
 // The model owns every buffer it needs, sized once from the engine's limits: the KV cache (one slot
 // per sequence), the activations of one step of up to max_step_tokens tokens, the RoPE table.
+// Tensor parallelism: with a communicator the model is one rank of its engine (its shard of the weights;
+// all-reduce after the embedding, o_proj and down, all-gather of the logits); without one, on an engine
+// with tp_size > 1, it runs all ranks through a TpModel (parallel/tp_model.h) behind this same interface.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 
@@ -12,6 +16,9 @@
 #include "runtime/engine.h"
 
 namespace lamina {
+
+class Communicator;
+class TpModel;
 
 struct ModelLimits {
     int64_t n_slot = 1;           // sequences held at once
@@ -21,7 +28,8 @@ struct ModelLimits {
 
 class LlamaModel {
 public:
-    LlamaModel(const Engine& engine, Backend& backend, const ModelLimits& limits);
+    // comm: this model is rank comm->rank() of the engine's tensor-parallel group (TpModel makes these).
+    LlamaModel(const Engine& engine, Backend& backend, const ModelLimits& limits, Communicator* comm = nullptr);
     ~LlamaModel();
     LlamaModel(const LlamaModel&) = delete;
     LlamaModel& operator=(const LlamaModel&) = delete;
@@ -58,8 +66,10 @@ private:
     void run_step(const StepTokens& tok, int64_t n_logits, bool argmax);
     void trace(const std::string& name, const TensorView& v);
     TensorView activation(int64_t cols, int64_t rows);
+    // Sums a row-parallel partial result over the ranks (a no-op with one rank).
+    void all_reduce(const TensorView& v);
 
-    ModelConfig config_;
+    ModelConfig config_;  // the rank's shapes (parallel/sharding.h) when comm_ is set
     Backend& backend_;
     ModelLimits limits_;
     bool rmsnorm_plugin_;
@@ -77,6 +87,12 @@ private:
     int32_t* logit_rows_ = nullptr;
     int32_t* tiles_ = nullptr;     // prefill attention tiles, see StepTokens
     int32_t* next_ids_ = nullptr;  // argmax results
+    // Tensor parallelism. comm_: this is one rank, and must use the plain (unfused) ops around its
+    // collectives; logits_part_ holds its vocabulary columns before the gather. tp_: this is the whole
+    // model of a tp_size > 1 engine, and every call goes to the ranks.
+    Communicator* comm_ = nullptr;
+    TensorView logits_part_;
+    std::unique_ptr<TpModel> tp_;
 };
 
 }  // namespace lamina

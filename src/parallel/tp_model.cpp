@@ -1,0 +1,179 @@
+#include "parallel/tp_model.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+
+#ifdef LAMINA_HAS_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
+
+namespace lamina {
+
+namespace {
+
+// A backend of the same kind as rank 0's for rank r (called on rank r's thread).
+std::unique_ptr<Backend> make_rank_backend(const Backend& rank0, int rank, int tp_size) {
+    (void)rank;
+    if (rank0.name() == "cpu") return make_cpu_backend();
+#ifdef LAMINA_HAS_CUDA
+    if (rank0.name() == "cuda") {
+        const int n_gpu = cuda_device_count();
+        if (n_gpu < tp_size)
+            throw Error("the engine has tp_size " + std::to_string(tp_size) + " (one GPU per rank) but " +
+                        std::to_string(n_gpu) + " CUDA device(s) are visible");
+        // make_cuda_backend() always opens GPU 0 (CudaBackend's constructor selects device 0), so a
+        // rank cannot get its own GPU yet; that needs a device argument there.
+        throw Error("--device cuda with tp_size " + std::to_string(tp_size) +
+                    ": the CUDA backend cannot open GPU " + std::to_string(rank) +
+                    " yet (it always uses GPU 0); run tensor-parallel engines with --device cpu");
+    }
+#endif
+    throw Error("the " + rank0.name() + " backend cannot run a tensor-parallel engine (tp_size " +
+                std::to_string(tp_size) + ")");
+}
+
+}  // namespace
+
+TpModel::TpModel(const Engine& engine, Backend& rank0_backend, const ModelLimits& limits) : engine_(engine) {
+    const int n = engine.tp_size();
+    LAMINA_CHECK(n > 1);
+    ranks_.resize(static_cast<size_t>(n));
+    errors_.resize(static_cast<size_t>(n));
+    ranks_[0].backend = &rank0_backend;
+    for (int r = 1; r < n; ++r) threads_.emplace_back([this, r] { worker(r); });
+    try {
+        run_on_ranks([&](int r) {
+            if (r == 0) return;
+            ranks_[r].own_backend = make_rank_backend(rank0_backend, r, n);
+            ranks_[r].backend = ranks_[r].own_backend.get();
+        });
+        std::vector<std::unique_ptr<Communicator>> comms;
+        if (rank0_backend.name() == "cpu") {
+            comms = make_cpu_communicators(n);
+        } else {
+#ifdef LAMINA_HAS_NCCL
+            std::vector<Backend*> backends;
+            for (const Rank& r : ranks_) backends.push_back(r.backend);
+            comms = make_nccl_communicators(backends);
+#else
+            throw Error("tensor parallelism on " + rank0_backend.name() + " needs NCCL (this lamina was built without it)");
+#endif
+        }
+        for (int r = 0; r < n; ++r) ranks_[r].comm = std::move(comms[r]);
+        run_on_ranks([&](int r) {
+            ranks_[r].model = std::make_unique<LlamaModel>(engine, *ranks_[r].backend, limits, ranks_[r].comm.get());
+        });
+    } catch (...) {
+        shutdown();
+        throw;
+    }
+}
+
+TpModel::~TpModel() { shutdown(); }
+
+void TpModel::shutdown() {
+    if (threads_.empty()) return;
+    // Each rank's state goes on its own thread (CUDA frees belong to the rank's device).
+    try {
+        run_on_ranks([&](int r) {
+            ranks_[r].model.reset();
+            ranks_[r].comm.reset();
+            ranks_[r].own_backend.reset();
+        });
+    } catch (...) {  // teardown errors are not worth a second exception in flight
+    }
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        stop_ = true;
+    }
+    task_ready_.notify_all();
+    for (std::thread& t : threads_) t.join();
+    threads_.clear();
+}
+
+void TpModel::worker(int rank) {
+    uint64_t seen = 0;
+    for (;;) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        task_ready_.wait(lock, [&] { return stop_ || generation_ != seen; });
+        if (stop_) return;
+        seen = generation_;
+        const std::function<void(int)>* task = task_;
+        lock.unlock();
+        try {
+            (*task)(rank);
+        } catch (...) {
+            errors_[rank] = std::current_exception();
+        }
+        lock.lock();
+        if (--pending_ == 0) task_done_.notify_one();
+    }
+}
+
+void TpModel::run_on_ranks(const std::function<void(int)>& task) {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        task_ = &task;
+        pending_ = static_cast<int>(threads_.size());
+        ++generation_;
+        std::fill(errors_.begin(), errors_.end(), nullptr);
+    }
+    task_ready_.notify_all();
+    try {
+        task(0);
+    } catch (...) {
+        errors_[0] = std::current_exception();
+    }
+    {
+        std::unique_lock<std::mutex> lock(mutex_);
+        task_done_.wait(lock, [&] { return pending_ == 0; });
+        task_ = nullptr;
+    }
+    for (const std::exception_ptr& e : errors_)
+        if (e) std::rethrow_exception(e);
+}
+
+void TpModel::shard_ids(std::span<const int32_t> ids) {
+    const TpSharding& s = engine_.sharding();
+    for (int32_t id : ids) LAMINA_CHECK(id >= 0 && id < engine_.config().n_vocab, "token id " + std::to_string(id));
+    for (int r = 0; r < tp_size(); ++r) {
+        const int64_t first = engine_.rank(r).vocab_begin;
+        std::vector<int32_t>& out = ranks_[r].ids;
+        out.resize(ids.size());
+        for (size_t t = 0; t < ids.size(); ++t) {
+            const int64_t local = ids[t] - first;
+            out[t] = static_cast<int32_t>(local >= 0 && local < s.n_vocab_shard ? local : s.zero_row());
+        }
+    }
+}
+
+void TpModel::forward(std::span<const int32_t> ids, std::span<const int32_t> positions, std::span<const int32_t> slots,
+                      std::span<const int32_t> logit_rows, float* logits, const IntermediateHook& on_intermediate) {
+    shard_ids(ids);
+    const size_t n_out = logit_rows.size() * static_cast<size_t>(engine_.config().n_vocab);
+    for (int r = 1; r < tp_size(); ++r) ranks_[r].logits.resize(n_out);
+    ranks_[0].model->on_intermediate = on_intermediate;
+    run_on_ranks([&](int r) {
+        float* out = r == 0 ? logits : ranks_[r].logits.data();
+        ranks_[r].model->forward(ranks_[r].ids, positions, slots, logit_rows, out);
+    });
+}
+
+void TpModel::forward_argmax(std::span<const int32_t> ids, std::span<const int32_t> positions,
+                             std::span<const int32_t> slots, std::span<const int32_t> logit_rows, int32_t* next_ids,
+                             const IntermediateHook& on_intermediate) {
+    shard_ids(ids);
+    for (int r = 1; r < tp_size(); ++r) ranks_[r].next_ids.resize(logit_rows.size());
+    ranks_[0].model->on_intermediate = on_intermediate;
+    run_on_ranks([&](int r) {
+        int32_t* out = r == 0 ? next_ids : ranks_[r].next_ids.data();
+        ranks_[r].model->forward_argmax(ranks_[r].ids, positions, slots, logit_rows, out);
+    });
+}
+
+void TpModel::copy_slot(int64_t src, int64_t dst, int64_t n_positions) {
+    run_on_ranks([&](int r) { ranks_[r].model->copy_slot(src, dst, n_positions); });
+}
+
+}  // namespace lamina
