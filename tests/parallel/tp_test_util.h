@@ -1,0 +1,95 @@
+// Helpers for the tensor-parallel tests: a random model spec of any shape (biases, tied embeddings,
+// GQA that splits or replicates over the ranks, a vocabulary that does or does not divide evenly), and
+// engines built from a spec at several tp sizes.
+#pragma once
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../test_util.h"
+#include "io/weight_names.h"
+
+namespace lamina::test {
+
+// Weights ~ N(0, 0.1) for matrices (large enough for logits far from flat), 1 + N(0, 0.1) for norms,
+// N(0, 0.1) for biases; each tensor from its own seed.
+inline ModelSpec random_spec(const ModelConfig& c, uint32_t seed) {
+    ModelSpec spec;
+    spec.config = c;
+    spec.source = "test:random";
+    uint32_t tensor_seed = seed;
+    auto add = [&](const std::string& name, std::vector<int64_t> shape, float offset) {
+        WeightSource w;
+        w.shape = shape;
+        w.origin = name;
+        const uint32_t s = tensor_seed++;
+        const size_t n = static_cast<size_t>(w.n_elements());
+        w.read = [n, s, offset](float* dst) {
+            const auto v = random_vec(n, s, 0.1f);
+            for (size_t i = 0; i < n; ++i) dst[i] = offset + v[i];
+        };
+        spec.weights.emplace(name, std::move(w));
+    };
+    const int64_t E = c.n_embd;
+    add(hf_names::embed, {c.n_vocab, E}, 0.0f);
+    add(hf_names::norm, {E}, 1.0f);
+    if (!c.tied_embeddings) add(hf_names::lm_head, {c.n_vocab, E}, 0.0f);
+    for (int64_t i = 0; i < c.n_layer; ++i) {
+        auto L = [&](const char* s) { return hf_names::layer(i, s); };
+        add(L("input_layernorm.weight"), {E}, 1.0f);
+        add(L("self_attn.q_proj.weight"), {c.q_dim(), E}, 0.0f);
+        add(L("self_attn.k_proj.weight"), {c.kv_dim(), E}, 0.0f);
+        add(L("self_attn.v_proj.weight"), {c.kv_dim(), E}, 0.0f);
+        add(L("self_attn.o_proj.weight"), {E, c.q_dim()}, 0.0f);
+        add(L("post_attention_layernorm.weight"), {E}, 1.0f);
+        add(L("mlp.gate_proj.weight"), {c.n_ff, E}, 0.0f);
+        add(L("mlp.up_proj.weight"), {c.n_ff, E}, 0.0f);
+        add(L("mlp.down_proj.weight"), {E, c.n_ff}, 0.0f);
+        if (c.attn_bias) {
+            add(L("self_attn.q_proj.bias"), {c.q_dim()}, 0.0f);
+            add(L("self_attn.k_proj.bias"), {c.kv_dim()}, 0.0f);
+            add(L("self_attn.v_proj.bias"), {c.kv_dim()}, 0.0f);
+            add(L("self_attn.o_proj.bias"), {E}, 0.0f);
+        }
+        if (c.mlp_bias) {
+            add(L("mlp.gate_proj.bias"), {c.n_ff}, 0.0f);
+            add(L("mlp.up_proj.bias"), {c.n_ff}, 0.0f);
+            add(L("mlp.down_proj.bias"), {E}, 0.0f);
+        }
+    }
+    return spec;
+}
+
+// 8 query heads over 2 KV heads (split at tp 2, replicated at tp 4), n_ff 96, and a vocabulary of 390
+// (195 per rank at tp 2; 98 per rank at tp 4, the last shard padded by 2), biases everywhere, tied
+// embeddings.
+inline ModelConfig odd_config() {
+    ModelConfig c;
+    c.n_vocab = 390;
+    c.n_embd = 64;
+    c.n_layer = 2;
+    c.n_head = 8;
+    c.n_head_kv = 2;
+    c.head_dim = 8;
+    c.n_ff = 96;
+    c.n_ctx = 128;
+    c.rope_theta = 10000.0f;
+    c.rms_eps = 1e-5f;
+    c.tied_embeddings = true;
+    c.attn_bias = true;
+    c.mlp_bias = true;
+    return c;
+}
+
+inline BuildOptions tp_build_options(int64_t tp_size, DType dtype = DType::F32) {
+    BuildOptions o;
+    o.dtype = dtype;
+    o.max_batch_size = 2;
+    o.max_input_len = 24;
+    o.max_output_len = 16;
+    o.tp_size = tp_size;
+    return o;
+}
+
+}  // namespace lamina::test
