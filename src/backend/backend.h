@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,16 @@ inline constexpr int64_t kAttentionTileRows = 64;
 struct AttentionShape {
     int64_t n_head = 0, n_head_kv = 0, head_dim = 0;
     float scale = 1.0f;  // 1 / sqrt(head_dim)
+};
+
+// One logits row's sampling settings for Backend::sample_rows (the semantics of runtime/sampler.h).
+struct SampleRowParams {
+    float temperature = 1.0f;         // 0: greedy
+    int32_t top_k = 0;                // 0: no limit; 1: greedy
+    float top_p = 1.0f;               // 0 or 1: no nucleus cut
+    float repetition_penalty = 1.0f;  // HF: each distinct id of `history` divided (logit > 0) or multiplied
+    std::span<const int32_t> history;  // host memory: the sequence so far (ids outside the vocabulary ignored)
+    bool greedy() const { return temperature == 0.0f || top_k == 1; }
 };
 
 class Backend {
@@ -89,6 +100,14 @@ public:
     virtual void gather_rows(const TensorView& x, const int32_t* rows, int64_t n, TensorView out) = 0;
     // ids[r] = argmax of logits row r (the first index on ties, as torch.argmax); ids in backend memory.
     virtual void argmax_rows(const TensorView& logits, int32_t* ids) = 0;
+    // ids[r] = the token drawn from logits row r with params[r] and the uniform u = uniforms[r] in [0, 1):
+    // repetition penalty, then (unless greedy: argmax) s = logit / temperature, the top_k largest s
+    // (ties: lower id first), softmax over them (f32 probabilities, f64 sum), the smallest prefix whose
+    // mass reaches top_p, and the first candidate in that order whose cumulative mass reaches u times
+    // the kept mass (1 without a top-p cut; the last candidate if rounding leaves the walk short).
+    // params, uniforms and history on the host (uploaded); logits unchanged; ids in backend memory.
+    virtual void sample_rows(const TensorView& logits, std::span<const SampleRowParams> params,
+                             std::span<const double> uniforms, int32_t* ids) = 0;
 
     // Graph capture of one step's kernels (CUDA graphs): graph_begin/graph_end record the ops issued
     // between them under `key`; graph_replay(key) runs them again and returns false if none was recorded.

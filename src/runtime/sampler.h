@@ -7,6 +7,8 @@
 #include <span>
 #include <vector>
 
+#include "backend/cpu/cpu_sampling.h"
+
 namespace lamina {
 
 struct SamplingParams {
@@ -17,18 +19,20 @@ struct SamplingParams {
     uint64_t seed = 0;
     bool greedy() const { return temperature == 0.0f || top_k == 1; }
     void validate() const;  // throws lamina::Error naming the bad value
+    // The settings of one row for Backend::sample_rows (history: the sequence so far, host memory).
+    SampleRowParams row(std::span<const int32_t> history) const;
 };
-
-// Index of the largest value; the first one on ties (as torch.argmax).
-int32_t argmax(std::span<const float> logits);
-// Applies the repetition penalty in place to every distinct id in `history`.
-void apply_repetition_penalty(std::span<float> logits, std::span<const int32_t> history, float penalty);
+// argmax, apply_repetition_penalty and the math of one draw: backend/cpu/cpu_sampling.h.
 
 class Sampler {
 public:
     explicit Sampler(const SamplingParams& p);
     // Picks the next token from `logits` (modified in place) given the sequence so far.
     int32_t sample(std::span<float> logits, std::span<const int32_t> history);
+    // The uniform in [0, 1) that sample() would use now (advancing the RNG), or 0 without advancing it
+    // when greedy — for a backend that samples (Backend::sample_rows) with the same draws as sample().
+    double next_uniform();
+    const SamplingParams& params() const { return p_; }
 
 private:
     SamplingParams p_;

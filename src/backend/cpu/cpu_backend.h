@@ -2,6 +2,7 @@
 // OpenBLAS sgemm for prefill. It is also the numerical reference for every other backend.
 #pragma once
 
+#include <utility>
 #include <vector>
 
 #include "backend/backend.h"
@@ -32,11 +33,15 @@ public:
     void add(TensorView acc, const TensorView& x) override;
     void gather_rows(const TensorView& x, const int32_t* rows, int64_t n, TensorView out) override;
     void argmax_rows(const TensorView& logits, int32_t* ids) override;
+    void sample_rows(const TensorView& logits, std::span<const SampleRowParams> params,
+                     std::span<const double> uniforms, int32_t* ids) override;
 
 private:
     std::vector<float> weight_chunk_;   // f16/bf16 weight rows widened to f32 for sgemm (prefill)
     std::vector<float> score_scratch_;
     std::vector<float> norm_scratch_;   // x^2, then x / rms, for the unfused RMSNorm  // attention scores, one n_ctx row per thread
+    std::vector<float> sampling_row_;   // one logits row in f32, penalized in place
+    std::vector<std::pair<float, int32_t>> sampling_candidates_;
 };
 
 }  // namespace lamina

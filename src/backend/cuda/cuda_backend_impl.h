@@ -42,6 +42,8 @@ public:
     void add(TensorView acc, const TensorView& x) override;
     void gather_rows(const TensorView& x, const int32_t* rows, int64_t n, TensorView out) override;
     void argmax_rows(const TensorView& logits, int32_t* ids) override;
+    void sample_rows(const TensorView& logits, std::span<const SampleRowParams> params,
+                     std::span<const double> uniforms, int32_t* ids) override;  // sampling.cu
 
     bool supports_graphs() const override { return true; }
     bool graph_replay(int64_t key) override;
@@ -69,6 +71,11 @@ private:
     size_t scratch_n_ = 0;
     float* attn_partials_ = nullptr;  // flash-decoding partial results
     size_t attn_partials_n_ = 0;
+    void* sample_args_ = nullptr;  // sample_rows: per-row settings and histories, uploaded each call
+    size_t sample_args_bytes_ = 0;
+    std::vector<char> sample_upload_;  // their host staging copy
+    float* sample_scratch_ = nullptr;  // sample_rows: [rows, n_vocab] penalized, scaled logits
+    size_t sample_scratch_bytes_ = 0;
     std::vector<void*> retired_;  // buffers replaced by larger ones; captured graphs may still use them
     std::map<int64_t, cudaGraphExec_t> graphs_;
     cudaGraph_t capturing_ = nullptr;
