@@ -28,7 +28,8 @@ cmake --build build-gpu -j"$jobs" > "$out/build.log" 2>&1 || { grep -E "error" "
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee "$out/card.txt"
 
 if [ "$mode" != "bench" ]; then
-./build-gpu/lamina_tests --gtest_filter='*Cuda*:*TinyParity*:CpuMatmul*:CpuNorm*' > "$out/tests.log" 2>&1 || true
+[ "$mode" = "ab" ] && filter='*CudaDecode*:CudaModel*' || filter='*Cuda*:*TinyParity*:CpuMatmul*:CpuNorm*:*Sampl*'
+./build-gpu/lamina_tests --gtest_filter="$filter" > "$out/tests.log" 2>&1 || true
 grep -E "^\[ *(FAILED|PASSED) |greedy|identical" "$out/tests.log" | sort | uniq | tail -30 || true
 fi
 [ "$mode" = "test" ] && exit 0
@@ -49,6 +50,24 @@ done
 exit 0
 fi
 
+if [ "$mode" = "ab" ]; then  # quick A/B of the decode and prefill switches on one engine (development)
+    [ -f "$ckpt/config.json" ] || python3 tools/make_random_llama.py --out "$ckpt" > "$out/make_ckpt.log"
+    eng=/tmp/llama7b-fp16-on
+    [ -f "$eng/config.json" ] || ./build-gpu/lamina build --model_dir "$ckpt" --output_dir "$eng" --dtype float16 \
+        --max_batch_size 64 --max_input_len 512 --max_output_len 128 \
+        --tokenizer tests/data/tokenizer/ggml-vocab-llama-spm.gguf > "$out/build_engine.log"
+    ab() {  # label, env, batch
+        env $2 ./build-gpu/lamina bench --device cuda --engine_dir "$eng" --batch_size $3 --input_len 512 \
+            --output_len 128 --repeats 3 --json "$out/ab_$1.json" > "$out/ab_$1.md"
+        python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(f'| $1 | b$3 | {max(j[\"prefill_tokens_per_s\"]):,.0f} | {max(j[\"decode_tokens_per_s\"]):.1f} |')" "$out/ab_$1.json"
+    }
+    echo "| variant | batch | prefill tok/s | decode tok/s |"
+    ab plain LAMINA_X=1 1; ab fused LAMINA_FUSED_DECODE=1 1; ab fused_no_pdl "LAMINA_FUSED_DECODE=1 LAMINA_PDL=0" 1
+    ab no_autotune LAMINA_GEMM_AUTOTUNE=0 1; ab plain_b4 LAMINA_X=1 4; ab fused_b4 LAMINA_FUSED_DECODE=1 4
+    ab b8 LAMINA_X=1 8
+    exit 0
+fi
+
 python3 -c "import random; random.seed(7); print(' '.join(str(random.randrange(3, 32000)) for _ in range(512)))" > /tmp/prompt_ids.txt
 ./build-gpu/lamina logits --engine_dir /tmp/llama7b-fp16-on --input_ids /tmp/prompt_ids.txt --greedy 128 --output "$out/lamina_logits.json"
 for b in 1 8 32 64; do
@@ -57,6 +76,15 @@ for b in 1 8 32 64; do
 done
 ./build-gpu/lamina bench --device cuda --engine_dir /tmp/llama7b-fp16-off --batch_size 1 --input_len 512 \
     --output_len 128 --repeats 3 --json "$out/bench_b1_plugin_off.json" > "$out/bench_b1_plugin_off.md"
+# Ablations of the decode path on the plugin-on engine: the fused decode GEMVs (opt-in); those without PDL.
+LAMINA_FUSED_DECODE=1 ./build-gpu/lamina bench --device cuda --engine_dir /tmp/llama7b-fp16-on --batch_size 1 \
+    --input_len 512 --output_len 128 --repeats 2 --json "$out/bench_b1_fused_decode.json" > "$out/bench_b1_fused_decode.md"
+LAMINA_FUSED_DECODE=1 LAMINA_PDL=0 ./build-gpu/lamina bench --device cuda --engine_dir /tmp/llama7b-fp16-on --batch_size 1 \
+    --input_len 512 --output_len 128 --repeats 2 --json "$out/bench_b1_fused_no_pdl.json" > "$out/bench_b1_fused_no_pdl.md"
+# Where a prefill step's time goes (op groups synchronized one by one: the plain, unfused ops, no graphs).
+./build-gpu/lamina bench --device cuda --engine_dir /tmp/llama7b-fp16-on --batch_size 1 --input_len 512 \
+    --output_len 16 --repeats 1 --profile > "$out/profile_b1.md"
 python3 tools/hf_baseline_7b.py --model "$ckpt" --prompt_ids /tmp/prompt_ids.txt --lamina "$out/lamina_logits.json" \
     --json "$out/hf.json" > "$out/hf.log" 2>&1 || tail -5 "$out/hf.log"
+grep -A14 "^profile" "$out/profile_b1.md" | grep -v "^| blk" | head -20 || true
 python3 bench/summarize_gpu.py "$out" | tee "$out/summary.md"

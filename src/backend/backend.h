@@ -40,6 +40,7 @@ struct StepTokens {
     int64_t n_tiles = 0;
 };
 inline constexpr int64_t kAttentionTileRows = 64;
+inline constexpr int64_t kFusedDecodeMaxTokens = 4;  // more tokens: registers run out, the plain GEMV wins
 
 struct AttentionShape {
     int64_t n_head = 0, n_head_kv = 0, head_dim = 0;
@@ -108,6 +109,24 @@ public:
     // params, uniforms and history on the host (uploaded); logits unchanged; ids in backend memory.
     virtual void sample_rows(const TensorView& logits, std::span<const SampleRowParams> params,
                              std::span<const double> uniforms, int32_t* ids) = 0;
+
+    // Fused decode ops: for steps of at most kFusedDecodeMaxTokens tokens, each sublayer as one pass over
+    // its weight matrix with the ops around it folded in (backend/cuda/decode_gemv.cu). Backends without
+    // them return false from supports_fused_decode() and the model composes the plain ops above.
+    virtual bool supports_fused_decode() const { return false; }
+    // qkv = rms_norm(x) * g @ wqkv^T + b; RoPE on q and k; k and v into the cache at each token's
+    // (slot, position); q into qkv's q columns (its k and v columns are left as they were).
+    virtual void decode_qkv(const TensorView& x, const TensorView& g, float eps, const TensorView& wqkv,
+                            const TensorView* bqkv, const StepTokens& tok, const TensorView& rope_cos_sin,
+                            const AttentionShape& shape, int64_t layer, KvCache& cache, TensorView qkv);
+    // residual += x @ w^T + b
+    virtual void decode_matmul_add(const TensorView& x, const TensorView& w, const TensorView* bias, TensorView residual);
+    // out = silu(gate) * up, [gate | up] = rms_norm(x) * g @ w_gate_up^T + b
+    virtual void decode_gate_up(const TensorView& x, const TensorView& g, float eps, const TensorView& w_gate_up,
+                                const TensorView* bias, TensorView out);
+    // out[t] = rms_norm(x[rows[t]]) * g @ w^T for t < out.rows (rows in backend memory): final norm + LM head.
+    virtual void decode_norm_matmul(const TensorView& x, const int32_t* rows, const TensorView& g, float eps,
+                                    const TensorView& w, TensorView out);
 
     // Graph capture of one step's kernels (CUDA graphs): graph_begin/graph_end record the ops issued
     // between them under `key`; graph_replay(key) runs them again and returns false if none was recorded.

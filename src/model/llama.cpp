@@ -205,7 +205,48 @@ void LlamaModel::forward_argmax(std::span<const int32_t> ids, std::span<const in
     backend_.to_host(next_ids, next_ids_, logit_rows.size() * sizeof(int32_t));
 }
 
+void LlamaModel::forward_sample(std::span<const int32_t> ids, std::span<const int32_t> positions,
+                                std::span<const int32_t> slots, std::span<const int32_t> logit_rows,
+                                std::span<const SampleRowParams> params, std::span<const double> uniforms,
+                                int32_t* next_ids) {
+    if (tp_) return tp_->forward_sample(ids, positions, slots, logit_rows, params, uniforms, next_ids, on_intermediate);
+    LAMINA_CHECK(params.size() == logit_rows.size() && uniforms.size() == logit_rows.size());
+    const StepTokens tok = upload_step(ids, positions, slots, logit_rows);
+    const auto n = static_cast<int64_t>(logit_rows.size());
+    run_step(tok, n, false);
+    backend_.sample_rows(rows_of(logits_, n), params, uniforms, next_ids_);
+    backend_.to_host(next_ids, next_ids_, logit_rows.size() * sizeof(int32_t));
+}
+
+// A decode step (a few tokens, no prefill tiles) as one pass over each weight matrix: the norms,
+// residual adds, RoPE + KV write and SwiGLU folded into the matrix passes (Backend::decode_*). The
+// plugin-off ablation, traced runs and tensor-parallel ranks keep the plain ops.
+bool LlamaModel::fused_decode(const StepTokens& tok, int64_t n_logits) const {
+    return backend_.supports_fused_decode() && rmsnorm_plugin_ && comm_ == nullptr && !on_intermediate &&
+           tok.n_tiles == 0 && tok.n_tokens <= kFusedDecodeMaxTokens && n_logits == tok.n_tokens;
+}
+
+void LlamaModel::fused_decode_ops(const StepTokens& tok, bool argmax) {
+    const ModelConfig& c = config_;
+    const int64_t n = tok.n_tokens;
+    TensorView x = rows_of(x_, n), qkv = rows_of(qkv_, n), attn = rows_of(attn_, n), ff = rows_of(ff_, n);
+    auto opt = [](const TensorView& b) { return b.empty() ? nullptr : &b; };
+    backend_.embedding(weights_.tok_embd, tok, x);
+    for (int64_t l = 0; l < c.n_layer; ++l) {
+        const LayerWeights& L = weights_.layers[l];
+        backend_.decode_qkv(x, L.attn_norm, c.rms_eps, L.wqkv, opt(L.bqkv), tok, rope_cos_sin_, attn_shape_, l, kv_, qkv);
+        backend_.attention(qkv, tok, attn_shape_, l, kv_, attn);
+        backend_.decode_matmul_add(attn, L.wo, opt(L.bo), x);
+        backend_.decode_gate_up(x, L.ffn_norm, c.rms_eps, L.w_gate_up, opt(L.b_gate_up), ff);
+        backend_.decode_matmul_add(ff, L.w_down, opt(L.b_down), x);
+    }
+    TensorView out = rows_of(logits_, n);
+    backend_.decode_norm_matmul(x, logit_rows_, weights_.output_norm, c.rms_eps, weights_.output, out);
+    if (argmax) backend_.argmax_rows(out, next_ids_);
+}
+
 void LlamaModel::step_ops(const StepTokens& tok, int64_t n_logits, bool argmax) {
+    if (fused_decode(tok, n_logits)) return fused_decode_ops(tok, argmax);
     const ModelConfig& c = config_;
     const int64_t n = tok.n_tokens;
     TensorView x = rows_of(x_, n), h = rows_of(h_, n), qkv = rows_of(qkv_, n), attn = rows_of(attn_, n);

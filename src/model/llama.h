@@ -43,6 +43,12 @@ public:
     // captured graph on backends that have graphs.
     void forward_argmax(std::span<const int32_t> ids, std::span<const int32_t> positions,
                         std::span<const int32_t> slots, std::span<const int32_t> logit_rows, int32_t* next_ids);
+    // The same step, with each logits row r sampled on the backend (Backend::sample_rows with params[r]
+    // and uniforms[r]); only the ids come back. The step replays from a graph as forward() does; the
+    // sampling kernel runs after it (its inputs change every step).
+    void forward_sample(std::span<const int32_t> ids, std::span<const int32_t> positions,
+                        std::span<const int32_t> slots, std::span<const int32_t> logit_rows,
+                        std::span<const SampleRowParams> params, std::span<const double> uniforms, int32_t* next_ids);
 
     // Copies the KV cache of positions [0, n_positions) of slot `src` into slot `dst` (beam search
     // forks a hypothesis this way).
@@ -62,6 +68,8 @@ private:
                            std::span<const int32_t> slots, std::span<const int32_t> logit_rows);
     // Issues every op of a step (no host synchronization): embedding to logits, and argmax if asked.
     void step_ops(const StepTokens& tok, int64_t n_logits, bool argmax);
+    bool fused_decode(const StepTokens& tok, int64_t n_logits) const;
+    void fused_decode_ops(const StepTokens& tok, bool argmax);
     // Runs step_ops, from a captured graph when the step is a decode step on a graph backend.
     void run_step(const StepTokens& tok, int64_t n_logits, bool argmax);
     void trace(const std::string& name, const TensorView& v);

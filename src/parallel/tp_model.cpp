@@ -14,7 +14,6 @@ namespace {
 
 // A backend of the same kind as rank 0's for rank r (called on rank r's thread).
 std::unique_ptr<Backend> make_rank_backend(const Backend& rank0, int rank, int tp_size) {
-    (void)rank;
     if (rank0.name() == "cpu") return make_cpu_backend();
 #ifdef LAMINA_HAS_CUDA
     if (rank0.name() == "cuda") {
@@ -22,11 +21,7 @@ std::unique_ptr<Backend> make_rank_backend(const Backend& rank0, int rank, int t
         if (n_gpu < tp_size)
             throw Error("the engine has tp_size " + std::to_string(tp_size) + " (one GPU per rank) but " +
                         std::to_string(n_gpu) + " CUDA device(s) are visible");
-        // make_cuda_backend() always opens GPU 0 (CudaBackend's constructor selects device 0), so a
-        // rank cannot get its own GPU yet; that needs a device argument there.
-        throw Error("--device cuda with tp_size " + std::to_string(tp_size) +
-                    ": the CUDA backend cannot open GPU " + std::to_string(rank) +
-                    " yet (it always uses GPU 0); run tensor-parallel engines with --device cpu");
+        return make_cuda_backend(rank0.activation_dtype(), rank);  // on the rank's own thread
     }
 #endif
     throw Error("the " + rank0.name() + " backend cannot run a tensor-parallel engine (tp_size " +
@@ -169,6 +164,19 @@ void TpModel::forward_argmax(std::span<const int32_t> ids, std::span<const int32
     run_on_ranks([&](int r) {
         int32_t* out = r == 0 ? next_ids : ranks_[r].next_ids.data();
         ranks_[r].model->forward_argmax(ranks_[r].ids, positions, slots, logit_rows, out);
+    });
+}
+
+void TpModel::forward_sample(std::span<const int32_t> ids, std::span<const int32_t> positions,
+                             std::span<const int32_t> slots, std::span<const int32_t> logit_rows,
+                             std::span<const SampleRowParams> params, std::span<const double> uniforms,
+                             int32_t* next_ids, const IntermediateHook& on_intermediate) {
+    shard_ids(ids);
+    for (int r = 1; r < tp_size(); ++r) ranks_[r].next_ids.resize(logit_rows.size());
+    ranks_[0].model->on_intermediate = on_intermediate;
+    run_on_ranks([&](int r) {
+        int32_t* out = r == 0 ? next_ids : ranks_[r].next_ids.data();
+        ranks_[r].model->forward_sample(ranks_[r].ids, positions, slots, logit_rows, params, uniforms, out);
     });
 }
 

@@ -34,11 +34,16 @@ public:
     TpModel& operator=(const TpModel&) = delete;
 
     using IntermediateHook = std::function<void(const std::string&, const TensorView&)>;
-    // LlamaModel::forward / forward_argmax over all ranks; `on_intermediate` sees rank 0's intermediates.
+    // LlamaModel::forward / forward_argmax / forward_sample over all ranks (every rank gathers the whole
+    // logits and samples the same ids from the same uniforms); `on_intermediate` sees rank 0's intermediates.
     void forward(std::span<const int32_t> ids, std::span<const int32_t> positions, std::span<const int32_t> slots,
                  std::span<const int32_t> logit_rows, float* logits, const IntermediateHook& on_intermediate);
     void forward_argmax(std::span<const int32_t> ids, std::span<const int32_t> positions,
                         std::span<const int32_t> slots, std::span<const int32_t> logit_rows, int32_t* next_ids,
+                        const IntermediateHook& on_intermediate);
+    void forward_sample(std::span<const int32_t> ids, std::span<const int32_t> positions,
+                        std::span<const int32_t> slots, std::span<const int32_t> logit_rows,
+                        std::span<const SampleRowParams> params, std::span<const double> uniforms, int32_t* next_ids,
                         const IntermediateHook& on_intermediate);
     void copy_slot(int64_t src, int64_t dst, int64_t n_positions);
 

@@ -49,12 +49,11 @@ std::vector<std::vector<int32_t>> Generator::generate(const std::vector<std::vec
 
     stats_ = {};
     const auto t_start = Clock::now();
-    const int64_t n_vocab = model_.config().n_vocab;
     const int64_t n_slot = model_.limits().n_slot;
     const int64_t step = model_.limits().max_step_tokens;
     std::vector<std::vector<int32_t>> outputs(prompts.size());
-    // Logits come back only for sampled (not device-greedy) steps: at most one row per sequence.
-    std::vector<float> logits;
+    std::vector<SampleRowParams> row_params;
+    std::vector<double> uniforms;
     std::vector<int32_t> ids, pos, slots, logit_rows;
     auto is_stop = [&](int32_t id) {
         return std::find(params.stop_ids.begin(), params.stop_ids.end(), id) != params.stop_ids.end();
@@ -70,8 +69,8 @@ std::vector<std::vector<int32_t>> Generator::generate(const std::vector<std::vec
             history[i - g0] = prompts[i];
         }
         std::vector<bool> live(g1 - g0, true);
-        // Greedy without penalties needs only the argmax, which the backend computes: only ids come
-        // back from the device. Otherwise the logits come back for the samplers.
+        // Greedy without penalties needs only the argmax; otherwise the backend samples. Either way only
+        // ids come back from the device.
         const bool device_greedy = params.sampling.greedy() && params.sampling.repetition_penalty == 1.0f;
         std::vector<int32_t> chosen;
         auto run = [&](std::span<const int32_t> rows, const std::vector<size_t>& seqs) {
@@ -80,12 +79,15 @@ std::vector<std::vector<int32_t>> Generator::generate(const std::vector<std::vec
                 model_.forward_argmax(ids, pos, slots, rows, chosen.data());
                 return;
             }
-            logits.resize(rows.size() * static_cast<size_t>(n_vocab));
-            model_.forward(ids, pos, slots, rows, logits.data());
-            for (size_t r = 0; r < seqs.size(); ++r) {
-                std::span<float> row(logits.data() + r * n_vocab, static_cast<size_t>(n_vocab));
-                chosen[r] = samplers[seqs[r]].sample(row, history[seqs[r]]);
+            // Each row is sampled where the logits are (Backend::sample_rows), from its sequence's seeded
+            // uniform stream: only the ids come back.
+            row_params.clear();
+            uniforms.clear();
+            for (size_t s : seqs) {
+                row_params.push_back(params.sampling.row(history[s]));
+                uniforms.push_back(samplers[s].next_uniform());
             }
+            model_.forward_sample(ids, pos, slots, rows, row_params, uniforms, chosen.data());
         };
         auto accept = [&](size_t s, int32_t id) {
             history[s].push_back(id);

@@ -27,6 +27,7 @@ constexpr int kMaxHeadDim = 256;
 constexpr int kMaxLaneElems = kMaxHeadDim / 32;
 constexpr int64_t kTargetBlocks = 1024;  // enough split blocks to fill 132 SMs several times over
 constexpr int kMinSplitKeys = 32;
+constexpr int kKeysPerStep = 4;  // keys a warp of split_kernel has in flight at once
 
 struct CacheGeometry {
     int64_t n_layer, n_ctx, kv_dim;
@@ -60,24 +61,41 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
         qv[j] = e < head_dim ? cuda::to_float(q[e]) * scale : 0.0f;
     }
     const int64_t base = g.offset(slots[t], layer, 0) + static_cast<int64_t>(h / group) * head_dim;
+    // Each warp takes kKeysPerStep keys at a time: their K and V rows are all loaded before the first is
+    // used (memory-level parallelism), then the running max/sum/accumulator absorbs them together.
     float m = -INFINITY, l = 0.0f, acc[kMaxLaneElems] = {};
-    for (int p = begin + warp; p < end; p += kSplitWarps) {
-        const T* k = k_cache + base + static_cast<int64_t>(p) * g.kv_dim;
-        float s = 0.0f;
+    for (int p0 = begin + warp * kKeysPerStep; p0 < end; p0 += kSplitWarps * kKeysPerStep) {
+        float kv[kKeysPerStep][kMaxLaneElems], vv[kKeysPerStep][kMaxLaneElems];
 #pragma unroll
-        for (int j = 0; j < kMaxLaneElems; ++j) {
-            const int e = lane + 32 * j;
-            if (e < head_dim) s += qv[j] * cuda::to_float(k[e]);
+        for (int u = 0; u < kKeysPerStep; ++u) {
+            const int64_t off = base + static_cast<int64_t>(min(p0 + u, end - 1)) * g.kv_dim;
+#pragma unroll
+            for (int j = 0; j < kMaxLaneElems; ++j) {
+                const int e = lane + 32 * j;
+                kv[u][j] = e < head_dim ? cuda::to_float(k_cache[off + e]) : 0.0f;
+                vv[u][j] = e < head_dim ? cuda::to_float(v_cache[off + e]) : 0.0f;
+            }
         }
-        s = cuda::warp_sum(s);
-        const float m_new = fmaxf(m, s);
-        const float corr = __expf(m - m_new), w = __expf(s - m_new);
-        l = l * corr + w;
-        const T* v = v_cache + base + static_cast<int64_t>(p) * g.kv_dim;
+        float sc[kKeysPerStep];
+        float m_new = m;
 #pragma unroll
-        for (int j = 0; j < kMaxLaneElems; ++j) {
-            const int e = lane + 32 * j;
-            acc[j] = acc[j] * corr + (e < head_dim ? w * cuda::to_float(v[e]) : 0.0f);
+        for (int u = 0; u < kKeysPerStep; ++u) {
+            float d = 0.0f;
+#pragma unroll
+            for (int j = 0; j < kMaxLaneElems; ++j) d += qv[j] * kv[u][j];
+            sc[u] = p0 + u < end ? cuda::warp_sum(d) : -INFINITY;
+            m_new = fmaxf(m_new, sc[u]);
+        }
+        const float corr = __expf(m - m_new);
+        l *= corr;
+#pragma unroll
+        for (int j = 0; j < kMaxLaneElems; ++j) acc[j] *= corr;
+#pragma unroll
+        for (int u = 0; u < kKeysPerStep; ++u) {
+            const float w = __expf(sc[u] - m_new);  // 0 for the keys past `end`
+            l += w;
+#pragma unroll
+            for (int j = 0; j < kMaxLaneElems; ++j) acc[j] += w * vv[u][j];
         }
         m = m_new;
     }

@@ -1,4 +1,6 @@
 // CudaBackend: device, stream, memory, cuBLASLt handle and CUDA graphs. The ops live in their own files.
+#include <cstdlib>
+
 #include "backend/cuda/cuda_backend_impl.h"
 
 namespace lamina {
@@ -14,13 +16,18 @@ int cuda_device_count() {
     return n;
 }
 
-std::unique_ptr<Backend> make_cuda_backend(DType activation_dtype) {
-    if (cuda_device_count() == 0) throw Error("--device cuda: no CUDA device is visible");
-    return std::make_unique<CudaBackend>(activation_dtype);
+std::unique_ptr<Backend> make_cuda_backend(DType activation_dtype, int device) {
+    const int n = cuda_device_count();
+    if (n == 0) throw Error("--device cuda: no CUDA device is visible");
+    if (device < 0 || device >= n)
+        throw Error("CUDA device " + std::to_string(device) + " does not exist (" + std::to_string(n) + " visible)");
+    return std::make_unique<CudaBackend>(activation_dtype, device);
 }
 
-CudaBackend::CudaBackend(DType activation_dtype) : act_(activation_dtype) {
-    CUDA_CHECK(cudaSetDevice(0));
+CudaBackend::CudaBackend(DType activation_dtype, int device) : act_(activation_dtype), device_(device) {
+    CUDA_CHECK(cudaSetDevice(device_));
+    const char* fused = std::getenv("LAMINA_FUSED_DECODE");
+    fused_decode_ = fused != nullptr && std::string(fused) == "1";
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     if (cublasLtCreate(&lt_) != CUBLAS_STATUS_SUCCESS) throw Error("cuBLASLt: cannot create a handle");
     lt_workspace_bytes_ = cublaslt_workspace_bytes();
@@ -28,6 +35,7 @@ CudaBackend::CudaBackend(DType activation_dtype) : act_(activation_dtype) {
 }
 
 CudaBackend::~CudaBackend() {
+    cudaSetDevice(device_);
     for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
     for (void* p : retired_) cudaFree(p);
     if (attn_partials_) cudaFree(attn_partials_);

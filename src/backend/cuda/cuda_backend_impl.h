@@ -16,7 +16,7 @@ namespace lamina {
 
 class CudaBackend final : public Backend {
 public:
-    explicit CudaBackend(DType activation_dtype);
+    CudaBackend(DType activation_dtype, int device);
     ~CudaBackend() override;
 
     std::string name() const override { return "cuda"; }
@@ -45,6 +45,18 @@ public:
     void sample_rows(const TensorView& logits, std::span<const SampleRowParams> params,
                      std::span<const double> uniforms, int32_t* ids) override;  // sampling.cu
 
+    // decode_gemv.cu. Off unless LAMINA_FUSED_DECODE=1 when the backend is made: measured slower than the
+    // plain ops on the H100 so far (see bench/results), kept for tuning.
+    bool supports_fused_decode() const override { return fused_decode_; }
+    void decode_qkv(const TensorView& x, const TensorView& g, float eps, const TensorView& wqkv, const TensorView* bqkv,
+                    const StepTokens& tok, const TensorView& rope_cos_sin, const AttentionShape& shape, int64_t layer,
+                    KvCache& cache, TensorView qkv) override;
+    void decode_matmul_add(const TensorView& x, const TensorView& w, const TensorView* bias, TensorView residual) override;
+    void decode_gate_up(const TensorView& x, const TensorView& g, float eps, const TensorView& w_gate_up,
+                        const TensorView* bias, TensorView out) override;
+    void decode_norm_matmul(const TensorView& x, const int32_t* rows, const TensorView& g, float eps,
+                            const TensorView& w, TensorView out) override;
+
     bool supports_graphs() const override { return true; }
     bool graph_replay(int64_t key) override;
     void graph_begin() override;
@@ -59,9 +71,13 @@ public:
 
 private:
     void gemm_cublaslt(const TensorView& x, const TensorView& w, TensorView out);
+    cublasLtMatmulAlgo_t choose_lt_algo(cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
+                                        cublasLtMatrixLayout_t c, const TensorView& x, const TensorView& w, TensorView out);
     float* scratch_f32(size_t n);  // grows once, before any graph capture needs it
 
     DType act_;
+    int device_ = 0;
+    bool fused_decode_ = false;
     cudaStream_t stream_ = nullptr;
     cublasLtHandle_t lt_ = nullptr;
     void* lt_workspace_ = nullptr;

@@ -5,11 +5,16 @@
 //   int8:    q = round(y * s) clamped to [-127, 127], s = 127 / max|y[r]| per token (scale out = 1/s),
 //            or a given per-tensor s
 // Shapes: x, residual, y [rows, cols] with a row stride; w [cols] f32. T = float, half or bf16;
-// accumulation in f32. One block per row; each thread holds ITEMS 16-byte vectors of the row in
-// registers (ITEMS chosen so a block has ~128 threads: several loads in flight per thread and many
-// blocks per SM), so the row is read from memory once and written once.
+// accumulation in f32. A block per row at a time (a persistent grid of as many blocks as fit, each
+// walking rows with its slice of w held in registers); each thread holds ITEMS 16-byte vectors of the
+// row in registers (ITEMS chosen so a block has ~128 threads: several loads in flight per thread and
+// many blocks per SM), so the row is read from memory once and written once.
 // Roofline: bytes = rows * cols * sizeof(T) * 2 (3 reads + 2 writes for the fused form); FLOPs are
 // negligible (~4 per element): memory bound, the target is the device's copy bandwidth.
+#include <map>
+#include <mutex>
+#include <tuple>
+
 #include "backend/cuda/cuda_backend_impl.h"
 
 namespace lamina {
@@ -85,24 +90,33 @@ __device__ __forceinline__ float load_row(T* row, const T* xrow, int cols, float
     return ss;
 }
 
+// A persistent grid: each block loads its slice of the weight once into registers (issued together with
+// its first row), then walks rows r = blockIdx.x, + gridDim.x, ...; one row's loads are in flight per
+// block and several blocks per SM overlap their load, reduce and store phases.
 template <typename T, int VEC, int ITEMS, bool Fused>
 __global__ void rms_norm_kernel(T* residual, int64_t res_stride, const T* x, int64_t x_stride, const float* w,
-                                T* out, int64_t out_stride, int cols, float eps) {
-    const int64_t r = blockIdx.x;
-    float vals[ITEMS][VEC];
-    T* row = residual + r * res_stride;
-    const float ss = load_row<T, VEC, ITEMS, Fused>(row, Fused ? x + r * x_stride : nullptr, cols, vals);
-    const float inv = rsqrtf(cuda::block_sum(ss) / static_cast<float>(cols) + eps);
-    T* orow = out + r * out_stride;
+                                T* out, int64_t out_stride, int64_t rows, int cols, float eps) {
+    float wv[ITEMS][VEC];
 #pragma unroll
     for (int it = 0; it < ITEMS; ++it) {
         const int i = (it * blockDim.x + threadIdx.x) * VEC;
-        if (i < cols) {
-            float wv[VEC], y[VEC];
-            load_vec<float, VEC>(w + i, wv);
+        if (i < cols) load_vec<float, VEC>(w + i, wv[it]);
+    }
+    for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+        float vals[ITEMS][VEC];
+        T* row = residual + r * res_stride;
+        const float ss = load_row<T, VEC, ITEMS, Fused>(row, Fused ? x + r * x_stride : nullptr, cols, vals);
+        const float inv = rsqrtf(cuda::block_sum(ss) / static_cast<float>(cols) + eps);
+        T* orow = out + r * out_stride;
 #pragma unroll
-            for (int j = 0; j < VEC; ++j) y[j] = wv[j] * (vals[it][j] * inv);
-            store_vec<T, VEC>(orow + i, y);
+        for (int it = 0; it < ITEMS; ++it) {
+            const int i = (it * blockDim.x + threadIdx.x) * VEC;
+            if (i < cols) {
+                float y[VEC];
+#pragma unroll
+                for (int j = 0; j < VEC; ++j) y[j] = wv[it][j] * (vals[it][j] * inv);
+                store_vec<T, VEC>(orow + i, y);
+            }
         }
     }
 }
@@ -162,6 +176,23 @@ bool can_vectorize(const TensorView& a, const TensorView* b, const TensorView& c
     return ok(a) && ok(c) && (b == nullptr || ok(*b));
 }
 
+// Blocks of `kernel` that fit on the whole device at once (the persistent grid's size), looked up once
+// per kernel and device.
+template <typename K>
+int64_t resident_blocks(K kernel, int threads) {
+    static std::mutex mutex;
+    static std::map<std::tuple<const void*, int, int>, int64_t> known;
+    int device = 0;
+    CUDA_CHECK(cudaGetDevice(&device));
+    const auto key = std::make_tuple(reinterpret_cast<const void*>(kernel), threads, device);
+    std::lock_guard<std::mutex> lock(mutex);
+    if (auto it = known.find(key); it != known.end()) return it->second;
+    int per_sm = 0, sms = 0;
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0));
+    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    return known[key] = static_cast<int64_t>(std::max(per_sm, 1)) * sms;
+}
+
 // Calls f.template operator()<ITEMS>() with the geometry's compile-time item count.
 template <typename F>
 void dispatch_items(int items, F&& f) {
@@ -182,10 +213,12 @@ void launch_rms_norm(TensorView residual, const TensorView* x, const TensorView&
         const RowGeometry g = row_geometry<VEC>(cols);
         if (g.threads * g.items * VEC < cols) throw Error("rms_norm: row of " + std::to_string(cols) + " elements is too long");
         dispatch_items(g.items, [&]<int ITEMS>() {
-            rms_norm_kernel<T, VEC, ITEMS, Fused><<<static_cast<unsigned>(residual.rows), g.threads, 0, stream>>>(
+            auto kernel = rms_norm_kernel<T, VEC, ITEMS, Fused>;
+            const int64_t grid = std::min<int64_t>(residual.rows, resident_blocks(kernel, g.threads));
+            kernel<<<static_cast<unsigned>(grid), g.threads, 0, stream>>>(
                 static_cast<T*>(residual.data), residual.row_stride, x ? static_cast<const T*>(x->data) : nullptr,
                 x ? x->row_stride : 0, static_cast<const float*>(w.data), static_cast<T*>(out.data), out.row_stride,
-                cols, eps);
+                residual.rows, cols, eps);
         });
     };
     if (can_vectorize<T>(residual, x, out)) go.template operator()<16 / sizeof(T)>();

@@ -1,0 +1,197 @@
+// The fused decode ops (backend/cuda/decode_gemv.cu) against the plain CPU ops they replace, on random
+// inputs: 1, 3 and 4 tokens, vectorized and scalar widths, biases, a GQA RoPE + KV write at scattered
+// slots and positions, poisoned outputs. Then the CUDA model with and without fusion. Skipped without a GPU.
+#ifdef LAMINA_HAS_CUDA
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+
+#include "../test_util.h"
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cuda/cuda_backend.h"
+#include "cuda_test_util.h"
+#include "runtime/generator.h"
+
+namespace lamina {
+namespace {
+
+using test::DeviceMatrix;
+using test::expect_close;
+using test::random_vec;
+using test::rms;
+using test::rounded;
+
+class CudaDecode : public ::testing::TestWithParam<DType> {
+protected:
+    void SetUp() override {
+        if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device here";
+        gpu = make_cuda_backend(GetParam());  // the fused ops run whether or not the model would use them
+    }
+    std::vector<float> cpu_norm(const std::vector<float>& x, const std::vector<float>& g, int64_t n, int64_t k) {
+        std::vector<float> h(x.size());
+        cpu.rms_norm(make_view(const_cast<float*>(x.data()), DType::F32, n, k), make_view(const_cast<float*>(g.data()), DType::F32, 1, k),
+                     1e-5f, make_view(h.data(), DType::F32, n, k));
+        return h;
+    }
+    std::vector<float> cpu_matmul(const std::vector<float>& x, const std::vector<float>& w, const std::vector<float>* b,
+                                  int64_t n, int64_t m, int64_t k) {
+        std::vector<float> out(n * m);
+        const TensorView bv = b ? make_view(const_cast<float*>(b->data()), DType::F32, 1, m) : TensorView{};
+        cpu.matmul(make_view(const_cast<float*>(x.data()), DType::F32, n, k), make_view(const_cast<float*>(w.data()), DType::F32, m, k),
+                   b ? &bv : nullptr, make_view(out.data(), DType::F32, n, m));
+        return out;
+    }
+    std::unique_ptr<Backend> gpu;
+    CpuBackend cpu;
+};
+
+TEST_P(CudaDecode, MatmulAddGateUpAndNormMatmul) {
+    const DType t = GetParam();
+    uint32_t seed = 100;
+    for (int64_t k : {512, 200, 198}) {  // 198: not a whole number of 16-byte vectors in half precision
+        for (int64_t n : {1, 3, 4}) {
+            const int64_t m = 301, ff = 173;
+            const auto x = rounded(random_vec(n * k, seed++), t), g = random_vec(k, seed++);
+            const auto w = rounded(random_vec(m * k, seed++, 0.05f), t), b = random_vec(m, seed++);
+            const auto res0 = rounded(random_vec(n * m, seed++), t);
+            DeviceMatrix dx(*gpu, t, n, k, k + 8), dw(*gpu, t, m, k), db(*gpu, DType::F32, 1, m), dg(*gpu, DType::F32, 1, k);
+            DeviceMatrix dres(*gpu, t, n, m);
+            dx.upload(x), dw.upload(w), db.upload(b), dg.upload(g), dres.upload(res0);
+            const std::string what = " n=" + std::to_string(n) + " k=" + std::to_string(k);
+
+            // residual += x @ w^T + b
+            const TensorView bv = db.view();
+            gpu->decode_matmul_add(dx.view(), dw.view(), &bv, dres.view());
+            auto ref = cpu_matmul(x, w, &b, n, m, k);
+            const double scale = rms(ref);
+            for (size_t i = 0; i < ref.size(); ++i) ref[i] += res0[i];
+            expect_close(dres.download(), ref, t, "matmul_add" + what, scale);
+
+            // out = silu(gate) * up of rms_norm(x) * g @ [gate; up]^T + b
+            const auto wgu = rounded(random_vec(2 * ff * k, seed++, 0.05f), t), bgu = random_vec(2 * ff, seed++);
+            DeviceMatrix dwgu(*gpu, t, 2 * ff, k), dbgu(*gpu, DType::F32, 1, 2 * ff), dff(*gpu, t, n, ff);
+            dwgu.upload(wgu), dbgu.upload(bgu);
+            const TensorView bguv = dbgu.view();
+            gpu->decode_gate_up(dx.view(), dg.view(), 1e-5f, dwgu.view(), &bguv, dff.view());
+            const auto gu = cpu_matmul(cpu_norm(x, g, n, k), wgu, &bgu, n, 2 * ff, k);
+            std::vector<float> sw(n * ff);
+            cpu.swiglu(make_view(const_cast<float*>(gu.data()), DType::F32, n, 2 * ff), make_view(sw.data(), DType::F32, n, ff));
+            expect_close(dff.download(), sw, t, "gate_up" + what, rms(sw) + rms(gu));
+
+            // out[r] = rms_norm(x[rows[r]]) * g @ w^T, rows permuted
+            std::vector<int32_t> rows;
+            for (int64_t r = 0; r < n; ++r) rows.push_back(static_cast<int32_t>((r * 5 + 2) % n));
+            auto* drows = static_cast<int32_t*>(gpu->alloc(n * sizeof(int32_t)));
+            gpu->to_device(drows, rows.data(), n * sizeof(int32_t));
+            DeviceMatrix dout(*gpu, t, n, m);
+            gpu->decode_norm_matmul(dx.view(), drows, dg.view(), 1e-5f, dw.view(), dout.view());
+            const auto h = cpu_norm(x, g, n, k);
+            std::vector<float> hp(n * k);
+            for (int64_t r = 0; r < n; ++r) std::copy(h.begin() + rows[r] * k, h.begin() + (rows[r] + 1) * k, hp.begin() + r * k);
+            const auto lm = cpu_matmul(hp, w, nullptr, n, m, k);
+            expect_close(dout.download(), lm, t, "norm_matmul" + what, rms(lm));
+            gpu->free(drows);
+        }
+    }
+}
+
+TEST_P(CudaDecode, QkvNormRopeAndKvWrite) {
+    const DType t = GetParam();
+    uint32_t seed = 300;
+    for (int64_t head_dim : {64, 128, 48}) {
+        for (int64_t k : {256, 100}) {
+            const AttentionShape s{6, 2, head_dim, 1.0f / std::sqrt(static_cast<float>(head_dim))};
+            const int64_t n_ctx = 40, n_slot = 8, n_layer = 2, layer = 1, kv_dim = s.n_head_kv * head_dim;
+            const int64_t qkv_dim = (s.n_head + 2 * s.n_head_kv) * head_dim;
+            std::vector<float> table(n_ctx * head_dim);
+            for (int64_t p = 0; p < n_ctx; ++p)
+                for (int64_t i = 0; i < head_dim / 2; ++i) {
+                    const float a = static_cast<float>(p) * std::pow(10000.0f, -2.0f * i / head_dim);
+                    table[p * head_dim + i] = std::cos(a);
+                    table[p * head_dim + head_dim / 2 + i] = std::sin(a);
+                }
+            DeviceMatrix dtable(*gpu, DType::F32, n_ctx, head_dim);
+            dtable.upload(table);
+            for (int64_t n : {1, 3, 4}) {
+                std::vector<int32_t> pos, slots;
+                for (int64_t i = 0; i < n; ++i) pos.push_back(static_cast<int32_t>((i * 13 + 5) % n_ctx)), slots.push_back(static_cast<int32_t>(7 - i));
+                const auto x = rounded(random_vec(n * k, seed++), t), g = random_vec(k, seed++);
+                const auto w = rounded(random_vec(qkv_dim * k, seed++, 0.05f), t), b = random_vec(qkv_dim, seed++);
+                DeviceMatrix dx(*gpu, t, n, k), dw(*gpu, t, qkv_dim, k), db(*gpu, DType::F32, 1, qkv_dim), dg(*gpu, DType::F32, 1, k);
+                DeviceMatrix dqkv(*gpu, t, n, qkv_dim);
+                DeviceMatrix dk(*gpu, t, n_slot * n_layer * n_ctx, kv_dim), dv(*gpu, t, n_slot * n_layer * n_ctx, kv_dim);
+                dx.upload(x), dw.upload(w), db.upload(b), dg.upload(g);
+                auto* dpos = static_cast<int32_t*>(gpu->alloc(n * 4));
+                auto* dslots = static_cast<int32_t*>(gpu->alloc(n * 4));
+                gpu->to_device(dpos, pos.data(), n * 4);
+                gpu->to_device(dslots, slots.data(), n * 4);
+                KvCache gkv{dk.data, dv.data, t, n_slot, n_layer, n_ctx, kv_dim};
+                const StepTokens gtok{nullptr, dpos, dslots, n, nullptr, 0};
+                const TensorView bv = db.view();
+                gpu->decode_qkv(dx.view(), dg.view(), 1e-5f, dw.view(), &bv, gtok, dtable.view(), s, layer, gkv, dqkv.view());
+
+                // CPU: norm, matmul + bias, rope_kv_write into an f32 cache.
+                auto qkv = cpu_matmul(cpu_norm(x, g, n, k), w, &b, n, qkv_dim, k);
+                const double scale = rms(qkv);
+                std::vector<float> ck(n_slot * n_layer * n_ctx * kv_dim, 0.0f), cv(ck.size(), 0.0f);
+                KvCache ckv{ck.data(), cv.data(), DType::F32, n_slot, n_layer, n_ctx, kv_dim};
+                const StepTokens ctok{nullptr, pos.data(), slots.data(), n, nullptr, 0};
+                cpu.rope_kv_write(make_view(qkv.data(), DType::F32, n, qkv_dim), ctok, make_view(table.data(), DType::F32, n_ctx, head_dim), s, layer, ckv);
+
+                const std::string what = " head_dim=" + std::to_string(head_dim) + " k=" + std::to_string(k) + " n=" + std::to_string(n);
+                const auto got_qkv = dqkv.download();
+                const auto got_k = dk.download(), got_v = dv.download();
+                std::vector<float> gq, wq, gk, wk, gv, wv;
+                for (int64_t i = 0; i < n; ++i) {
+                    gq.insert(gq.end(), got_qkv.begin() + i * qkv_dim, got_qkv.begin() + i * qkv_dim + s.n_head * head_dim);
+                    wq.insert(wq.end(), qkv.begin() + i * qkv_dim, qkv.begin() + i * qkv_dim + s.n_head * head_dim);
+                    const int64_t row = ckv.offset(slots[i], layer, pos[i]);
+                    gk.insert(gk.end(), got_k.begin() + row, got_k.begin() + row + kv_dim);
+                    wk.insert(wk.end(), ck.begin() + row, ck.begin() + row + kv_dim);
+                    gv.insert(gv.end(), got_v.begin() + row, got_v.begin() + row + kv_dim);
+                    wv.insert(wv.end(), cv.begin() + row, cv.begin() + row + kv_dim);
+                }
+                expect_close(gq, wq, t, "q" + what, scale);
+                expect_close(gk, wk, t, "k cache" + what, scale);
+                expect_close(gv, wv, t, "v cache" + what, scale);
+                gpu->free(dpos);
+                gpu->free(dslots);
+            }
+        }
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, CudaDecode, ::testing::Values(DType::F16, DType::BF16, DType::F32),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+// The whole model: greedy tokens with the fused decode path equal those of the plain ops (f32, where
+// the only difference is summation order) on the tiny fixtures.
+TEST(CudaDecodeModel, FusedDecodeMatchesPlainOps) {
+    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device here";
+    for (const char* name : {"tiny_llama", "tiny_llama_b", "tiny_llama_c"}) {
+        test::TempDir dir;
+        test::build_from(test::data_dir() / name, dir.path(), DType::F32, 24, 20, 4);
+        Engine engine(dir.path());
+        setenv("LAMINA_FUSED_DECODE", "1", 1);  // opt-in (backend/cuda/cuda_backend_impl.h)
+        auto fused = make_cuda_backend(DType::F32);
+        unsetenv("LAMINA_FUSED_DECODE");
+        ASSERT_TRUE(fused->supports_fused_decode());
+        const std::vector<std::vector<int32_t>> prompts = {{1, 40, 41, 42}, {1, 7}, {1, 100, 200, 300}};
+        GenerationParams p;
+        p.max_new_tokens = 16;
+        p.sampling.temperature = 0.0f;
+        Generator gf(engine, *fused, 3);
+        const auto with = gf.generate(prompts, p);
+        auto plain = make_cuda_backend(DType::F32);
+        ASSERT_FALSE(plain->supports_fused_decode());
+        Generator gp(engine, *plain, 3);
+        EXPECT_EQ(gp.generate(prompts, p), with) << name;
+    }
+}
+
+}  // namespace
+}  // namespace lamina
+
+#endif  // LAMINA_HAS_CUDA

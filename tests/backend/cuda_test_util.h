@@ -1,0 +1,87 @@
+// Helpers for the CUDA op tests: device matrices uploaded from / downloaded to f32 host vectors,
+// inputs rounded to the dtype, and the tolerance of a half-precision result.
+#pragma once
+
+#ifdef LAMINA_HAS_CUDA
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "core/dtype.h"
+
+namespace lamina::test {
+
+// Values as the dtype holds them (so CPU and GPU start from identical inputs).
+inline std::vector<float> rounded(const std::vector<float>& v, DType t) {
+    std::vector<uint16_t> h(v.size());
+    std::vector<float> out(v.size());
+    if (t == DType::F32) return v;
+    convert_from_f32(t, v.data(), h.data(), v.size());
+    convert_to_f32(t, h.data(), out.data(), v.size());
+    return out;
+}
+
+// A device buffer holding a matrix in dtype t, uploaded from / downloaded to f32 host vectors.
+struct DeviceMatrix {
+    Backend& be;
+    DType dtype;
+    int64_t rows, cols, stride;
+    void* data;
+    DeviceMatrix(Backend& b, DType t, int64_t r, int64_t c, int64_t s = 0)
+        : be(b), dtype(t), rows(r), cols(c), stride(s ? s : c), data(b.alloc(static_cast<size_t>(r * (s ? s : c)) * dtype_size(t))) {
+        std::vector<float> nan(static_cast<size_t>(rows * stride), NAN);  // poison
+        upload_padded(nan);
+    }
+    ~DeviceMatrix() { be.free(data); }
+    void upload_padded(const std::vector<float>& v) {
+        std::vector<char> buf(v.size() * dtype_size(dtype));
+        convert_from_f32(dtype, v.data(), buf.data(), v.size());
+        be.to_device(data, buf.data(), buf.size());
+    }
+    void upload(const std::vector<float>& v) {  // v is rows x cols, packed
+        std::vector<float> padded(static_cast<size_t>(rows * stride), 0.0f);
+        for (int64_t r = 0; r < rows; ++r)
+            std::copy(v.begin() + r * cols, v.begin() + (r + 1) * cols, padded.begin() + r * stride);
+        upload_padded(padded);
+    }
+    std::vector<float> download() const {
+        std::vector<char> buf(static_cast<size_t>(rows * stride) * dtype_size(dtype));
+        be.to_host(buf.data(), data, buf.size());
+        std::vector<float> all(static_cast<size_t>(rows * stride)), out(static_cast<size_t>(rows * cols));
+        convert_to_f32(dtype, buf.data(), all.data(), all.size());
+        for (int64_t r = 0; r < rows; ++r) std::copy(all.begin() + r * stride, all.begin() + r * stride + cols, out.begin() + r * cols);
+        return out;
+    }
+    TensorView view() const { return TensorView{data, dtype, rows, cols, stride}; }
+};
+
+// Half-precision outputs carry one rounding of the result: |err| <= 2^-8 relative for bf16 (2^-11 for
+// f16) plus accumulated-order noise; 1e-2 relative (+ a small absolute floor) covers both.
+inline double tolerance(DType t) { return t == DType::BF16 ? 1.6e-2 : t == DType::F16 ? 4e-3 : 1e-5; }
+
+// |got - want| <= tol * (|want| + floor). Sums with cancellation (matmul outputs, attention averages)
+// carry rounding errors at the scale of their terms, not of the result: those tests pass the natural
+// scale of the terms as the floor (the RMS of the outputs, or of the values being averaged).
+inline void expect_close(const std::vector<float>& got, const std::vector<float>& want, DType t, const std::string& what,
+                  double floor = 0.05) {
+    ASSERT_EQ(got.size(), want.size());
+    const double tol = tolerance(t);
+    for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_FALSE(std::isnan(got[i])) << what << ": element " << i << " unwritten or NaN";
+        ASSERT_NEAR(got[i], want[i], tol * (std::fabs(want[i]) + floor)) << what << ": element " << i;
+    }
+}
+
+inline double rms(const std::vector<float>& v) {
+    double s = 0;
+    for (float x : v) s += double(x) * x;
+    return std::sqrt(s / static_cast<double>(v.size()));
+}
+
+}  // namespace lamina::test
+
+#endif  // LAMINA_HAS_CUDA
