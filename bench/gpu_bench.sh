@@ -28,7 +28,7 @@ cmake --build build-gpu -j"$jobs" > "$out/build.log" 2>&1 || { grep -E "error" "
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee "$out/card.txt"
 
 if [ "$mode" != "bench" ]; then
-[ "$mode" = "ab" ] && filter='*CudaDecode*:CudaModel*' || filter='*Cuda*:*TinyParity*:CpuMatmul*:CpuNorm*:*Sampl*'
+[ "$mode" = "ab" ] && filter='*CudaDecode*:CudaModel*:*RopeKv*' || filter='*Cuda*:*TinyParity*:CpuMatmul*:CpuNorm*:*Sampl*'
 ./build-gpu/lamina_tests --gtest_filter="$filter" > "$out/tests.log" 2>&1 || true
 grep -E "^\[ *(FAILED|PASSED) |greedy|identical" "$out/tests.log" | sort | uniq | tail -30 || true
 fi
@@ -62,9 +62,10 @@ if [ "$mode" = "ab" ]; then  # quick A/B of the decode and prefill switches on o
         python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(f'| $1 | b$3 | {max(j[\"prefill_tokens_per_s\"]):,.0f} | {max(j[\"decode_tokens_per_s\"]):.1f} |')" "$out/ab_$1.json"
     }
     echo "| variant | batch | prefill tok/s | decode tok/s |"
-    ab plain LAMINA_X=1 1; ab fused LAMINA_FUSED_DECODE=1 1; ab fused_no_pdl "LAMINA_FUSED_DECODE=1 LAMINA_PDL=0" 1
-    ab no_autotune LAMINA_GEMM_AUTOTUNE=0 1; ab plain_b4 LAMINA_X=1 4; ab fused_b4 LAMINA_FUSED_DECODE=1 4
-    ab b8 LAMINA_X=1 8
+    for v in ${AB_VARIANTS:-plain:LAMINA_X=1:1 fused:LAMINA_FUSED_DECODE=1:1 no_autotune:LAMINA_GEMM_AUTOTUNE=0:1}; do
+        IFS=: read -r label envs batch <<< "$v"
+        ab "$label" "$envs" "$batch"
+    done
     exit 0
 fi
 

@@ -155,10 +155,19 @@ namespace wmma = nvcuda::wmma;
 constexpr int kTile = 64;           // query rows per block and keys per step
 constexpr int kPrefillWarps = 4;    // 16 query rows each
 
+// Shared-memory row strides, padded by 16 bytes: rows of 128 or 256 bytes would otherwise start in the
+// same bank, and the tensor-core fragment loads and stores (8 rows at a time) would conflict 8 ways.
+template <int HD>
+constexpr int kStrideQKV = HD + 8;      // T elements
+constexpr int kStrideS = kTile + 4;     // f32
+constexpr int kStrideP = kTile + 8;     // T
+template <int HD>
+constexpr int kStrideO = HD + 4;        // f32
+
 template <int HD>
 constexpr size_t prefill_smem_bytes() {
     // Q, K, V tiles (T), S (f32), P (T), O (f32), with T 2 bytes.
-    return 3 * kTile * HD * 2 + kTile * kTile * 4 + kTile * kTile * 2 + kTile * HD * 4;
+    return 3 * kTile * kStrideQKV<HD> * 2 + kTile * kStrideS * 4 + kTile * kStrideP * 2 + kTile * kStrideO<HD> * 4;
 }
 
 template <typename T, int HD>
@@ -169,11 +178,12 @@ __global__ void __launch_bounds__(kPrefillWarps * 32)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     extern __shared__ __align__(16) unsigned char smem[];
     T* sQ = reinterpret_cast<T*>(smem);
-    T* sK = sQ + kTile * HD;
-    T* sV = sK + kTile * HD;
-    float* sS = reinterpret_cast<float*>(sV + kTile * HD);
-    T* sP = reinterpret_cast<T*>(sS + kTile * kTile);
-    float* sO = reinterpret_cast<float*>(sP + kTile * kTile);
+    constexpr int QS = kStrideQKV<HD>, SS = kStrideS, PS = kStrideP, OS = kStrideO<HD>;
+    T* sK = sQ + kTile * QS;
+    T* sV = sK + kTile * QS;
+    float* sS = reinterpret_cast<float*>(sV + kTile * QS);
+    T* sP = reinterpret_cast<T*>(sS + kTile * SS);
+    float* sO = reinterpret_cast<float*>(sP + kTile * PS);
 
     const int* tile = tiles + 4 * blockIdx.x;
     const int t0 = tile[0], rows = tile[1], slot = tile[2], pos0 = tile[3];
@@ -186,9 +196,9 @@ __global__ void __launch_bounds__(kPrefillWarps * 32)
         const int r = i / (HD / V), c = (i % (HD / V)) * V;
         uint4 v = make_uint4(0, 0, 0, 0);
         if (r < rows) v = *reinterpret_cast<const uint4*>(qkv + static_cast<int64_t>(t0 + r) * qkv_stride + h * HD + c);
-        *reinterpret_cast<uint4*>(sQ + r * HD + c) = v;
+        *reinterpret_cast<uint4*>(sQ + r * QS + c) = v;
     }
-    for (int i = threadIdx.x; i < kTile * HD; i += blockDim.x) sO[i] = 0.0f;
+    for (int i = threadIdx.x; i < kTile * OS; i += blockDim.x) sO[i] = 0.0f;
 
     // Softmax state of this warp's 16 rows, held (identically) by every lane. The whole warp works on
     // one row at a time, lanes striding the columns: consecutive lanes touch consecutive words (no bank
@@ -210,8 +220,8 @@ __global__ void __launch_bounds__(kPrefillWarps * 32)
                 kv = *reinterpret_cast<const uint4*>(k_cache + base + static_cast<int64_t>(k0 + r) * g.kv_dim + c);
                 vv = *reinterpret_cast<const uint4*>(v_cache + base + static_cast<int64_t>(k0 + r) * g.kv_dim + c);
             }
-            *reinterpret_cast<uint4*>(sK + r * HD + c) = kv;
-            *reinterpret_cast<uint4*>(sV + r * HD + c) = vv;
+            *reinterpret_cast<uint4*>(sK + r * QS + c) = kv;
+            *reinterpret_cast<uint4*>(sV + r * QS + c) = vv;
         }
         __syncthreads();
 
@@ -222,11 +232,11 @@ __global__ void __launch_bounds__(kPrefillWarps * 32)
             for (int kk = 0; kk < HD / 16; ++kk) {
                 wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
                 wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> b;
-                wmma::load_matrix_sync(a, sQ + warp * 16 * HD + kk * 16, HD);
-                wmma::load_matrix_sync(b, sK + nf * 16 * HD + kk * 16, HD);
+                wmma::load_matrix_sync(a, sQ + warp * 16 * QS + kk * 16, QS);
+                wmma::load_matrix_sync(b, sK + nf * 16 * QS + kk * 16, QS);
                 wmma::mma_sync(acc, a, b, acc);
             }
-            wmma::store_matrix_sync(sS + warp * 16 * kTile + nf * 16, acc, kTile, wmma::mem_row_major);
+            wmma::store_matrix_sync(sS + warp * 16 * SS + nf * 16, acc, SS, wmma::mem_row_major);
         }
         __syncwarp();
 
@@ -236,19 +246,19 @@ __global__ void __launch_bounds__(kPrefillWarps * 32)
             const int row = warp * 16 + r;
             const int q_pos = pos0 + row;
             const bool valid = row < rows;
-            float* srow = sS + row * kTile;
+            float* srow = sS + row * SS;
             float s0 = (valid && k0 + lane <= q_pos) ? srow[lane] * scale : -INFINITY;
             float s1 = (valid && k0 + lane + 32 <= q_pos) ? srow[lane + 32] * scale : -INFINITY;
             const float m_new = fmaxf(m[r], cuda::warp_max(fmaxf(s0, s1)));
             const float alpha = m_new == -INFINITY ? 1.0f : __expf(m[r] - m_new);
             const T p0 = cuda::from_float<T>(m_new == -INFINITY ? 0.0f : __expf(s0 - m_new));
             const T p1 = cuda::from_float<T>(m_new == -INFINITY ? 0.0f : __expf(s1 - m_new));
-            T* prow = sP + row * kTile;
+            T* prow = sP + row * PS;
             prow[lane] = p0;
             prow[lane + 32] = p1;
             l[r] = l[r] * alpha + cuda::warp_sum(cuda::to_float(p0) + cuda::to_float(p1));
             m[r] = m_new;
-            float* orow = sO + row * HD;
+            float* orow = sO + row * OS;
 #pragma unroll
             for (int c = lane; c < HD; c += 32) orow[c] *= alpha;
         }
@@ -257,15 +267,15 @@ __global__ void __launch_bounds__(kPrefillWarps * 32)
         // O[warp rows] += P V
         for (int nf = 0; nf < HD / 16; ++nf) {
             wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-            wmma::load_matrix_sync(acc, sO + warp * 16 * HD + nf * 16, HD, wmma::mem_row_major);
+            wmma::load_matrix_sync(acc, sO + warp * 16 * OS + nf * 16, OS, wmma::mem_row_major);
             for (int kk = 0; kk < kTile / 16; ++kk) {
                 wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
                 wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> b;
-                wmma::load_matrix_sync(a, sP + warp * 16 * kTile + kk * 16, kTile);
-                wmma::load_matrix_sync(b, sV + kk * 16 * HD + nf * 16, HD);
+                wmma::load_matrix_sync(a, sP + warp * 16 * PS + kk * 16, PS);
+                wmma::load_matrix_sync(b, sV + kk * 16 * QS + nf * 16, QS);
                 wmma::mma_sync(acc, a, b, acc);
             }
-            wmma::store_matrix_sync(sO + warp * 16 * HD + nf * 16, acc, HD, wmma::mem_row_major);
+            wmma::store_matrix_sync(sO + warp * 16 * OS + nf * 16, acc, OS, wmma::mem_row_major);
         }
         __syncwarp();
     }
@@ -275,7 +285,7 @@ __global__ void __launch_bounds__(kPrefillWarps * 32)
         if (row >= rows) continue;
         const float inv = 1.0f / l[r];
         T* o = out + static_cast<int64_t>(t0 + row) * out_stride + static_cast<int64_t>(h) * HD;
-        const float* orow = sO + row * HD;
+        const float* orow = sO + row * OS;
         for (int c = lane; c < HD; c += 32) o[c] = cuda::from_float<T>(orow[c] * inv);
     }
 #endif
