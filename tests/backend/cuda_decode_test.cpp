@@ -105,13 +105,7 @@ TEST_P(CudaDecode, QkvNormRopeAndKvWrite) {
             const AttentionShape s{6, 2, head_dim, 1.0f / std::sqrt(static_cast<float>(head_dim))};
             const int64_t n_ctx = 40, n_slot = 8, n_layer = 2, layer = 1, kv_dim = s.n_head_kv * head_dim;
             const int64_t qkv_dim = (s.n_head + 2 * s.n_head_kv) * head_dim;
-            std::vector<float> table(n_ctx * head_dim);
-            for (int64_t p = 0; p < n_ctx; ++p)
-                for (int64_t i = 0; i < head_dim / 2; ++i) {
-                    const float a = static_cast<float>(p) * std::pow(10000.0f, -2.0f * i / head_dim);
-                    table[p * head_dim + i] = std::cos(a);
-                    table[p * head_dim + head_dim / 2 + i] = std::sin(a);
-                }
+            const std::vector<float> table = test::rope_table(n_ctx, head_dim);
             DeviceMatrix dtable(*gpu, DType::F32, n_ctx, head_dim);
             dtable.upload(table);
             for (int64_t n : {1, 3, 4}) {

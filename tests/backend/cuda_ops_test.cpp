@@ -141,14 +141,7 @@ TEST_P(CudaOps, RopeKvWriteAndAttention) {
         cpu_kv.v = cv.data();
         gpu_kv.k = gpu->alloc(gpu_kv.bytes() / 2);
         gpu_kv.v = gpu->alloc(gpu_kv.bytes() / 2);
-        // RoPE table as the model builds it.
-        std::vector<float> table(n_ctx * head_dim);
-        for (int64_t p = 0; p < n_ctx; ++p)
-            for (int64_t i = 0; i < head_dim / 2; ++i) {
-                const float a = static_cast<float>(p) * std::pow(10000.0f, -2.0f * i / head_dim);
-                table[p * head_dim + i] = std::cos(a);
-                table[p * head_dim + head_dim / 2 + i] = std::sin(a);
-            }
+        const std::vector<float> table = test::rope_table(n_ctx, head_dim);
         DeviceMatrix dtable(*gpu, DType::F32, n_ctx, head_dim);
         dtable.upload(table);
         // Step 1: prefill 100 tokens of slot 0 and 30 of slot 1 (tiles of <= 64). Step 2: decode both.

@@ -82,6 +82,19 @@ inline double rms(const std::vector<float>& v) {
     return std::sqrt(s / static_cast<double>(v.size()));
 }
 
+// The RoPE table as the model builds it: row p = [cos(p f_i) for i < head_dim/2, sin(p f_i) ...],
+// f_i = 10000^(-2i/head_dim).
+inline std::vector<float> rope_table(int64_t n_ctx, int64_t head_dim) {
+    std::vector<float> table(static_cast<size_t>(n_ctx * head_dim));
+    for (int64_t p = 0; p < n_ctx; ++p)
+        for (int64_t i = 0; i < head_dim / 2; ++i) {
+            const float a = static_cast<float>(p) * std::pow(10000.0f, -2.0f * static_cast<float>(i) / static_cast<float>(head_dim));
+            table[p * head_dim + i] = std::cos(a);
+            table[p * head_dim + head_dim / 2 + i] = std::sin(a);
+        }
+    return table;
+}
+
 }  // namespace lamina::test
 
 #endif  // LAMINA_HAS_CUDA

@@ -19,13 +19,13 @@ std::string build_args(const std::filesystem::path& out, int tp_size) {
 TEST(TpCli, RunOnTp2EngineGivesTheTp1Text) {
     TempDir dir;
     for (int tp : {1, 2}) {
-        const auto r = run_command(lamina(build_args(dir / ("tp" + std::to_string(tp)), tp)));
+        const auto r = run_command(lamina(build_args(dir / (std::string("tp") + std::to_string(tp)), tp)));
         ASSERT_EQ(r.status, 0) << r.output;
     }
     EXPECT_TRUE(std::filesystem::exists(dir / "tp2" / "weights.rank0.bin"));
     EXPECT_TRUE(std::filesystem::exists(dir / "tp2" / "weights.rank1.bin"));
     auto run = [&](const char* engine) {
-        return run_command("(" + lamina("run --device cpu --engine_dir " + (dir / engine).string() +
+        return run_command(std::string("(") + lamina("run --device cpu --engine_dir " + (dir / engine).string() +
                                         " --input_text 'Hello world' --max_output_len 12 --temperature 0") +
                            " 2>/dev/null)");
     };
