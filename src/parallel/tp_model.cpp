@@ -52,7 +52,8 @@ TpModel::TpModel(const Engine& engine, Backend& rank0_backend, const ModelLimits
             for (const Rank& r : ranks_) backends.push_back(r.backend);
             comms = make_nccl_communicators(backends);
 #else
-            throw Error("tensor parallelism on " + rank0_backend.name() + " needs NCCL (this lamina was built without it)");
+            throw Error("tensor parallelism on " + rank0_backend.name() +
+                        " needs NCCL (this lamina was built without it)");
 #endif
         }
         for (int r = 0; r < n; ++r) ranks_[r].comm = std::move(comms[r]);
@@ -65,7 +66,9 @@ TpModel::TpModel(const Engine& engine, Backend& rank0_backend, const ModelLimits
     }
 }
 
-TpModel::~TpModel() { shutdown(); }
+TpModel::~TpModel() {
+    shutdown();
+}
 
 void TpModel::shutdown() {
     if (threads_.empty()) return;
@@ -158,25 +161,31 @@ void TpModel::forward(std::span<const int32_t> ids, std::span<const int32_t> pos
 void TpModel::forward_argmax(std::span<const int32_t> ids, std::span<const int32_t> positions,
                              std::span<const int32_t> slots, std::span<const int32_t> logit_rows, int32_t* next_ids,
                              const IntermediateHook& on_intermediate) {
-    shard_ids(ids);
-    for (int r = 1; r < tp_size(); ++r) ranks_[r].next_ids.resize(logit_rows.size());
-    ranks_[0].model->on_intermediate = on_intermediate;
-    run_on_ranks([&](int r) {
-        int32_t* out = r == 0 ? next_ids : ranks_[r].next_ids.data();
-        ranks_[r].model->forward_argmax(ranks_[r].ids, positions, slots, logit_rows, out);
-    });
+    step_to_ids(ids, logit_rows.size(), next_ids, on_intermediate,
+                [&](LlamaModel& m, std::span<const int32_t> rank_ids, int32_t* out) {
+                    m.forward_argmax(rank_ids, positions, slots, logit_rows, out);
+                });
 }
 
 void TpModel::forward_sample(std::span<const int32_t> ids, std::span<const int32_t> positions,
                              std::span<const int32_t> slots, std::span<const int32_t> logit_rows,
                              std::span<const SampleRowParams> params, std::span<const double> uniforms,
                              int32_t* next_ids, const IntermediateHook& on_intermediate) {
+    step_to_ids(ids, logit_rows.size(), next_ids, on_intermediate,
+                [&](LlamaModel& m, std::span<const int32_t> rank_ids, int32_t* out) {
+                    m.forward_sample(rank_ids, positions, slots, logit_rows, params, uniforms, out);
+                });
+}
+
+void TpModel::step_to_ids(std::span<const int32_t> ids, size_t n_out, int32_t* next_ids,
+                          const IntermediateHook& on_intermediate,
+                          const std::function<void(LlamaModel&, std::span<const int32_t>, int32_t*)>& step) {
     shard_ids(ids);
-    for (int r = 1; r < tp_size(); ++r) ranks_[r].next_ids.resize(logit_rows.size());
+    for (int r = 1; r < tp_size(); ++r) ranks_[r].next_ids.resize(n_out);
     ranks_[0].model->on_intermediate = on_intermediate;
     run_on_ranks([&](int r) {
         int32_t* out = r == 0 ? next_ids : ranks_[r].next_ids.data();
-        ranks_[r].model->forward_sample(ranks_[r].ids, positions, slots, logit_rows, params, uniforms, out);
+        step(*ranks_[r].model, ranks_[r].ids, out);
     });
 }
 

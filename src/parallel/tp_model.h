@@ -56,13 +56,18 @@ private:
         std::unique_ptr<Backend> own_backend;  // ranks > 0
         std::unique_ptr<Communicator> comm;
         std::unique_ptr<LlamaModel> model;
-        std::vector<int32_t> ids;  // the step's token ids in the rank's vocabulary shard
+        std::vector<int32_t> ids;       // the step's token ids in the rank's vocabulary shard
         std::vector<float> logits;      // ranks > 0: their copy of the gathered logits, unused
         std::vector<int32_t> next_ids;  // ranks > 0: their copy of the argmax, unused
     };
 
     // Token ids as rank r's tok_embd rows: its own vocabulary range, or the zero row for other ranks'.
     void shard_ids(std::span<const int32_t> ids);
+    // A step whose result is n_out token ids per rank (argmax or sampled): `step` runs on every rank with
+    // its shard's ids; rank 0's ids go to next_ids (every rank computes the same ones).
+    void step_to_ids(std::span<const int32_t> ids, size_t n_out, int32_t* next_ids,
+                     const IntermediateHook& on_intermediate,
+                     const std::function<void(LlamaModel&, std::span<const int32_t>, int32_t*)>& step);
     // Runs task(r) for every rank on the rank's thread (rank 0 on the caller's) and waits for all;
     // rethrows the first rank's exception.
     void run_on_ranks(const std::function<void(int)>& task);

@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include "core/dtype.h"
@@ -74,6 +75,15 @@ void dispatch_dtype(DType t, F&& f) {
         case DType::F16: f.template operator()<__half>(); return;
         case DType::BF16: f.template operator()<__nv_bfloat16>(); return;
     }
+}
+
+// A switch read from the environment for A/B measurements: "0" is off, "1" is on, unset (or anything
+// else) is `fallback`.
+inline bool env_switch(const char* name, bool fallback) {
+    const char* v = std::getenv(name);
+    if (v == nullptr) return fallback;
+    const std::string s(v);
+    return s == "1" ? true : s == "0" ? false : fallback;
 }
 
 inline int ceil_div(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }

@@ -1,6 +1,4 @@
 // CudaBackend: device, stream, memory, cuBLASLt handle and CUDA graphs. The ops live in their own files.
-#include <cstdlib>
-
 #include "backend/cuda/cuda_backend_impl.h"
 
 namespace lamina {
@@ -26,8 +24,7 @@ std::unique_ptr<Backend> make_cuda_backend(DType activation_dtype, int device) {
 
 CudaBackend::CudaBackend(DType activation_dtype, int device) : act_(activation_dtype), device_(device) {
     CUDA_CHECK(cudaSetDevice(device_));
-    const char* fused = std::getenv("LAMINA_FUSED_DECODE");
-    fused_decode_ = fused != nullptr && std::string(fused) == "1";
+    fused_decode_ = cuda::env_switch("LAMINA_FUSED_DECODE", false);
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     if (cublasLtCreate(&lt_) != CUBLAS_STATUS_SUCCESS) throw Error("cuBLASLt: cannot create a handle");
     lt_workspace_bytes_ = cublaslt_workspace_bytes();

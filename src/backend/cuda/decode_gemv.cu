@@ -11,15 +11,13 @@
 // costs no pass (nor kernel) of its own. Each product is rounded to T as the unfused ops store it, then
 // the epilogue (bias, residual add, SwiGLU, RoPE) runs in f32 with one rounding per output. The one
 // difference from the unfused ops: the normalized x is not rounded to T before the product.
-// Shapes: x [n, k] (row stride), W [m, k] (row stride), gain/bias f32; n <= 4 (kFusedDecodeMaxTokens); T = float, half, bf16.
-// Threads: one warp per unit of output — a row, or the pair of rows an epilogue needs together (gate row
-// i with up row i; RoPE's rows i and i + head_dim/2 of a head) — 8 warps per block. Lanes stream W in
-// 16-byte vectors (not allocated in L1), four per lane in flight; the first batch is issued before
-// the programmatic-dependent-launch wait, so weight reads overlap the previous kernel's tail (the kernels are launched with PDL; without it the wait returns at once).
-// Bytes: the weight matrix once, m * k * sizeof(T): at batch 1 the whole cost, so the target is the copy
+// Shapes: x [n, k] (row stride), W [m, k] (row stride), gain/bias f32; n <= 4 (kFusedDecodeMaxTokens); T = float, half,
+// bf16. Threads: one warp per unit of output — a row, or the pair of rows an epilogue needs together (gate row i with
+// up row i; RoPE's rows i and i + head_dim/2 of a head) — 8 warps per block. Lanes stream W in 16-byte vectors (not
+// allocated in L1), four per lane in flight; the first batch is issued before the programmatic-dependent-launch wait,
+// so weight reads overlap the previous kernel's tail (the kernels are launched with PDL; without it the wait returns at
+// once). Bytes: the weight matrix once, m * k * sizeof(T): at batch 1 the whole cost, so the target is the copy
 // bandwidth. x, gains and bias (a few KB) come from L1/L2.
-#include <cstdlib>
-
 #include "backend/cuda/cuda_backend_impl.h"
 
 namespace lamina {
@@ -66,8 +64,8 @@ __device__ __forceinline__ void to_floats(const uint4& raw, float (&f)[V]) {
 __device__ __forceinline__ uint4 load_stream(const void* p) {
     uint4 v;
     asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                 : "l"(p));
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+        : "l"(p));
     return v;
 }
 
@@ -211,7 +209,8 @@ __global__ void __launch_bounds__(kWarps * 32) fused_gemv_kernel(const FusedArgs
                 orow[rows[1]] = cuda::from_float<T>(z1);
             } else {
                 const int64_t kv_dim = static_cast<int64_t>(a.n_head_kv) * a.head_dim;
-                const int64_t cache_row = ((static_cast<int64_t>(a.slots[t]) * a.n_layer + a.layer) * a.n_ctx + pos) * kv_dim;
+                const int64_t cache_row =
+                    ((static_cast<int64_t>(a.slots[t]) * a.n_layer + a.layer) * a.n_ctx + pos) * kv_dim;
                 T* dst = h < a.n_head + a.n_head_kv
                              ? a.k_cache + cache_row + static_cast<int64_t>(h - a.n_head) * a.head_dim
                              : a.v_cache + cache_row + static_cast<int64_t>(h - a.n_head - a.n_head_kv) * a.head_dim;
@@ -224,10 +223,7 @@ __global__ void __launch_bounds__(kWarps * 32) fused_gemv_kernel(const FusedArgs
 
 // Programmatic dependent launch can be turned off (LAMINA_PDL=0) to measure what it buys.
 bool pdl_enabled() {
-    static const bool on = [] {
-        const char* v = std::getenv("LAMINA_PDL");
-        return v == nullptr || std::string(v) != "0";
-    }();
+    static const bool on = cuda::env_switch("LAMINA_PDL", true);
     return on;
 }
 
@@ -246,14 +242,24 @@ void launch_fused(const FusedArgs<T>& a, int64_t n_tokens, bool vec, cudaStream_
         attr.val.programmaticStreamSerializationAllowed = 1;
         cfg.attrs = &attr;
         cfg.numAttrs = pdl_enabled() ? 1 : 0;
-        if (vec) CUDA_CHECK(cudaLaunchKernelEx(&cfg, fused_gemv_kernel<T, N, E, Norm, true>, a));
-        else CUDA_CHECK(cudaLaunchKernelEx(&cfg, fused_gemv_kernel<T, N, E, Norm, false>, a));
+        if (vec)
+            CUDA_CHECK(cudaLaunchKernelEx(&cfg, fused_gemv_kernel<T, N, E, Norm, true>, a));
+        else
+            CUDA_CHECK(cudaLaunchKernelEx(&cfg, fused_gemv_kernel<T, N, E, Norm, false>, a));
     };
     switch (n_tokens) {
-        case 1: go.template operator()<1>(); break;
-        case 2: go.template operator()<2>(); break;
-        case 3: go.template operator()<3>(); break;
-        case 4: go.template operator()<4>(); break;
+        case 1:
+            go.template operator()<1>();
+            break;
+        case 2:
+            go.template operator()<2>();
+            break;
+        case 3:
+            go.template operator()<3>();
+            break;
+        case 4:
+            go.template operator()<4>();
+            break;
     }
 }
 
@@ -264,6 +270,23 @@ bool vectorizable(DType t, int64_t k, std::initializer_list<std::pair<const void
     for (auto [p, stride] : rows)
         if (reinterpret_cast<uintptr_t>(p) % 16 != 0 || stride % v != 0) return false;
     return true;
+}
+
+// The arguments every fused GEMV takes: x (normalized with gain g when given), W, bias, out, and its
+// vector width.
+template <typename T>
+FusedArgs<T> gemv_args(const TensorView& x, const TensorView* g, float eps, const TensorView& w, const TensorView* bias,
+                       const TensorView& out, int units, bool& vec) {
+    FusedArgs<T> a;
+    a.x = static_cast<const T*>(x.data), a.x_stride = x.row_stride;
+    a.gain = g ? static_cast<const float*>(g->data) : nullptr, a.eps = eps;
+    a.w = static_cast<const T*>(w.data), a.w_stride = w.row_stride;
+    a.bias = bias ? static_cast<const float*>(bias->data) : nullptr;
+    a.out = static_cast<T*>(out.data), a.out_stride = out.row_stride;
+    a.units = units, a.k = static_cast<int>(x.cols);
+    vec = g ? vectorizable(x.dtype, x.cols, {{x.data, x.row_stride}, {w.data, w.row_stride}, {g->data, 0}})
+            : vectorizable(x.dtype, x.cols, {{x.data, x.row_stride}, {w.data, w.row_stride}});
+    return a;
 }
 
 }  // namespace
@@ -278,32 +301,24 @@ void CudaBackend::decode_qkv(const TensorView& x, const TensorView& g, float eps
                  x.rows == tok.n_tokens && s.head_dim % 2 == 0 && rope_cos_sin.cols == s.head_dim);
     LAMINA_CHECK(cache.kv_dim == s.n_head_kv * s.head_dim);
     cuda::dispatch_dtype(act_, [&]<typename T>() {
-        FusedArgs<T> a;
-        a.x = static_cast<const T*>(x.data), a.x_stride = x.row_stride, a.gain = static_cast<const float*>(g.data), a.eps = eps;
-        a.w = static_cast<const T*>(wqkv.data), a.w_stride = wqkv.row_stride;
-        a.bias = bqkv ? static_cast<const float*>(bqkv->data) : nullptr;
-        a.out = static_cast<T*>(qkv.data), a.out_stride = qkv.row_stride;
-        a.units = static_cast<int>(qkv_dim / 2), a.k = static_cast<int>(x.cols);
+        bool vec = false;
+        FusedArgs<T> a = gemv_args<T>(x, &g, eps, wqkv, bqkv, qkv, static_cast<int>(qkv_dim / 2), vec);
         a.positions = tok.positions, a.slots = tok.slots, a.cos_sin = static_cast<const float*>(rope_cos_sin.data);
-        a.head_dim = static_cast<int>(s.head_dim), a.n_head = static_cast<int>(s.n_head), a.n_head_kv = static_cast<int>(s.n_head_kv);
+        a.head_dim = static_cast<int>(s.head_dim), a.n_head = static_cast<int>(s.n_head),
+        a.n_head_kv = static_cast<int>(s.n_head_kv);
         a.k_cache = static_cast<T*>(cache.k), a.v_cache = static_cast<T*>(cache.v);
         a.n_layer = cache.n_layer, a.n_ctx = cache.n_ctx, a.layer = layer;
-        const bool vec = vectorizable(act_, x.cols, {{x.data, x.row_stride}, {wqkv.data, wqkv.row_stride}, {g.data, 0}});
         launch_fused<T, Epi::RopeKv, true>(a, x.rows, vec, stream_);
     });
 }
 
-void CudaBackend::decode_matmul_add(const TensorView& x, const TensorView& w, const TensorView* bias, TensorView residual) {
+void CudaBackend::decode_matmul_add(const TensorView& x, const TensorView& w, const TensorView* bias,
+                                    TensorView residual) {
     LAMINA_CHECK(x.dtype == act_ && w.dtype == act_ && residual.dtype == act_);
     LAMINA_CHECK(w.cols == x.cols && residual.cols == w.rows && residual.rows == x.rows);
     cuda::dispatch_dtype(act_, [&]<typename T>() {
-        FusedArgs<T> a;
-        a.x = static_cast<const T*>(x.data), a.x_stride = x.row_stride;
-        a.w = static_cast<const T*>(w.data), a.w_stride = w.row_stride;
-        a.bias = bias ? static_cast<const float*>(bias->data) : nullptr;
-        a.out = static_cast<T*>(residual.data), a.out_stride = residual.row_stride;
-        a.units = static_cast<int>(w.rows), a.k = static_cast<int>(x.cols);
-        const bool vec = vectorizable(act_, x.cols, {{x.data, x.row_stride}, {w.data, w.row_stride}});
+        bool vec = false;
+        const FusedArgs<T> a = gemv_args<T>(x, nullptr, 0.0f, w, bias, residual, static_cast<int>(w.rows), vec);
         launch_fused<T, Epi::Add, false>(a, x.rows, vec, stream_);
     });
 }
@@ -314,13 +329,9 @@ void CudaBackend::decode_gate_up(const TensorView& x, const TensorView& g, float
     LAMINA_CHECK(g.dtype == DType::F32 && g.n_elements() == x.cols);
     LAMINA_CHECK(w_gate_up.cols == x.cols && w_gate_up.rows == 2 * out.cols && out.rows == x.rows);
     cuda::dispatch_dtype(act_, [&]<typename T>() {
-        FusedArgs<T> a;
-        a.x = static_cast<const T*>(x.data), a.x_stride = x.row_stride, a.gain = static_cast<const float*>(g.data), a.eps = eps;
-        a.w = static_cast<const T*>(w_gate_up.data), a.w_stride = w_gate_up.row_stride;
-        a.bias = bias ? static_cast<const float*>(bias->data) : nullptr;
-        a.out = static_cast<T*>(out.data), a.out_stride = out.row_stride;
-        a.units = static_cast<int>(out.cols), a.k = static_cast<int>(x.cols), a.pair_offset = static_cast<int>(out.cols);
-        const bool vec = vectorizable(act_, x.cols, {{x.data, x.row_stride}, {w_gate_up.data, w_gate_up.row_stride}, {g.data, 0}});
+        bool vec = false;
+        FusedArgs<T> a = gemv_args<T>(x, &g, eps, w_gate_up, bias, out, static_cast<int>(out.cols), vec);
+        a.pair_offset = static_cast<int>(out.cols);
         launch_fused<T, Epi::SwiGlu, true>(a, x.rows, vec, stream_);
     });
 }
@@ -330,13 +341,9 @@ void CudaBackend::decode_norm_matmul(const TensorView& x, const int32_t* rows, c
     LAMINA_CHECK(x.dtype == act_ && w.dtype == act_ && out.dtype == act_);
     LAMINA_CHECK(g.dtype == DType::F32 && g.n_elements() == x.cols && w.cols == x.cols && out.cols == w.rows);
     cuda::dispatch_dtype(act_, [&]<typename T>() {
-        FusedArgs<T> a;
-        a.x = static_cast<const T*>(x.data), a.x_stride = x.row_stride, a.x_rows = rows;
-        a.gain = static_cast<const float*>(g.data), a.eps = eps;
-        a.w = static_cast<const T*>(w.data), a.w_stride = w.row_stride;
-        a.out = static_cast<T*>(out.data), a.out_stride = out.row_stride;
-        a.units = static_cast<int>(w.rows), a.k = static_cast<int>(x.cols);
-        const bool vec = vectorizable(act_, x.cols, {{x.data, x.row_stride}, {w.data, w.row_stride}, {g.data, 0}});
+        bool vec = false;
+        FusedArgs<T> a = gemv_args<T>(x, &g, eps, w, nullptr, out, static_cast<int>(w.rows), vec);
+        a.x_rows = rows;
         launch_fused<T, Epi::Store, true>(a, out.rows, vec, stream_);
     });
 }

@@ -6,8 +6,6 @@
 // (the weights, read once) — the whole cost at batch 1, so the target is the copy bandwidth.
 // Prefill and large batches: cuBLASLt (fp16/bf16 inputs, f32 accumulation); per shape, the heuristic's
 // top candidates are timed once on the first call and the fastest is kept. FLOPs = 2 n m k, the target is the tensor cores' measured rate.
-#include <cstdlib>
-
 #include "backend/cuda/cuda_backend_impl.h"
 
 namespace lamina {
@@ -130,10 +128,7 @@ void check_lt(cublasStatus_t s, const char* what) {
 
 // Timing cuBLASLt's candidates can be turned off (LAMINA_GEMM_AUTOTUNE=0): the heuristic's first choice.
 bool autotune_gemm() {
-    static const bool on = [] {
-        const char* v = std::getenv("LAMINA_GEMM_AUTOTUNE");
-        return v == nullptr || std::string(v) != "0";
-    }();
+    static const bool on = cuda::env_switch("LAMINA_GEMM_AUTOTUNE", true);
     return on;
 }
 
