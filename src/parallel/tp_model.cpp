@@ -13,7 +13,7 @@ namespace lamina {
 namespace {
 
 // A backend of the same kind as rank 0's for rank r (called on rank r's thread).
-std::unique_ptr<Backend> make_rank_backend(const Backend& rank0, int rank, int tp_size) {
+std::unique_ptr<Backend> make_rank_backend(const Backend& rank0, [[maybe_unused]] int rank, int tp_size) {
     if (rank0.name() == "cpu") return make_cpu_backend();
 #ifdef LAMINA_HAS_CUDA
     if (rank0.name() == "cuda") {
