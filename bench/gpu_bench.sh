@@ -6,6 +6,9 @@
 #   bash bench/gpu_bench.sh bench    parity vs transformers, lamina benchmarks, HF baseline, summary
 #                                    (after prepare, on the same machine: each step fits the 10-minute
 #                                    limit of one device call)
+#   bash bench/gpu_bench.sh profile  per-kernel time and DRAM GB/s of one prefill + decode (ncu), after prepare
+#   bash bench/gpu_bench.sh ab       quick A/B of development switches (AB_VARIANTS; AB_TESTS=1 runs the
+#                                    decode tests first)
 # Logs and JSON go to /tmp/lamina-run, packed into $OUT/results-<mode>.tgz at exit (the device tool
 # returns at most 8 files); the summary table is printed last.
 set -euo pipefail
@@ -27,12 +30,22 @@ cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DLAMINA_CUDA=ON > "$out/cmak
 cmake --build build-gpu -j"$jobs" > "$out/build.log" 2>&1 || { grep -E "error" "$out/build.log" | head -30; exit 1; }
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee "$out/card.txt"
 
-if [ "$mode" != "bench" ]; then
+if [ "$mode" = "test" ] || [ "$mode" = "prepare" ] || { [ "$mode" = "ab" ] && [ -n "${AB_TESTS:-}" ]; }; then
 [ "$mode" = "ab" ] && filter='*CudaDecode*:CudaModel*:*RopeKv*' || filter='*Cuda*:*TinyParity*:CpuMatmul*:CpuNorm*:*Sampl*'
 ./build-gpu/lamina_tests --gtest_filter="$filter" > "$out/tests.log" 2>&1 || true
 grep -E "^\[ *(FAILED|PASSED) |greedy|identical" "$out/tests.log" | sort | uniq | tail -30 || true
 fi
 [ "$mode" = "test" ] && exit 0
+
+if [ "$mode" = "profile" ]; then  # per-kernel time and DRAM bytes of prefill + decode steps (ncu), after prepare
+    ncu --clock-control none --cache-control none --log-file "$out/ncu.csv" --csv \
+        --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,launch__registers_per_thread \
+        ./build-gpu/lamina bench --device cuda --engine_dir /tmp/llama7b-fp16-on --batch_size ${PROFILE_BATCH:-1} \
+        --input_len 512 --output_len 3 --repeats 1 > "$out/ncu_bench.md" 2>&1 || tail -5 "$out/ncu_bench.md"
+    python3 bench/ncu_summary.py "$out/ncu.csv" > "$out/ncu_summary.md"
+    head -30 "$out/ncu_summary.md"
+    exit 0
+fi
 
 if [ "$mode" = "prepare" ]; then
 python3 tools/gpu_ceilings.py --json /tmp/ceilings.json > /dev/null

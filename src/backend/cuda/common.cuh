@@ -86,6 +86,15 @@ inline bool env_switch(const char* name, bool fallback) {
     return s == "1" ? true : s == "0" ? false : fallback;
 }
 
+// An integer development switch (e.g. a kernel geometry under measurement); `fallback` when unset or
+// not a positive number.
+inline int env_int(const char* name, int fallback) {
+    const char* v = std::getenv(name);
+    if (v == nullptr) return fallback;
+    const int n = std::atoi(v);
+    return n > 0 ? n : fallback;
+}
+
 inline int ceil_div(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
 
 }  // namespace lamina::cuda

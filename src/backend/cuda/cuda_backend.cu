@@ -36,6 +36,7 @@ CudaBackend::~CudaBackend() {
     for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
     for (void* p : retired_) cudaFree(p);
     if (attn_partials_) cudaFree(attn_partials_);
+    if (attn_counters_) cudaFree(attn_counters_);
     if (sample_args_) cudaFree(sample_args_);
     if (sample_scratch_) cudaFree(sample_scratch_);
     if (scratch_) cudaFree(scratch_);

@@ -14,6 +14,22 @@
 
 namespace lamina {
 
+namespace cuda {
+// Where the KV cache keeps (slot, layer, position): [slot][layer][pos][kv_dim] elements.
+struct CacheGeometry {
+    int64_t n_layer, n_ctx, kv_dim;
+    static CacheGeometry of(const KvCache& c) { return {c.n_layer, c.n_ctx, c.kv_dim}; }
+    __host__ __device__ int64_t offset(int64_t slot, int64_t layer, int64_t pos) const {
+        return ((slot * n_layer + layer) * n_ctx + pos) * kv_dim;
+    }
+};
+}  // namespace cuda
+
+// flash_prefill.cu: tensor-core prefill attention over StepTokens::tiles (f16/bf16, head_dim 64 or 128).
+// Returns false, launching nothing, for shapes it does not take (the caller then uses the split kernel).
+bool flash_prefill(DType act, const TensorView& qkv, const StepTokens& tok, const AttentionShape& s, int64_t layer,
+                   const KvCache& cache, TensorView out, cudaStream_t stream);
+
 class CudaBackend final : public Backend {
 public:
     CudaBackend(DType activation_dtype, int device);
@@ -87,6 +103,8 @@ private:
     size_t scratch_n_ = 0;
     float* attn_partials_ = nullptr;  // flash-decoding partial results
     size_t attn_partials_n_ = 0;
+    int* attn_counters_ = nullptr;  // per (token, head): split blocks done (attention.cu)
+    size_t attn_counters_n_ = 0;
     void* sample_args_ = nullptr;  // sample_rows: per-row settings and histories, uploaded each call
     size_t sample_args_bytes_ = 0;
     std::vector<char> sample_upload_;  // their host staging copy

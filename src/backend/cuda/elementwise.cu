@@ -3,6 +3,8 @@
 //   swiglu:     out[t, i] = silu(g[t, i]) * u[t, i], [g | u] = gate_up[t]   (3 n n_ff elements)
 //   add:        acc += x
 //   argmax:     ids[r] = first index of the max of logits[r] (one block per row, n_vocab reads)
+#include <type_traits>
+
 #include "backend/cuda/cuda_backend_impl.h"
 
 namespace lamina {
@@ -17,14 +19,27 @@ __global__ void embedding_kernel(const T* table, int64_t table_stride, const int
     for (int i = threadIdx.x; i < cols; i += blockDim.x) out[t * out_stride + i] = src[i];
 }
 
-template <typename T>
-__global__ void swiglu_kernel(const T* gate_up, int64_t in_stride, T* out, int64_t out_stride, int n_ff) {
-    const int64_t t = blockIdx.y;
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n_ff; i += gridDim.x * blockDim.x) {
-        const float g = cuda::to_float(gate_up[t * in_stride + i]);
-        const float u = cuda::to_float(gate_up[t * in_stride + n_ff + i]);
-        out[t * out_stride + i] = cuda::from_float<T>(g / (1.0f + __expf(-g)) * u);
+// VEC consecutive elements per thread (16-byte loads when VEC > 1), over a flat (token, vector) grid.
+template <typename T, int VEC>
+__global__ void swiglu_kernel(const T* gate_up, int64_t in_stride, T* out, int64_t out_stride, int n_ff, int64_t rows) {
+    using Raw = std::conditional_t<VEC == 1, T, uint4>;
+    const int per_row = n_ff / VEC;
+    const int64_t gid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (gid >= rows * per_row) return;
+    const int64_t t = gid / per_row;
+    const int i = static_cast<int>(gid % per_row) * VEC;
+    const Raw g = *reinterpret_cast<const Raw*>(gate_up + t * in_stride + i);
+    const Raw u = *reinterpret_cast<const Raw*>(gate_up + t * in_stride + n_ff + i);
+    Raw y;
+    const T* gv = reinterpret_cast<const T*>(&g);
+    const T* uv = reinterpret_cast<const T*>(&u);
+    T* yv = reinterpret_cast<T*>(&y);
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) {
+        const float a = cuda::to_float(gv[j]);
+        yv[j] = cuda::from_float<T>(a / (1.0f + __expf(-a)) * cuda::to_float(uv[j]));
     }
+    *reinterpret_cast<Raw*>(out + t * out_stride + i) = y;
 }
 
 template <typename T>
@@ -102,9 +117,18 @@ void CudaBackend::embedding(const TensorView& table, const StepTokens& tok, Tens
 void CudaBackend::swiglu(const TensorView& gate_up, TensorView out) {
     LAMINA_CHECK(gate_up.dtype == act_ && out.dtype == act_ && gate_up.cols == 2 * out.cols && gate_up.rows == out.rows);
     cuda::dispatch_dtype(act_, [&]<typename T>() {
-        swiglu_kernel<T><<<row_grid(out.cols, out.rows), 256, 0, stream_>>>(
-            static_cast<const T*>(gate_up.data), gate_up.row_stride, static_cast<T*>(out.data), out.row_stride,
-            static_cast<int>(out.cols));
+        auto go = [&]<int VEC>() {
+            const int blocks = cuda::ceil_div(out.rows * (out.cols / VEC), 256);
+            swiglu_kernel<T, VEC><<<blocks, 256, 0, stream_>>>(static_cast<const T*>(gate_up.data), gate_up.row_stride,
+                                                              static_cast<T*>(out.data), out.row_stride,
+                                                              static_cast<int>(out.cols), out.rows);
+        };
+        constexpr int64_t kVec = 16 / sizeof(T);
+        const auto ok = [&](const TensorView& v) {
+            return v.row_stride % kVec == 0 && reinterpret_cast<uintptr_t>(v.data) % 16 == 0;
+        };
+        if (out.cols % kVec == 0 && ok(gate_up) && ok(out)) go.template operator()<kVec>();
+        else go.template operator()<1>();
     });
     CUDA_CHECK_LAUNCH();
 }

@@ -6,14 +6,15 @@
 //            or a given per-tensor s
 // Shapes: x, residual, y [rows, cols] with a row stride; w [cols] f32. T = float, half or bf16;
 // accumulation in f32. A block per row at a time (a persistent grid of as many blocks as fit, each
-// walking rows with its slice of w held in registers); each thread holds ITEMS 16-byte vectors of the
-// row in registers (ITEMS chosen so a block has ~128 threads: several loads in flight per thread and
-// many blocks per SM), so the row is read from memory once and written once.
+// walking rows with its slice of w held in registers, the next row's 16-byte loads issued before the
+// current row is reduced); each thread holds ITEMS 16-byte vectors of the row (ITEMS chosen so a block
+// has ~512 threads, the best of 64-512 measured on the H100), so the row is read once and written once.
 // Roofline: bytes = rows * cols * sizeof(T) * 2 (3 reads + 2 writes for the fused form); FLOPs are
 // negligible (~4 per element): memory bound, the target is the device's copy bandwidth.
 #include <map>
 #include <mutex>
 #include <tuple>
+#include <type_traits>
 
 #include "backend/cuda/cuda_backend_impl.h"
 
@@ -22,7 +23,7 @@ namespace lamina {
 namespace {
 
 constexpr int kMaxItems = 8;        // vectors per thread held in registers: cols <= 1024 * 8 * VEC
-constexpr int kTargetThreads = 128;  // per row: enough blocks per SM to keep many loads in flight
+constexpr int kTargetThreads = 512;  // per row (measured on the H100: 64 / 128 / 256 / 512 threads, 512 best)
 
 struct RowGeometry {
     int threads;
@@ -30,82 +31,121 @@ struct RowGeometry {
 };
 
 template <int VEC>
-RowGeometry row_geometry(int64_t cols) {
+RowGeometry row_geometry(int64_t cols, int target_threads = kTargetThreads) {
     const int64_t vecs = (cols + VEC - 1) / VEC;
     int items = 1;
-    while (items < kMaxItems && vecs > static_cast<int64_t>(kTargetThreads) * items) items *= 2;
+    while (items < kMaxItems && vecs > static_cast<int64_t>(target_threads) * items) items *= 2;
     const int threads = static_cast<int>(std::min<int64_t>(1024, (cuda::ceil_div(vecs, items) + 31) / 32 * 32));
     return {threads, items};
 }
 
+// One thread's VEC elements as they are in memory: a 16-byte vector, or one element when VEC is 1.
+template <typename T, int VEC>
+using Raw = std::conditional_t<VEC == 1, T, uint4>;
+
+template <typename T, int VEC>
+__device__ __forceinline__ void unpack(const Raw<T, VEC>& raw, float (&out)[VEC]) {
+    const T* v = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) out[j] = cuda::to_float(v[j]);
+}
+
 template <typename T, int VEC>
 __device__ __forceinline__ void load_vec(const T* p, float (&out)[VEC]) {
-    if constexpr (VEC * sizeof(T) == 16) {
-        // One 128-bit load (a struct of eight __half would be copied element by element).
-        const uint4 raw = *reinterpret_cast<const uint4*>(p);
-        const T* v = reinterpret_cast<const T*>(&raw);
-#pragma unroll
-        for (int j = 0; j < VEC; ++j) out[j] = cuda::to_float(v[j]);
-    } else {
-#pragma unroll
-        for (int j = 0; j < VEC; ++j) out[j] = cuda::to_float(p[j]);
-    }
+    unpack<T, VEC>(*reinterpret_cast<const Raw<T, VEC>*>(p), out);
 }
 
 template <typename T, int VEC>
 __device__ __forceinline__ void store_vec(T* p, const float (&in)[VEC]) {
-    if constexpr (VEC * sizeof(T) == 16) {
-        uint4 raw;
-        T* v = reinterpret_cast<T*>(&raw);
+    Raw<T, VEC> raw;
+    T* v = reinterpret_cast<T*>(&raw);
 #pragma unroll
-        for (int j = 0; j < VEC; ++j) v[j] = cuda::from_float<T>(in[j]);
-        *reinterpret_cast<uint4*>(p) = raw;
-    } else {
-#pragma unroll
-        for (int j = 0; j < VEC; ++j) p[j] = cuda::from_float<T>(in[j]);
-    }
+    for (int j = 0; j < VEC; ++j) v[j] = cuda::from_float<T>(in[j]);
+    *reinterpret_cast<Raw<T, VEC>*>(p) = raw;
 }
 
-// Loads the row (adding x into the residual first when Fused), returns sum of squares.
+// A row's loads, issued now and used later (so the next row's loads can be in flight while this one
+// is reduced and written): the row (the residual, when Fused) and, when Fused, x.
 template <typename T, int VEC, int ITEMS, bool Fused>
-__device__ __forceinline__ float load_row(T* row, const T* xrow, int cols, float (&vals)[ITEMS][VEC]) {
-    float ss = 0.0f;
+struct RowLoads {
+    Raw<T, VEC> row[ITEMS];
+    Raw<T, VEC> x[Fused ? ITEMS : 1];
+
+    __device__ __forceinline__ void issue(const T* r, const T* xr, int cols) {
+#pragma unroll
+        for (int it = 0; it < ITEMS; ++it) {
+            const int i = (it * blockDim.x + threadIdx.x) * VEC;
+            if (i < cols) {
+                row[it] = *reinterpret_cast<const Raw<T, VEC>*>(r + i);
+                if constexpr (Fused) x[it] = *reinterpret_cast<const Raw<T, VEC>*>(xr + i);
+            }
+        }
+    }
+
+    // The row's values in f32 (residual + x, rounded to T and written back, when Fused) and this
+    // thread's sum of their squares.
+    __device__ __forceinline__ float finish(T* r, int cols, float (&vals)[ITEMS][VEC]) const {
+        float ss = 0.0f;
+#pragma unroll
+        for (int it = 0; it < ITEMS; ++it) {
+            const int i = (it * blockDim.x + threadIdx.x) * VEC;
+            if (i < cols) {
+                unpack<T, VEC>(row[it], vals[it]);
+                if constexpr (Fused) {
+                    float xv[VEC];
+                    unpack<T, VEC>(x[it], xv);
+                    // Round the sum to T before using it, so fused == add-then-norm bit for bit.
+#pragma unroll
+                    for (int j = 0; j < VEC; ++j) vals[it][j] = cuda::to_float(cuda::from_float<T>(vals[it][j] + xv[j]));
+                    store_vec<T, VEC>(r + i, vals[it]);
+                }
+#pragma unroll
+                for (int j = 0; j < VEC; ++j) ss += vals[it][j] * vals[it][j];
+            }
+        }
+        return ss;
+    }
+};
+
+// The weight's slice of this thread, f32 (16-byte loads where VEC allows).
+template <int VEC, int ITEMS>
+__device__ __forceinline__ void load_weight(const float* w, int cols, float (&wv)[ITEMS][VEC]) {
 #pragma unroll
     for (int it = 0; it < ITEMS; ++it) {
         const int i = (it * blockDim.x + threadIdx.x) * VEC;
         if (i < cols) {
-            load_vec<T, VEC>(row + i, vals[it]);
-            if constexpr (Fused) {
-                float xv[VEC];
-                load_vec<T, VEC>(xrow + i, xv);
-                // Round the sum to T before using it, so fused == add-then-norm bit for bit.
+            if constexpr (VEC % 4 == 0) {
 #pragma unroll
-                for (int j = 0; j < VEC; ++j) vals[it][j] = cuda::to_float(cuda::from_float<T>(vals[it][j] + xv[j]));
-                store_vec<T, VEC>(row + i, vals[it]);
+                for (int j = 0; j < VEC; j += 4) {
+                    const float4 f = *reinterpret_cast<const float4*>(w + i + j);
+                    wv[it][j] = f.x, wv[it][j + 1] = f.y, wv[it][j + 2] = f.z, wv[it][j + 3] = f.w;
+                }
+            } else {
+#pragma unroll
+                for (int j = 0; j < VEC; ++j) wv[it][j] = w[i + j];
             }
-#pragma unroll
-            for (int j = 0; j < VEC; ++j) ss += vals[it][j] * vals[it][j];
         }
     }
-    return ss;
 }
 
-// A persistent grid: each block loads its slice of the weight once into registers (issued together with
-// its first row), then walks rows r = blockIdx.x, + gridDim.x, ...; one row's loads are in flight per
-// block and several blocks per SM overlap their load, reduce and store phases.
+// A persistent grid: each block loads its slice of the weight once into registers, then walks rows
+// r = blockIdx.x, + gridDim.x, ...; the next row's loads are issued before this row is reduced and
+// written, so a block keeps memory busy through its reduction, and several blocks per SM overlap.
 template <typename T, int VEC, int ITEMS, bool Fused>
 __global__ void rms_norm_kernel(T* residual, int64_t res_stride, const T* x, int64_t x_stride, const float* w,
                                 T* out, int64_t out_stride, int64_t rows, int cols, float eps) {
+    int64_t r = blockIdx.x;
+    if (r >= rows) return;
+    RowLoads<T, VEC, ITEMS, Fused> cur;
+    cur.issue(residual + r * res_stride, Fused ? x + r * x_stride : nullptr, cols);
     float wv[ITEMS][VEC];
-#pragma unroll
-    for (int it = 0; it < ITEMS; ++it) {
-        const int i = (it * blockDim.x + threadIdx.x) * VEC;
-        if (i < cols) load_vec<float, VEC>(w + i, wv[it]);
-    }
-    for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    load_weight<VEC, ITEMS>(w, cols, wv);
+    for (; r < rows; r += gridDim.x) {
+        const int64_t next = r + gridDim.x;
+        RowLoads<T, VEC, ITEMS, Fused> ahead;
+        if (next < rows) ahead.issue(residual + next * res_stride, Fused ? x + next * x_stride : nullptr, cols);
         float vals[ITEMS][VEC];
-        T* row = residual + r * res_stride;
-        const float ss = load_row<T, VEC, ITEMS, Fused>(row, Fused ? x + r * x_stride : nullptr, cols, vals);
+        const float ss = cur.finish(residual + r * res_stride, cols, vals);
         const float inv = rsqrtf(cuda::block_sum(ss) / static_cast<float>(cols) + eps);
         T* orow = out + r * out_stride;
 #pragma unroll
@@ -118,6 +158,7 @@ __global__ void rms_norm_kernel(T* residual, int64_t res_stride, const T* x, int
                 store_vec<T, VEC>(orow + i, y);
             }
         }
+        cur = ahead;
     }
 }
 
@@ -126,7 +167,9 @@ __global__ void rms_norm_quant_kernel(const T* x, int64_t x_stride, const float*
                                       float tensor_scale, int cols, float eps) {
     const int64_t r = blockIdx.x;
     float vals[ITEMS][VEC];
-    const float ss = load_row<T, VEC, ITEMS, false>(const_cast<T*>(x + r * x_stride), nullptr, cols, vals);
+    RowLoads<T, VEC, ITEMS, false> loads;
+    loads.issue(x + r * x_stride, nullptr, cols);
+    const float ss = loads.finish(nullptr, cols, vals);
     const float inv = rsqrtf(cuda::block_sum(ss) / static_cast<float>(cols) + eps);
     float amax = 0.0f;
 #pragma unroll
@@ -166,14 +209,15 @@ __global__ void rms_norm_quant_kernel(const T* x, int64_t x_stride, const float*
     }
 }
 
-// Vector width: 16 bytes when every row start and the row length allow it, else one element.
+// Vector width: 16 bytes when every row start, the row length and the (f32) weight allow it, else one
+// element.
 template <typename T>
-bool can_vectorize(const TensorView& a, const TensorView* b, const TensorView& c) {
+bool can_vectorize(const TensorView& a, const TensorView* b, const TensorView& c, const TensorView& w) {
     constexpr int64_t v = 16 / sizeof(T);
     auto ok = [&](const TensorView& t) {
         return t.cols % v == 0 && t.row_stride % v == 0 && reinterpret_cast<uintptr_t>(t.data) % 16 == 0;
     };
-    return ok(a) && ok(c) && (b == nullptr || ok(*b));
+    return ok(a) && ok(c) && (b == nullptr || ok(*b)) && reinterpret_cast<uintptr_t>(w.data) % 16 == 0;
 }
 
 // Blocks of `kernel` that fit on the whole device at once (the persistent grid's size), looked up once
@@ -209,20 +253,43 @@ template <typename T, bool Fused>
 void launch_rms_norm(TensorView residual, const TensorView* x, const TensorView& w, float eps, TensorView out,
                      cudaStream_t stream) {
     const int cols = static_cast<int>(residual.cols);
+    // Development switches for measuring the geometry (bench/rmsnorm_bench.cpp sweeps them).
+    static const int target_threads = cuda::env_int("LAMINA_RMSNORM_THREADS", kTargetThreads);
+    static const int rows_per_block = cuda::env_int("LAMINA_RMSNORM_ROWS", 1);
     auto go = [&]<int VEC>() {
-        const RowGeometry g = row_geometry<VEC>(cols);
+        const RowGeometry g = row_geometry<VEC>(cols, target_threads);
         if (g.threads * g.items * VEC < cols) throw Error("rms_norm: row of " + std::to_string(cols) + " elements is too long");
         dispatch_items(g.items, [&]<int ITEMS>() {
             auto kernel = rms_norm_kernel<T, VEC, ITEMS, Fused>;
-            const int64_t grid = std::min<int64_t>(residual.rows, resident_blocks(kernel, g.threads));
+            const int64_t grid = std::min<int64_t>(cuda::ceil_div(residual.rows, rows_per_block),
+                                                   resident_blocks(kernel, g.threads));
             kernel<<<static_cast<unsigned>(grid), g.threads, 0, stream>>>(
                 static_cast<T*>(residual.data), residual.row_stride, x ? static_cast<const T*>(x->data) : nullptr,
                 x ? x->row_stride : 0, static_cast<const float*>(w.data), static_cast<T*>(out.data), out.row_stride,
                 residual.rows, cols, eps);
         });
     };
-    if (can_vectorize<T>(residual, x, out)) go.template operator()<16 / sizeof(T)>();
+    if (can_vectorize<T>(residual, x, out, w)) go.template operator()<16 / sizeof(T)>();
     else go.template operator()<1>();
+    CUDA_CHECK_LAUNCH();
+}
+
+template <bool PerToken>
+void launch_rms_norm_quant(DType act, const TensorView& x, const TensorView& w, float eps, float tensor_scale,
+                           int8_t* out, float* scales, cudaStream_t stream) {
+    cuda::dispatch_dtype(act, [&]<typename T>() {
+        auto go = [&]<int VEC>() {
+            const RowGeometry g = row_geometry<VEC>(x.cols);
+            LAMINA_CHECK(g.threads * g.items * VEC >= x.cols, "rms_norm: row too long");
+            dispatch_items(g.items, [&]<int ITEMS>() {
+                rms_norm_quant_kernel<T, VEC, ITEMS, PerToken><<<static_cast<unsigned>(x.rows), g.threads, 0, stream>>>(
+                    static_cast<const T*>(x.data), x.row_stride, static_cast<const float*>(w.data), out, scales,
+                    tensor_scale, static_cast<int>(x.cols), eps);
+            });
+        };
+        if (can_vectorize<T>(x, nullptr, x, w)) go.template operator()<16 / sizeof(T)>();
+        else go.template operator()<1>();
+    });
     CUDA_CHECK_LAUNCH();
 }
 
@@ -305,30 +372,14 @@ void CudaBackend::rms_norm_unfused(const TensorView& x, const TensorView& w, flo
 void CudaBackend::rms_norm_quant_per_token(const TensorView& x, const TensorView& w, float eps, int8_t* out,
                                            float* scales) {
     LAMINA_CHECK(x.dtype == act_ && w.dtype == DType::F32);
-    cuda::dispatch_dtype(act_, [&]<typename T>() {
-        const RowGeometry g = row_geometry<1>(x.cols);
-        LAMINA_CHECK(g.threads * g.items >= x.cols, "row too long");
-        dispatch_items(g.items, [&]<int ITEMS>() {
-            rms_norm_quant_kernel<T, 1, ITEMS, true><<<static_cast<unsigned>(x.rows), g.threads, 0, stream_>>>(
-                static_cast<const T*>(x.data), x.row_stride, static_cast<const float*>(w.data), out, scales, 0.0f,
-                static_cast<int>(x.cols), eps);
-        });
-    });
+    launch_rms_norm_quant<true>(act_, x, w, eps, 0.0f, out, scales, stream_);
     CUDA_CHECK_LAUNCH();
 }
 
 void CudaBackend::rms_norm_quant_per_tensor(const TensorView& x, const TensorView& w, float eps, float scale,
                                             int8_t* out) {
     LAMINA_CHECK(x.dtype == act_ && w.dtype == DType::F32);
-    cuda::dispatch_dtype(act_, [&]<typename T>() {
-        const RowGeometry g = row_geometry<1>(x.cols);
-        LAMINA_CHECK(g.threads * g.items >= x.cols, "row too long");
-        dispatch_items(g.items, [&]<int ITEMS>() {
-            rms_norm_quant_kernel<T, 1, ITEMS, false><<<static_cast<unsigned>(x.rows), g.threads, 0, stream_>>>(
-                static_cast<const T*>(x.data), x.row_stride, static_cast<const float*>(w.data), out, nullptr, scale,
-                static_cast<int>(x.cols), eps);
-        });
-    });
+    launch_rms_norm_quant<false>(act_, x, w, eps, scale, out, nullptr, stream_);
     CUDA_CHECK_LAUNCH();
 }
 
