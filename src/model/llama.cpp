@@ -166,14 +166,23 @@ StepTokens LlamaModel::upload_step(std::span<const int32_t> ids, std::span<const
 
 void LlamaModel::run_step(const StepTokens& tok, int64_t n_logits, bool argmax) {
     // Steps with collectives run uncaptured (CPU ranks meet on the host; NCCL capture is untested).
-    const bool graphable = backend_.supports_graphs() && !on_intermediate && tok.n_tiles == 0 && comm_ == nullptr;
+    constexpr int64_t kKeyField = int64_t{1} << 20;
+    const bool graphable = backend_.supports_graphs() && !on_intermediate && comm_ == nullptr &&
+                           tok.n_tokens < kKeyField && tok.n_tiles < kKeyField && n_logits < kKeyField;
     if (!graphable) {
         step_ops(tok, n_logits, argmax);
         return;
     }
-    // One graph per (tokens in the step, argmax or logits): shapes are baked into a capture.
-    const int64_t key = tok.n_tokens * 2 + (argmax ? 1 : 0);
+    // One graph per step shape (tokens, prefill tiles, logits rows, argmax or logits): shapes are baked
+    // into a capture; ids, positions, slots and tiles are read from device buffers at each replay. Decode
+    // steps are captured at once; a prefill shape only when it comes a second time, since a one-off
+    // prompt length would pay for a capture it never replays.
+    const int64_t key = (((tok.n_tiles * kKeyField + tok.n_tokens) * kKeyField + n_logits) << 1) | (argmax ? 1 : 0);
     if (backend_.graph_replay(key)) return;
+    if (tok.n_tiles > 0 && ++prefill_shapes_seen_[key] < 2) {
+        step_ops(tok, n_logits, argmax);
+        return;
+    }
     backend_.graph_begin();
     step_ops(tok, n_logits, argmax);
     backend_.graph_end(key);

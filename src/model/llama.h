@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -70,7 +71,7 @@ private:
     void step_ops(const StepTokens& tok, int64_t n_logits, bool argmax);
     bool fused_decode(const StepTokens& tok, int64_t n_logits) const;
     void fused_decode_ops(const StepTokens& tok, bool argmax);
-    // Runs step_ops, from a captured graph when the step is a decode step on a graph backend.
+    // Runs step_ops, from a captured graph on a graph backend (decode steps; prefill shapes seen before).
     void run_step(const StepTokens& tok, int64_t n_logits, bool argmax);
     void trace(const std::string& name, const TensorView& v);
     TensorView activation(int64_t cols, int64_t rows);
@@ -95,6 +96,7 @@ private:
     int32_t* logit_rows_ = nullptr;
     int32_t* tiles_ = nullptr;     // prefill attention tiles, see StepTokens
     int32_t* next_ids_ = nullptr;  // argmax results
+    std::map<int64_t, int> prefill_shapes_seen_;  // run_step's graph keys of prefill steps, and how often
     // Tensor parallelism. comm_: this is one rank, and must use the plain (unfused) ops around its
     // collectives; logits_part_ holds its vocabulary columns before the gather. tp_: this is the whole
     // model of a tp_size > 1 engine, and every call goes to the ranks.

@@ -192,7 +192,8 @@ void CudaBackend::attention(const TensorView& qkv, const StepTokens& tok, const 
     if (s.head_dim > kMaxHeadDim) throw Error("cuda attention: head_dim " + std::to_string(s.head_dim) + " > 256");
     if (flash_prefill(act_, qkv, tok, s, layer, cache, out, stream_)) return;
     // Splits depend only on (tokens, heads, cache length), so a captured decode graph stays valid.
-    const int64_t max_splits = std::max<int64_t>(1, cache.n_ctx / kMinSplitKeys);
+    static const int min_split_keys = cuda::env_int("LAMINA_ATTN_SPLIT_KEYS", kMinSplitKeys);  // A/B switch
+    const int64_t max_splits = std::max<int64_t>(1, cache.n_ctx / min_split_keys);
     const int64_t n_splits = std::clamp<int64_t>(kTargetBlocks / (tok.n_tokens * s.n_head), 1, max_splits);
     const int chunk = cuda::ceil_div(cache.n_ctx, n_splits);
     const size_t need = static_cast<size_t>(tok.n_tokens * s.n_head * n_splits * (s.head_dim + 2));

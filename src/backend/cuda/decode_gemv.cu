@@ -14,7 +14,7 @@
 // Shapes: x [n, k] (row stride), W [m, k] (row stride), gain/bias f32; n <= 4 (kFusedDecodeMaxTokens); T = float, half,
 // bf16. Threads: one warp per unit of output — a row, or the pair of rows an epilogue needs together (gate row i with
 // up row i; RoPE's rows i and i + head_dim/2 of a head) — 8 warps per block. Lanes stream W in 16-byte vectors (not
-// allocated in L1), four per lane in flight; the first batch is issued before the programmatic-dependent-launch wait,
+// kept: evict-first), eight per lane in flight; the first batch is issued before the programmatic-dependent-launch wait,
 // so weight reads overlap the previous kernel's tail (the kernels are launched with PDL; without it the wait returns at
 // once). Bytes: the weight matrix once, m * k * sizeof(T): at batch 1 the whole cost, so the target is the copy
 // bandwidth. x, gains and bias (a few KB) come from L1/L2.
@@ -25,7 +25,7 @@ namespace lamina {
 namespace {
 
 constexpr int kWarps = 8;
-constexpr int kLoadsInFlight = 4;  // 16-byte weight loads per lane issued before their first use
+constexpr int kLoadsInFlight = 8;  // 16-byte weight loads per lane issued before their first use
 
 enum class Epi { Store, Add, SwiGlu, RopeKv };
 
@@ -60,14 +60,9 @@ __device__ __forceinline__ void to_floats(const uint4& raw, float (&f)[V]) {
     for (int j = 0; j < V; ++j) f[j] = cuda::to_float(v[j]);
 }
 
-// A weight vector, read once: not kept in L1, where x and the gains are reused by every warp.
-__device__ __forceinline__ uint4 load_stream(const void* p) {
-    uint4 v;
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-        : "l"(p));
-    return v;
-}
+// A weight vector, read once: loaded as streaming (evict-first), leaving L1 and L2 to x, the gains and
+// the KV cache (the plain GEMV's choice too, measured there).
+__device__ __forceinline__ uint4 load_stream(const void* p) { return __ldcs(reinterpret_cast<const uint4*>(p)); }
 
 template <typename T, int N, Epi E, bool Norm, bool Vec>
 __global__ void __launch_bounds__(kWarps * 32) fused_gemv_kernel(const FusedArgs<T> a) {
