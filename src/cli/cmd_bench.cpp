@@ -80,13 +80,15 @@ double median(std::vector<double> v) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-// Bytes one batch-1 decode step reads: every matrix once (the embedding table only a row, unless it
-// doubles as the LM head) plus the KV cache up to the current position.
+// Bytes one batch-1 decode step reads on one rank (the whole model at tp_size 1): every matrix of the
+// rank's shard once (the embedding table only a row, unless it doubles as the LM head) plus the rank's
+// KV cache up to the current position. Ranks read in parallel, so this over the step time is each GPU's
+// achieved bandwidth.
 double decode_step_bytes(const Engine& e, int64_t position, size_t kv_elem_bytes) {
-    const ModelConfig& c = e.config();
+    const ModelConfig& c = e.rank(0).config;
     const double w = static_cast<double>(dtype_size(e.dtype()));
     double bytes = static_cast<double>(c.n_layer) * (c.qkv_dim() * c.n_embd + c.n_embd * c.q_dim() + 3 * c.n_ff * c.n_embd) * w;
-    bytes += static_cast<double>(c.n_vocab * c.n_embd) * w;  // LM head
+    bytes += static_cast<double>(e.rank(0).weights.output.rows * c.n_embd) * w;  // LM head (the rank's vocabulary)
     if (!c.tied_embeddings) bytes += static_cast<double>(c.n_embd) * w;
     bytes += 2.0 * static_cast<double>(c.n_layer * c.kv_dim() * (position + 1)) * static_cast<double>(kv_elem_bytes);
     return bytes;
@@ -154,18 +156,20 @@ Handler add_bench(CLI::App& app) {
                     1e3 * static_cast<double>(a->batch_size) / median(decode_tps));
         std::printf("| time to first token ms | %.1f | %.1f |\n", *std::min_element(first_token_ms.begin(), first_token_ms.end()),
                     median(first_token_ms));
-        std::printf("| decode bytes/step MB | %.1f | |\n", step_bytes / 1e6);
+        const char* per = engine.tp_size() > 1 ? " per rank" : "";
+        std::printf("| decode bytes/step MB%s | %.1f | |\n", per, step_bytes / 1e6);
         if (ceiling > 0)
-            std::printf("| decode achieved GB/s | %.2f (%.0f%% of copy %.2f GB/s) | |\n", achieved / 1e9,
+            std::printf("| decode achieved GB/s%s | %.2f (%.0f%% of copy %.2f GB/s) | |\n", per, achieved / 1e9,
                         100.0 * achieved / ceiling, ceiling / 1e9);
         else
-            std::printf("| decode achieved GB/s | %.2f | |\n", achieved / 1e9);
+            std::printf("| decode achieved GB/s%s | %.2f | |\n", per, achieved / 1e9);
         if (a->profile) print_profile(gen, prompts, a->batch_size);
         if (!a->json.empty()) {
             nlohmann::json j = {{"device", backend->name()},
                                 {"dtype", dtype_name(engine.dtype())},
                                 {"engine_dir", a->engine_dir},
                                 {"batch_size", a->batch_size},
+                                {"tp_size", engine.tp_size()},
                                 {"input_len", a->input_len},
                                 {"output_len", a->output_len},
                                 {"prefill_tokens_per_s", prefill_tps},

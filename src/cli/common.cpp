@@ -37,7 +37,8 @@ OpenedEngine::~OpenedEngine() {
 
 void add_kv_cache_option(CLI::App* cmd, uint64_t& bytes) {
     cmd->add_option("--kv_cache_bytes", bytes,
-                    "KV cache budget in bytes (suffixes K/M/G, binary); shortens each sequence's context to fit. "
+                    "KV cache budget in bytes (suffixes K/M/G, binary; per rank with tensor parallelism); shortens "
+                    "each sequence's context to fit. "
                     "Default: max_batch x (max_input_len + max_output_len) positions")
         ->transform(CLI::AsSizeValue(false));
 }

@@ -17,12 +17,14 @@ ModelLimits plan_model_limits(const Engine& e, int64_t n_slot, DType kv_dtype, u
     m.n_ctx = e.limits().max_input_len + e.limits().max_output_len;
     m.max_step_tokens = std::max(n_slot, std::min(e.limits().max_input_len, kMaxPrefillChunk));
     if (kv_cache_bytes > 0) {
-        const uint64_t per_slot_position = kv_bytes_per_position(e.config(), kv_dtype) * static_cast<uint64_t>(n_slot);
+        // Each tensor-parallel rank holds the KV heads of its share: the budget is per rank (per GPU).
+        const uint64_t per_slot_position =
+            kv_bytes_per_position(e.rank(0).config, kv_dtype) * static_cast<uint64_t>(n_slot);
         const auto fit = static_cast<int64_t>(kv_cache_bytes / per_slot_position);
         if (fit < 1)
             throw Error("--kv_cache_bytes " + std::to_string(kv_cache_bytes) + " holds no position for " +
                         std::to_string(n_slot) + " sequence(s): one position of each takes " +
-                        std::to_string(per_slot_position) + " bytes");
+                        std::to_string(per_slot_position) + " bytes" + (e.tp_size() > 1 ? " per rank" : ""));
         m.n_ctx = std::min(m.n_ctx, fit);
     }
     return m;

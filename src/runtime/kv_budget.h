@@ -1,7 +1,8 @@
 // How much KV cache a model gets. By default the engine's limits decide: one slot per sequence held at
 // once, each with room for max_input_len + max_output_len positions. An explicit byte budget
 // (`--kv_cache_bytes`) instead sizes the cache to at most that many bytes by shortening the context of
-// every slot; never "a fraction of whatever memory is free".
+// every slot; never "a fraction of whatever memory is free". With tensor parallelism the budget is per
+// rank (each GPU's cache holds its ranks' KV heads).
 #pragma once
 
 #include <cstdint>
@@ -16,7 +17,8 @@ namespace lamina {
 // activation buffers modest.
 inline constexpr int64_t kMaxPrefillChunk = 512;
 
-// Bytes of K and V one position of one sequence takes across all layers.
+// Bytes of K and V one position of one sequence takes across all layers (of config's KV heads: pass a
+// rank's config for what one tensor-parallel rank holds).
 uint64_t kv_bytes_per_position(const ModelConfig& c, DType kv_dtype);
 
 // Limits for n_slot sequences at once (1 <= n_slot <= max_batch_size, checked by the caller). With

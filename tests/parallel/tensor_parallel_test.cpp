@@ -10,6 +10,7 @@
 #include "parallel/communicator.h"
 #include "parallel/sharding.h"
 #include "runtime/generator.h"
+#include "runtime/kv_budget.h"
 #include "tp_test_util.h"
 
 namespace lamina {
@@ -165,6 +166,23 @@ TEST(TpEngine, RankFilesHoldTheirShards) {
         EXPECT_EQ(row(w.tok_embd, 10), row(full.tok_embd, r * 192 + 10));
         EXPECT_EQ(row(w.tok_embd, 192), std::vector<float>(72, 0.0f)) << "the other ranks' row";
         EXPECT_EQ(row(w.output, 191), row(full.output, r * 192 + 191));
+    }
+}
+
+// --kv_cache_bytes is a budget per rank: a rank holds only its KV heads, so the same bytes give a tp 2
+// engine whose KV heads are split twice the positions of the tp 1 engine.
+TEST(TpEngine, KvCacheBudgetIsPerRank) {
+    TpEngines e(load_model_spec(test::data_dir() / "tiny_llama"), 2);
+    const uint64_t whole = kv_bytes_per_position(e.one->config(), DType::F32);
+    const uint64_t rank = kv_bytes_per_position(e.tp->rank(0).config, DType::F32);
+    EXPECT_EQ(2 * rank, whole);
+    EXPECT_EQ(plan_model_limits(*e.one, 1, DType::F32, 10 * whole).n_ctx, 10);
+    EXPECT_EQ(plan_model_limits(*e.tp, 1, DType::F32, 10 * whole).n_ctx, 20);
+    try {
+        plan_model_limits(*e.tp, 1, DType::F32, rank - 1);
+        FAIL() << "expected an error";
+    } catch (const Error& err) {
+        EXPECT_NE(std::string(err.what()).find("per rank"), std::string::npos) << err.what();
     }
 }
 
