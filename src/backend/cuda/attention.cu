@@ -11,7 +11,6 @@
 //   launch, no separate combine kernel). Bytes: the K and V cache of each token's sequence, read once
 //   per query head (the group shares through L2).
 #include <algorithm>
-#include <type_traits>
 
 #include "backend/cuda/cuda_backend_impl.h"
 
@@ -28,16 +27,9 @@ constexpr int kKeysPerStep = 8;  // keys a warp has in flight at once (a 32-key 
 
 // A lane's E consecutive elements of a row as raw bytes: loaded now, converted when used (fewer live
 // registers than f32 while the loads are in flight).
-struct Bytes32 {
-    uint4 a, b;
-};
 template <typename T, int E>
 struct LaneRaw {
-    static constexpr int kBytes = E * static_cast<int>(sizeof(T));
-    using Word = std::conditional_t<
-        kBytes == 32, Bytes32,
-        std::conditional_t<kBytes == 16, uint4,
-                           std::conditional_t<kBytes == 8, uint2, std::conditional_t<kBytes == 4, uint32_t, uint16_t>>>>;
+    using Word = cuda::Packed<T, E>;
     Word w;
 
     // One vector load when `vec`, else element by element (elements past head_dim read as 0).

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <type_traits>
 
 #include "core/dtype.h"
 #include "core/error.h"
@@ -94,6 +95,17 @@ inline int env_int(const char* name, int fallback) {
     const int n = std::atoi(v);
     return n > 0 ? n : fallback;
 }
+
+// N elements of T as one word, for a single vector load or store of N * sizeof(T) bytes (2, 4, 8, 16, or
+// 32 as two 16-byte words).
+struct Bytes32 {
+    uint4 a, b;
+};
+template <typename T, int N>
+using Packed = std::conditional_t<
+    N * sizeof(T) == 32, Bytes32,
+    std::conditional_t<N * sizeof(T) == 16, uint4,
+                       std::conditional_t<N * sizeof(T) == 8, uint2, std::conditional_t<N * sizeof(T) == 4, uint32_t, uint16_t>>>>;
 
 inline int ceil_div(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
 

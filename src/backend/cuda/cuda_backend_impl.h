@@ -25,6 +25,13 @@ struct CacheGeometry {
 };
 }  // namespace cuda
 
+// Whether every row of t can be read in vectors of v elements: the row length, the row stride and the
+// base address are multiples of the vector.
+inline bool vector_rows(const TensorView& t, int64_t v) {
+    return t.cols % v == 0 && t.row_stride % v == 0 &&
+           reinterpret_cast<uintptr_t>(t.data) % (static_cast<uintptr_t>(v) * dtype_size(t.dtype)) == 0;
+}
+
 // flash_prefill.cu: tensor-core prefill attention over StepTokens::tiles (f16/bf16, head_dim 64 or 128).
 // Returns false, launching nothing, for shapes it does not take (the caller then uses the split kernel).
 bool flash_prefill(DType act, const TensorView& qkv, const StepTokens& tok, const AttentionShape& s, int64_t layer,

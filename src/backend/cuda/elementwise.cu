@@ -3,8 +3,6 @@
 //   swiglu:     out[t, i] = silu(g[t, i]) * u[t, i], [g | u] = gate_up[t]   (3 n n_ff elements)
 //   add:        acc += x
 //   argmax:     ids[r] = first index of the max of logits[r] (one block per row, n_vocab reads)
-#include <type_traits>
-
 #include "backend/cuda/cuda_backend_impl.h"
 
 namespace lamina {
@@ -22,7 +20,7 @@ __global__ void embedding_kernel(const T* table, int64_t table_stride, const int
 // VEC consecutive elements per thread (16-byte loads when VEC > 1), over a flat (token, vector) grid.
 template <typename T, int VEC>
 __global__ void swiglu_kernel(const T* gate_up, int64_t in_stride, T* out, int64_t out_stride, int n_ff, int64_t rows) {
-    using Raw = std::conditional_t<VEC == 1, T, uint4>;
+    using Raw = cuda::Packed<T, VEC>;
     const int per_row = n_ff / VEC;
     const int64_t gid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (gid >= rows * per_row) return;
@@ -124,10 +122,7 @@ void CudaBackend::swiglu(const TensorView& gate_up, TensorView out) {
                                                               static_cast<int>(out.cols), out.rows);
         };
         constexpr int64_t kVec = 16 / sizeof(T);
-        const auto ok = [&](const TensorView& v) {
-            return v.row_stride % kVec == 0 && reinterpret_cast<uintptr_t>(v.data) % 16 == 0;
-        };
-        if (out.cols % kVec == 0 && ok(gate_up) && ok(out)) go.template operator()<kVec>();
+        if (vector_rows(gate_up, kVec) && vector_rows(out, kVec)) go.template operator()<kVec>();
         else go.template operator()<1>();
     });
     CUDA_CHECK_LAUNCH();

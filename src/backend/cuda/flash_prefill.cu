@@ -270,8 +270,7 @@ void launch(const TensorView& qkv, const StepTokens& tok, const AttentionShape& 
 
 bool flash_prefill(DType act, const TensorView& qkv, const StepTokens& tok, const AttentionShape& s, int64_t layer,
                    const KvCache& cache, TensorView out, cudaStream_t stream) {
-    auto aligned = [](const TensorView& t) { return t.row_stride % 8 == 0 && reinterpret_cast<uintptr_t>(t.data) % 16 == 0; };
-    if (tok.n_tiles == 0 || act == DType::F32 || (s.head_dim != 64 && s.head_dim != 128) || !aligned(qkv) ||
+    if (tok.n_tiles == 0 || act == DType::F32 || (s.head_dim != 64 && s.head_dim != 128) || !vector_rows(qkv, 8) ||
         out.row_stride % 2 != 0 || cache.kv_dim % 8 != 0)
         return false;
     if (act == DType::F16) {

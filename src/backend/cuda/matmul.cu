@@ -81,10 +81,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 template <typename T>
 void launch_gemv(const TensorView& x, const TensorView& w, const float* bias, TensorView out, cudaStream_t stream) {
     constexpr int64_t V = 16 / sizeof(T);
-    auto aligned = [](const TensorView& t) {
-        return t.cols % V == 0 && t.row_stride % V == 0 && reinterpret_cast<uintptr_t>(t.data) % 16 == 0;
-    };
-    const bool vec = aligned(x) && aligned(w);
+    const bool vec = vector_rows(x, V) && vector_rows(w, V);
     static const bool stream_weights = cuda::env_switch("LAMINA_GEMV_STREAM", true);
     const int m = static_cast<int>(w.rows), k = static_cast<int>(w.cols);
     const dim3 grid(static_cast<unsigned>(cuda::ceil_div(m, kGemvWarps)));

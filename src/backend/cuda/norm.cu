@@ -14,7 +14,6 @@
 #include <map>
 #include <mutex>
 #include <tuple>
-#include <type_traits>
 
 #include "backend/cuda/cuda_backend_impl.h"
 
@@ -41,7 +40,7 @@ RowGeometry row_geometry(int64_t cols, int target_threads = kTargetThreads) {
 
 // One thread's VEC elements as they are in memory: a 16-byte vector, or one element when VEC is 1.
 template <typename T, int VEC>
-using Raw = std::conditional_t<VEC == 1, T, uint4>;
+using Raw = cuda::Packed<T, VEC>;
 
 template <typename T, int VEC>
 __device__ __forceinline__ void unpack(const Raw<T, VEC>& raw, float (&out)[VEC]) {
@@ -209,10 +208,8 @@ __global__ void rms_norm_quant_kernel(const T* x, int64_t x_stride, const float*
 template <typename T>
 bool can_vectorize(const TensorView& a, const TensorView* b, const TensorView& c, const TensorView& w) {
     constexpr int64_t v = 16 / sizeof(T);
-    auto ok = [&](const TensorView& t) {
-        return t.cols % v == 0 && t.row_stride % v == 0 && reinterpret_cast<uintptr_t>(t.data) % 16 == 0;
-    };
-    return ok(a) && ok(c) && (b == nullptr || ok(*b)) && reinterpret_cast<uintptr_t>(w.data) % 16 == 0;
+    return vector_rows(a, v) && vector_rows(c, v) && (b == nullptr || vector_rows(*b, v)) &&
+           reinterpret_cast<uintptr_t>(w.data) % 16 == 0;
 }
 
 // Blocks of `kernel` that fit on the whole device at once (the persistent grid's size), looked up once

@@ -7,8 +7,6 @@
 // Threads: one per 4 consecutive elements (8-byte vectors) of a half-head with their partners, or of a
 // v head to copy, over all tokens in a flat grid. Bytes: read qkv once, write q back and k, v to the
 // cache: ~2 * n * qkv_dim * sizeof(T).
-#include <type_traits>
-
 #include "backend/cuda/cuda_backend_impl.h"
 
 namespace lamina {
@@ -21,7 +19,7 @@ template <typename T, int VEC>
 __global__ void rope_kv_write_kernel(T* qkv, int64_t stride, const int32_t* positions, const int32_t* slots,
                                      const float* cos_sin, int head_dim, int n_head, int n_head_kv, T* k_cache,
                                      T* v_cache, cuda::CacheGeometry g, int64_t layer, int64_t n_tokens) {
-    using Raw = std::conditional_t<VEC == 1, T, std::conditional_t<VEC * sizeof(T) == 16, uint4, uint2>>;
+    using Raw = cuda::Packed<T, VEC>;
     const int half = head_dim / 2;
     const int rot_items = (n_head + n_head_kv) * (half / VEC);
     const int items = rot_items + n_head_kv * (head_dim / VEC);
