@@ -7,8 +7,9 @@
 #                                    (after prepare, on the same machine: each step fits the 10-minute
 #                                    limit of one device call)
 #   bash bench/gpu_bench.sh profile  per-kernel time and DRAM GB/s of one prefill + decode (ncu), after prepare
-#   bash bench/gpu_bench.sh ab       quick A/B of development switches (AB_VARIANTS; AB_TESTS=1 runs the
-#                                    decode tests first)
+#                                    (PROFILE_BATCH: the batch; PROFILE_TAG: a suffix for its files)
+#   bash bench/gpu_bench.sh ab       quick A/B of development switches (AB_VARIANTS="label:ENV=1+ENV2=0:batch ...";
+#                                    AB_TESTS=1 runs the decode tests first)
 # Logs and JSON go to /tmp/lamina-run, packed into $OUT/results-<mode>.tgz at exit (the device tool
 # returns at most 8 files); the summary table is printed last.
 set -euo pipefail
@@ -16,7 +17,8 @@ mode="${1:-test}"
 out=/tmp/lamina-run
 ckpt=/tmp/llama7b
 mkdir -p "$out"
-trap '[ -n "${OUT:-}" ] && tar czf "$OUT/results-$mode.tgz" -C /tmp lamina-run' EXIT
+tag="${PROFILE_TAG:-}"  # profile: a suffix for its files, so that several profiles of one machine are kept
+trap '[ -n "${OUT:-}" ] && tar czf "$OUT/results-$mode$tag.tgz" -C /tmp lamina-run' EXIT
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
 
@@ -31,19 +33,19 @@ cmake --build build-gpu -j"$jobs" > "$out/build.log" 2>&1 || { grep -E "error" "
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee "$out/card.txt"
 
 if [ "$mode" = "test" ] || [ "$mode" = "prepare" ] || { [ "$mode" = "ab" ] && [ -n "${AB_TESTS:-}" ]; }; then
-[ "$mode" = "ab" ] && filter='*CudaDecode*:CudaModel*:*RopeKv*' || filter='*Cuda*:*TinyParity*:CpuMatmul*:CpuNorm*:*Sampl*'
+[ "$mode" = "ab" ] && filter='*CudaDecode*:CudaModel*:*CudaOps*' || filter='*Cuda*:*TinyParity*:CpuMatmul*:CpuNorm*:*Sampl*'
 ./build-gpu/lamina_tests --gtest_filter="$filter" > "$out/tests.log" 2>&1 || true
 grep -E "^\[ *(FAILED|PASSED) |greedy|identical" "$out/tests.log" | sort | uniq | tail -30 || true
 fi
 [ "$mode" = "test" ] && exit 0
 
 if [ "$mode" = "profile" ]; then  # per-kernel time and DRAM bytes of prefill + decode steps (ncu), after prepare
-    ncu --clock-control none --cache-control none --log-file "$out/ncu.csv" --csv \
+    ncu --clock-control none --cache-control none --log-file "$out/ncu$tag.csv" --csv \
         --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,launch__registers_per_thread \
         ./build-gpu/lamina bench --device cuda --engine_dir /tmp/llama7b-fp16-on --batch_size ${PROFILE_BATCH:-1} \
-        --input_len 512 --output_len 3 --repeats 1 > "$out/ncu_bench.md" 2>&1 || tail -5 "$out/ncu_bench.md"
-    python3 bench/ncu_summary.py "$out/ncu.csv" > "$out/ncu_summary.md"
-    head -30 "$out/ncu_summary.md"
+        --input_len 512 --output_len 3 --repeats 1 > "$out/ncu_bench$tag.md" 2>&1 || tail -5 "$out/ncu_bench$tag.md"
+    python3 bench/ncu_summary.py "$out/ncu$tag.csv" > "$out/ncu_summary$tag.md"
+    head -${PROFILE_LINES:-30} "$out/ncu_summary$tag.md"
     exit 0
 fi
 
@@ -70,7 +72,7 @@ if [ "$mode" = "ab" ]; then  # quick A/B of the decode and prefill switches on o
         --max_batch_size 64 --max_input_len 512 --max_output_len 128 \
         --tokenizer tests/data/tokenizer/ggml-vocab-llama-spm.gguf > "$out/build_engine.log"
     ab() {  # label, env, batch
-        env $2 ./build-gpu/lamina bench --device cuda --engine_dir "$eng" --batch_size $3 --input_len 512 \
+        env ${2//+/ } ./build-gpu/lamina bench --device cuda --engine_dir "$eng" --batch_size $3 --input_len 512 \
             --output_len 128 --repeats 3 --json "$out/ab_$1.json" > "$out/ab_$1.md"
         python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(f'| $1 | b$3 | {max(j[\"prefill_tokens_per_s\"]):,.0f} | {max(j[\"decode_tokens_per_s\"]):.1f} |')" "$out/ab_$1.json"
     }

@@ -66,6 +66,7 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
     split_kernel(const T* qkv, int64_t qkv_stride, const int32_t* positions, const int32_t* slots, const T* k_cache,
                  const T* v_cache, cuda::CacheGeometry g, int64_t layer, int n_head, int group, int head_dim, float scale,
                  int chunk, bool vec, float* partials, int* counters, T* out, int64_t out_stride) {
+    cuda::pdl_wait();
     const int t = blockIdx.z, h = blockIdx.y, split = blockIdx.x, n_splits = gridDim.x;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int e0 = lane * E;
@@ -208,7 +209,7 @@ void CudaBackend::attention(const TensorView& qkv, const StepTokens& tok, const 
             const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % (E * sizeof(T)) == 0; };
             const bool vec = s.head_dim % E == 0 && qkv.row_stride % E == 0 && cache.kv_dim % E == 0 &&
                              aligned(qkv.data) && aligned(cache.k) && aligned(cache.v);
-            split_kernel<T, E><<<grid, kSplitWarps * 32, 0, stream_>>>(
+            cuda::launch_pdl(split_kernel<T, E>, grid, kSplitWarps * 32, 0, stream_,
                 static_cast<const T*>(qkv.data), qkv.row_stride, tok.positions, tok.slots, static_cast<const T*>(cache.k),
                 static_cast<const T*>(cache.v), cuda::CacheGeometry::of(cache), layer, static_cast<int>(s.n_head),
                 static_cast<int>(s.n_head / s.n_head_kv), static_cast<int>(s.head_dim), s.scale, chunk, vec,

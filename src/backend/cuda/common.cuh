@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "core/dtype.h"
 #include "core/error.h"
@@ -106,6 +107,38 @@ using Packed = std::conditional_t<
     N * sizeof(T) == 32, Bytes32,
     std::conditional_t<N * sizeof(T) == 16, uint4,
                        std::conditional_t<N * sizeof(T) == 8, uint2, std::conditional_t<N * sizeof(T) == 4, uint32_t, uint16_t>>>>;
+
+// Programmatic dependent launch (PDL). The kernels of a step are launched with launch_pdl, so that a
+// kernel's blocks start while the kernel before it runs: each does what reads no earlier kernel's output
+// (a GEMV issues its first weight loads), then pdl_wait() — which returns once every earlier kernel has
+// finished and its writes are visible — and lets the next kernel launch at once (which therefore
+// overlaps at most this one). A kernel launched so must call pdl_wait() before it reads or writes
+// anything an earlier kernel touches, in every block that does; a block that does neither may return
+// without it. Without the attribute (LAMINA_PDL=0, or a plain <<<>>> launch) the wait returns at once.
+__device__ __forceinline__ void pdl_wait() {
+    cudaGridDependencySynchronize();
+    cudaTriggerProgrammaticLaunchCompletion();
+}
+
+inline bool pdl_enabled() {
+    static const bool on = env_switch("LAMINA_PDL", true);
+    return on;
+}
+
+template <typename... Params, typename... Args>
+void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr{};
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = &attr;
+    cfg.numAttrs = pdl_enabled() ? 1 : 0;
+    check(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...), "cudaLaunchKernelEx", __FILE__, __LINE__);
+}
 
 inline int ceil_div(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
 

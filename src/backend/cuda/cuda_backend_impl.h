@@ -37,6 +37,9 @@ inline bool vector_rows(const TensorView& t, int64_t v) {
 bool flash_prefill(DType act, const TensorView& qkv, const StepTokens& tok, const AttentionShape& s, int64_t layer,
                    const KvCache& cache, TensorView out, cudaStream_t stream);
 
+// decode_gemv.cu: out[n, m] = x[n, k] @ W[m, k]^T (+ bias), n = 1..4, one pass over W (the decode GEMV).
+void gemv(DType act, const TensorView& x, const TensorView& w, const float* bias, TensorView out, cudaStream_t stream);
+
 class CudaBackend final : public Backend {
 public:
     CudaBackend(DType activation_dtype, int device);
@@ -68,8 +71,7 @@ public:
     void sample_rows(const TensorView& logits, std::span<const SampleRowParams> params,
                      std::span<const double> uniforms, int32_t* ids) override;  // sampling.cu
 
-    // decode_gemv.cu. Off unless LAMINA_FUSED_DECODE=1 when the backend is made: measured slower than the
-    // plain ops on the H100 so far (see bench/results), kept for tuning.
+    // decode_gemv.cu: the decode GEMV with the norms, residual adds, RoPE + KV write and SwiGLU folded in.
     bool supports_fused_decode() const override { return fused_decode_; }
     void decode_qkv(const TensorView& x, const TensorView& g, float eps, const TensorView& wqkv, const TensorView* bqkv,
                     const StepTokens& tok, const TensorView& rope_cos_sin, const AttentionShape& shape, int64_t layer,

@@ -1,23 +1,25 @@
-// Fused decode GEMVs: for steps of at most kFusedDecodeMaxTokens tokens, each sublayer is one pass over
-// its weight matrix with the ops around it folded into the pass's prologue and epilogue.
+// The decode GEMV: one pass over a weight matrix for steps of at most kFusedDecodeMaxTokens tokens, with
+// the ops around the product folded into its prologue and epilogue. The plain matmul of 1-2 tokens is
+// its simplest form (matmul.cu); the fused decode ops are the others:
 //
+//   plain (matmul):     out = x @ W^T + b
 //   decode_qkv:         [q|k|v] = rmsnorm(x) @ Wqkv^T + b; RoPE on q, k; k, v -> cache[slot, layer, pos]; q -> qkv
 //   decode_matmul_add:  residual += x @ W^T + b                       (o_proj, down)
 //   decode_gate_up:     out = silu(g) * u, [g | u] = rmsnorm(x) @ Wgu^T + b
 //   decode_norm_matmul: out[t] = rmsnorm(x[rows[t]]) @ W^T          (final norm + LM head)
 //
-// Math: rmsnorm(x) @ W^T = inv(x) * ((x * gain) @ W^T) with inv(x) = rsqrt(mean(x^2) + eps). Every warp
-// reads all of x anyway, so it sums x^2 in the same loop and scales its dot products at the end: the norm
-// costs no pass (nor kernel) of its own. Each product is rounded to T as the unfused ops store it, then
-// the epilogue (bias, residual add, SwiGLU, RoPE) runs in f32 with one rounding per output. The one
-// difference from the unfused ops: the normalized x is not rounded to T before the product.
-// Shapes: x [n, k] (row stride), W [m, k] (row stride), gain/bias f32; n <= 4 (kFusedDecodeMaxTokens); T = float, half,
-// bf16. Threads: one warp per unit of output — a row, or the pair of rows an epilogue needs together (gate row i with
-// up row i; RoPE's rows i and i + head_dim/2 of a head) — 8 warps per block. Lanes stream W in 16-byte vectors (not
-// kept: evict-first), eight per lane in flight; the first batch is issued before the programmatic-dependent-launch wait,
-// so weight reads overlap the previous kernel's tail (the kernels are launched with PDL; without it the wait returns at
-// once). Bytes: the weight matrix once, m * k * sizeof(T): at batch 1 the whole cost, so the target is the copy
-// bandwidth. x, gains and bias (a few KB) come from L1/L2.
+// Prologue (the norm variants): each block stages its n normalized rows of x in shared memory, rounded
+// to T as the RMSNorm op stores them (y = T(w * (x * rsqrt(mean(x^2) + eps)))), so the product reads
+// them as the unfused ops would; the only difference from those is the order of the sum of squares.
+// Epilogue: each product is rounded to T as the unfused matmul stores it, then bias, residual add, SwiGLU
+// or RoPE run in f32 with one rounding per output.
+// Shapes: x [n, k] (row stride), W [m, k] (row stride), gain/bias f32; n <= 4; T = float, half, bf16.
+// Threads: one warp per unit of output — a row, or the pair of rows an epilogue needs together (gate row
+// i with up row i; RoPE's rows i and i + head_dim/2 of a head) — 8 warps per block. Lanes stream W in
+// 16-byte vectors (evict-first: read once), eight per lane in flight. The kernel is launched with
+// programmatic dependent launch: the first batch of weight loads is issued before cuda::pdl_wait(), so
+// it overlaps the previous kernel. Bytes: the weight matrix once, m * k * sizeof(T) — at batch 1 the
+// whole cost, so the target is the copy bandwidth; x, gains and bias (a few KB) come from L1/L2.
 #include "backend/cuda/cuda_backend_impl.h"
 
 namespace lamina {
@@ -30,11 +32,11 @@ constexpr int kLoadsInFlight = 8;  // 16-byte weight loads per lane issued befor
 enum class Epi { Store, Add, SwiGlu, RopeKv };
 
 template <typename T>
-struct FusedArgs {
+struct GemvArgs {
     const T* x = nullptr;
     int64_t x_stride = 0;
-    const int32_t* x_rows = nullptr;  // x row of token t: x_rows[t] when set, else t
-    const float* gain = nullptr;      // the RMSNorm prologue's weight (Norm kernels)
+    const int32_t* x_rows = nullptr;  // Norm: x row of token t is x_rows[t] when set, else t
+    const float* gain = nullptr;      // Norm: the RMSNorm weight
     float eps = 0.0f;
     const T* w = nullptr;
     int64_t w_stride = 0;
@@ -42,6 +44,7 @@ struct FusedArgs {
     T* out = nullptr;
     int64_t out_stride = 0;
     int units = 0, k = 0;
+    int ksplit = 1;       // warps per unit, each taking every ksplit-th 32-vector slice of k
     int pair_offset = 0;  // SwiGlu: the up row of unit i is i + pair_offset
     // RopeKv
     const int32_t* positions = nullptr;
@@ -60,129 +63,58 @@ __device__ __forceinline__ void to_floats(const uint4& raw, float (&f)[V]) {
     for (int j = 0; j < V; ++j) f[j] = cuda::to_float(v[j]);
 }
 
-// A weight vector, read once: loaded as streaming (evict-first), leaving L1 and L2 to x, the gains and
-// the KV cache (the plain GEMV's choice too, measured there).
-__device__ __forceinline__ uint4 load_stream(const void* p) { return __ldcs(reinterpret_cast<const uint4*>(p)); }
-
-template <typename T, int N, Epi E, bool Norm, bool Vec>
-__global__ void __launch_bounds__(kWarps * 32) fused_gemv_kernel(const FusedArgs<T> a) {
-    constexpr int R = (E == Epi::SwiGlu || E == Epi::RopeKv) ? 2 : 1;
-    const int unit = blockIdx.x * kWarps + static_cast<int>(threadIdx.x / 32);
-    const int lane = static_cast<int>(threadIdx.x % 32);
-    if (unit >= a.units) return;
-
-    int rows[R];
-    if constexpr (E == Epi::RopeKv) {
-        const int half = a.head_dim / 2;
-        rows[0] = (unit / half) * a.head_dim + unit % half;
-        rows[1] = rows[0] + half;
-    } else if constexpr (E == Epi::SwiGlu) {
-        rows[0] = unit;
-        rows[1] = unit + a.pair_offset;
-    } else {
-        rows[0] = unit;
-    }
-    const T* wr[R];
-#pragma unroll
-    for (int r = 0; r < R; ++r) wr[r] = a.w + static_cast<int64_t>(rows[r]) * a.w_stride;
-
-    float acc[R][N], ss[N];
+// Writes rmsnorm(x[row of t]) * gain for the n tokens to staged[t * k + i], rounded to T. VEC elements per
+// thread and step (16-byte vectors when Vec). Ends with a barrier: every warp then reads all of it.
+template <typename T, int N, int VEC>
+__device__ __forceinline__ void stage_normalized(const GemvArgs<T>& a, T* staged) {
+    __shared__ float partial[N][kWarps];
+    using Raw = cuda::Packed<T, VEC>;
+    const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
+    float ss[N];
 #pragma unroll
     for (int t = 0; t < N; ++t) {
+        const T* xr = a.x + static_cast<int64_t>(a.x_rows ? a.x_rows[t] : t) * a.x_stride;
         ss[t] = 0.0f;
+        for (int i = static_cast<int>(threadIdx.x) * VEC; i < a.k; i += kWarps * 32 * VEC) {
+            const Raw raw = *reinterpret_cast<const Raw*>(xr + i);
+            *reinterpret_cast<Raw*>(staged + t * a.k + i) = raw;
+            const T* v = reinterpret_cast<const T*>(&raw);
 #pragma unroll
-        for (int r = 0; r < R; ++r) acc[r][t] = 0.0f;
-    }
-
-    if constexpr (Vec) {
-        constexpr int V = 16 / sizeof(T);
-        constexpr int kStep = 32 * V;
-        constexpr int kUnroll = kLoadsInFlight / R;  // per row: the same bytes in flight per warp for R = 1, 2
-        constexpr int kBatch = kUnroll * kStep;
-        uint4 wv[kUnroll][R];
-        auto load = [&](int base) {
-#pragma unroll
-            for (int u = 0; u < kUnroll; ++u) {
-                const int i = base + u * kStep;
-#pragma unroll
-                for (int r = 0; r < R; ++r) wv[u][r] = i < a.k ? load_stream(wr[r] + i) : make_uint4(0, 0, 0, 0);
-            }
-        };
-        load(lane * V);
-        // Everything above reads only weights; x, the residual and the cache are the previous kernel's.
-        cudaGridDependencySynchronize();
-        for (int base = lane * V; base < a.k; base += kBatch) {
-            if (base != lane * V) load(base);  // the first batch was issued before the wait
-#pragma unroll
-            for (int u = 0; u < kUnroll; ++u) {
-                const int i = base + u * kStep;
-                if (i >= a.k) break;
-                float g[V];
-                if constexpr (Norm) {
-                    const float4 g0 = *reinterpret_cast<const float4*>(a.gain + i);
-                    g[0] = g0.x, g[1] = g0.y, g[2] = g0.z, g[3] = g0.w;
-                    if constexpr (V == 8) {
-                        const float4 g1 = *reinterpret_cast<const float4*>(a.gain + i + 4);
-                        g[4] = g1.x, g[5] = g1.y, g[6] = g1.z, g[7] = g1.w;
-                    }
-                }
-                float wf[R][V];
-#pragma unroll
-                for (int r = 0; r < R; ++r) to_floats<T, V>(wv[u][r], wf[r]);
-#pragma unroll
-                for (int t = 0; t < N; ++t) {
-                    const int64_t xr = a.x_rows ? a.x_rows[t] : t;
-                    float xf[V];
-                    to_floats<T, V>(*reinterpret_cast<const uint4*>(a.x + xr * a.x_stride + i), xf);
-#pragma unroll
-                    for (int j = 0; j < V; ++j) {
-                        if constexpr (Norm) {
-                            ss[t] += xf[j] * xf[j];
-                            xf[j] *= g[j];
-                        }
-#pragma unroll
-                        for (int r = 0; r < R; ++r) acc[r][t] += wf[r][j] * xf[j];
-                    }
-                }
-            }
+            for (int j = 0; j < VEC; ++j) ss[t] += cuda::to_float(v[j]) * cuda::to_float(v[j]);
         }
-    } else {
-        cudaGridDependencySynchronize();
-        for (int i = lane; i < a.k; i += 32) {
-            const float g = Norm ? a.gain[i] : 1.0f;
-            float wf[R];
-#pragma unroll
-            for (int r = 0; r < R; ++r) wf[r] = cuda::to_float(wr[r][i]);
-#pragma unroll
-            for (int t = 0; t < N; ++t) {
-                const int64_t xr = a.x_rows ? a.x_rows[t] : t;
-                float xv = cuda::to_float(a.x[xr * a.x_stride + i]);
-                if constexpr (Norm) {
-                    ss[t] += xv * xv;
-                    xv *= g;
-                }
-#pragma unroll
-                for (int r = 0; r < R; ++r) acc[r][t] += wf[r] * xv;
-            }
-        }
+        ss[t] = cuda::warp_sum(ss[t]);
+        if (lane == 0) partial[t][warp] = ss[t];
     }
-
+    __syncthreads();
 #pragma unroll
     for (int t = 0; t < N; ++t) {
-        if constexpr (Norm) ss[t] = cuda::warp_sum(ss[t]);
+        float total = 0.0f;
 #pragma unroll
-        for (int r = 0; r < R; ++r) acc[r][t] = cuda::warp_sum(acc[r][t]);
+        for (int w = 0; w < kWarps; ++w) total += partial[t][w];
+        const float inv = rsqrtf(total / static_cast<float>(a.k) + a.eps);
+        // Each thread rewrites the elements it staged itself: no barrier between the two passes.
+        for (int i = static_cast<int>(threadIdx.x) * VEC; i < a.k; i += kWarps * 32 * VEC) {
+            Raw raw = *reinterpret_cast<const Raw*>(staged + t * a.k + i);
+            T* v = reinterpret_cast<T*>(&raw);
+#pragma unroll
+            for (int j = 0; j < VEC; ++j) v[j] = cuda::from_float<T>(a.gain[i + j] * (cuda::to_float(v[j]) * inv));
+            *reinterpret_cast<Raw*>(staged + t * a.k + i) = raw;
+        }
     }
+    __syncthreads();
+}
 
-    // Epilogue: lane t writes token t's outputs.
+// Lane t writes token t's outputs: y[r] = T(acc[r] + bias) for the unit's rows, then the epilogue.
+template <typename T, int N, Epi E, int R>
+__device__ __forceinline__ void epilogue(const GemvArgs<T>& a, int unit, const int (&rows)[R], float (&acc)[R][N],
+                                         int lane) {
 #pragma unroll
     for (int t = 0; t < N; ++t) {
         if (lane != t) continue;
-        const float inv = Norm ? rsqrtf(ss[t] / static_cast<float>(a.k) + a.eps) : 1.0f;
         float y[R];
 #pragma unroll
         for (int r = 0; r < R; ++r)
-            y[r] = cuda::to_float(cuda::from_float<T>(acc[r][t] * inv + (a.bias ? a.bias[rows[r]] : 0.0f)));
+            y[r] = cuda::to_float(cuda::from_float<T>(acc[r][t] + (a.bias ? a.bias[rows[r]] : 0.0f)));
         T* orow = a.out + static_cast<int64_t>(t) * a.out_stride;
         if constexpr (E == Epi::Store) {
             orow[rows[0]] = cuda::from_float<T>(y[0]);
@@ -216,75 +148,185 @@ __global__ void __launch_bounds__(kWarps * 32) fused_gemv_kernel(const FusedArgs
     }
 }
 
-// Programmatic dependent launch can be turned off (LAMINA_PDL=0) to measure what it buys.
-bool pdl_enabled() {
-    static const bool on = cuda::env_switch("LAMINA_PDL", true);
-    return on;
+template <typename T, int N, Epi E, bool Norm, bool Vec>
+__global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvArgs<T> a) {
+    constexpr int R = (E == Epi::SwiGlu || E == Epi::RopeKv) ? 2 : 1;
+    constexpr int V = Vec ? 16 / sizeof(T) : 1;
+    extern __shared__ uint4 staged_words[];  // Norm: [N][k] normalized x, T
+    __shared__ float partial[kWarps][R * N];  // ksplit > 1: each warp's sums
+    const int ks = a.ksplit, warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
+    const int unit = static_cast<int>(blockIdx.x) * (kWarps / ks) + warp / ks, part = warp % ks;
+    const bool active = unit < a.units;
+
+    int rows[R];
+    if constexpr (E == Epi::RopeKv) {
+        const int half = a.head_dim / 2;
+        rows[0] = (unit / half) * a.head_dim + unit % half;
+        rows[1] = rows[0] + half;
+    } else if constexpr (E == Epi::SwiGlu) {
+        rows[0] = unit;
+        rows[1] = unit + a.pair_offset;
+    } else {
+        rows[0] = unit;
+    }
+    const T* wr[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) wr[r] = a.w + static_cast<int64_t>(active ? rows[r] : 0) * a.w_stride;
+    float acc[R][N];
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int t = 0; t < N; ++t) acc[r][t] = 0.0f;
+    const T* staged = reinterpret_cast<const T*>(staged_words);
+
+    if constexpr (Vec) {
+        constexpr int kUnroll = kLoadsInFlight / R;  // per row: the same bytes in flight per warp for R = 1, 2
+        const int step = 32 * V * ks, first = (part * 32 + lane) * V, batch = kUnroll * step;
+        uint4 wv[kUnroll][R];
+        auto load = [&](int base) {
+#pragma unroll
+            for (int u = 0; u < kUnroll; ++u) {
+                const int i = base + u * step;
+#pragma unroll
+                for (int r = 0; r < R; ++r)
+                    wv[u][r] = active && i < a.k ? __ldcs(reinterpret_cast<const uint4*>(wr[r] + i)) : make_uint4(0, 0, 0, 0);
+            }
+        };
+        load(first);  // weights only: no kernel writes them, so issued before the wait
+        cuda::pdl_wait();
+        if constexpr (Norm) stage_normalized<T, N, V>(a, reinterpret_cast<T*>(staged_words));
+        for (int base = first; active && base < a.k; base += batch) {
+            if (base != first) load(base);  // the first batch was issued before the wait
+#pragma unroll
+            for (int u = 0; u < kUnroll; ++u) {
+                const int i = base + u * step;
+                if (i >= a.k) break;
+                float wf[R][V];
+#pragma unroll
+                for (int r = 0; r < R; ++r) to_floats<T, V>(wv[u][r], wf[r]);
+#pragma unroll
+                for (int t = 0; t < N; ++t) {
+                    float xf[V];
+                    if constexpr (Norm) to_floats<T, V>(staged_words[(t * a.k + i) / V], xf);
+                    else to_floats<T, V>(__ldg(reinterpret_cast<const uint4*>(a.x + t * a.x_stride + i)), xf);
+#pragma unroll
+                    for (int j = 0; j < V; ++j)
+#pragma unroll
+                        for (int r = 0; r < R; ++r) acc[r][t] += wf[r][j] * xf[j];
+                }
+            }
+        }
+    } else {
+        cuda::pdl_wait();
+        if constexpr (Norm) stage_normalized<T, N, 1>(a, reinterpret_cast<T*>(staged_words));
+        for (int i = part * 32 + lane; active && i < a.k; i += 32 * ks) {
+            float wf[R];
+#pragma unroll
+            for (int r = 0; r < R; ++r) wf[r] = cuda::to_float(wr[r][i]);
+#pragma unroll
+            for (int t = 0; t < N; ++t) {
+                const float xv = cuda::to_float(Norm ? staged[t * a.k + i] : a.x[t * a.x_stride + i]);
+#pragma unroll
+                for (int r = 0; r < R; ++r) acc[r][t] += wf[r] * xv;
+            }
+        }
+    }
+
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int t = 0; t < N; ++t) acc[r][t] = cuda::warp_sum(acc[r][t]);
+    if (ks > 1) {  // the unit's first warp adds the others' sums (no thread has returned: all reach the barrier)
+        if (lane == 0)
+#pragma unroll
+            for (int r = 0; r < R; ++r)
+#pragma unroll
+                for (int t = 0; t < N; ++t) partial[warp][r * N + t] = acc[r][t];
+        __syncthreads();
+        if (part != 0) return;
+        for (int p = 1; p < ks; ++p)
+#pragma unroll
+            for (int r = 0; r < R; ++r)
+#pragma unroll
+                for (int t = 0; t < N; ++t) acc[r][t] += partial[warp + p][r * N + t];
+    }
+    if (active) epilogue<T, N, E, R>(a, unit, rows, acc, lane);
+}
+
+// Warps per unit: enough for about two waves of resident warps (4 blocks of 8 warps per SM at these
+// kernels' 56-95 registers) when there are few units, while each warp keeps at least one full batch of
+// loads. LAMINA_GEMV_KSPLIT sets it (1, 2 or 4) for A/B measurements.
+int choose_ksplit(int units, int k, int vec_elems, int r) {
+    static const int forced = cuda::env_int("LAMINA_GEMV_KSPLIT", 0);
+    static const int sms = [] {
+        int device = 0, n = 0;
+        CUDA_CHECK(cudaGetDevice(&device));
+        CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
+        return n;
+    }();
+    const int batch = kLoadsInFlight / r * 32 * vec_elems;  // elements one warp loads per batch
+    if (forced == 1 || forced == 2 || forced == 4) return forced;
+    int ks = 1;
+    while (ks < 4 && static_cast<int64_t>(units) * ks < static_cast<int64_t>(sms) * 64 && k / (2 * ks) >= batch) ks *= 2;
+    return ks;
 }
 
 template <typename T, Epi E, bool Norm>
-void launch_fused(const FusedArgs<T>& a, int64_t n_tokens, bool vec, cudaStream_t stream) {
-    LAMINA_CHECK(n_tokens >= 1 && n_tokens <= kFusedDecodeMaxTokens, "fused decode takes 1..4 tokens");
+void launch(const GemvArgs<T>& a, int64_t n_tokens, bool vec, cudaStream_t stream) {
+    LAMINA_CHECK(n_tokens >= 1 && n_tokens <= kFusedDecodeMaxTokens, "decode GEMV takes 1..4 tokens");
+    LAMINA_CHECK(Norm || a.x_rows == nullptr);
     if (a.units == 0) return;
-    const dim3 grid(static_cast<unsigned>(cuda::ceil_div(a.units, kWarps)));
+    // The staged rows: up to 48 KB by default, more once the kernel's limit is raised (227 KB on Hopper).
+    const size_t smem = Norm ? static_cast<size_t>(n_tokens) * a.k * sizeof(T) : 0;
+    if (smem > (227u << 10))
+        throw Error("decode GEMV: " + std::to_string(n_tokens) + " rows of " + std::to_string(a.k) +
+                    " activations do not fit in shared memory");
+    constexpr int R = (E == Epi::SwiGlu || E == Epi::RopeKv) ? 2 : 1;
+    GemvArgs<T> args = a;
+    args.ksplit = choose_ksplit(a.units, a.k, vec ? 16 / static_cast<int>(sizeof(T)) : 1, R);
+    const auto grid = static_cast<unsigned>(cuda::ceil_div(a.units, kWarps / args.ksplit));
     auto go = [&]<int N>() {
-        cudaLaunchConfig_t cfg{};
-        cfg.gridDim = grid;
-        cfg.blockDim = dim3(kWarps * 32);
-        cfg.stream = stream;
-        cudaLaunchAttribute attr{};
-        attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attr.val.programmaticStreamSerializationAllowed = 1;
-        cfg.attrs = &attr;
-        cfg.numAttrs = pdl_enabled() ? 1 : 0;
-        if (vec)
-            CUDA_CHECK(cudaLaunchKernelEx(&cfg, fused_gemv_kernel<T, N, E, Norm, true>, a));
-        else
-            CUDA_CHECK(cudaLaunchKernelEx(&cfg, fused_gemv_kernel<T, N, E, Norm, false>, a));
+        auto kernel = vec ? gemv_kernel<T, N, E, Norm, true> : gemv_kernel<T, N, E, Norm, false>;
+        if (smem > (48u << 10))
+            CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+        cuda::launch_pdl(kernel, grid, kWarps * 32, smem, stream, args);
     };
     switch (n_tokens) {
-        case 1:
-            go.template operator()<1>();
-            break;
-        case 2:
-            go.template operator()<2>();
-            break;
-        case 3:
-            go.template operator()<3>();
-            break;
-        case 4:
-            go.template operator()<4>();
-            break;
+        case 1: go.template operator()<1>(); break;
+        case 2: go.template operator()<2>(); break;
+        case 3: go.template operator()<3>(); break;
+        case 4: go.template operator()<4>(); break;
     }
 }
 
-// 16-byte vectors when k, every row stride and every base allow it (x, W and, for Norm, the gain).
-bool vectorizable(DType t, int64_t k, std::initializer_list<std::pair<const void*, int64_t>> rows) {
-    const int64_t v = 16 / static_cast<int64_t>(dtype_size(t));
-    if (k % v != 0) return false;
-    for (auto [p, stride] : rows)
-        if (reinterpret_cast<uintptr_t>(p) % 16 != 0 || stride % v != 0) return false;
-    return true;
-}
-
-// The arguments every fused GEMV takes: x (normalized with gain g when given), W, bias, out, and its
-// vector width.
+// The arguments every GEMV takes: x (normalized with gain g when given), W, bias, out, and whether rows
+// can be read in 16-byte vectors (k, every row stride and every base; for Norm, the gain).
 template <typename T>
-FusedArgs<T> gemv_args(const TensorView& x, const TensorView* g, float eps, const TensorView& w, const TensorView* bias,
-                       const TensorView& out, int units, bool& vec) {
-    FusedArgs<T> a;
+GemvArgs<T> gemv_args(const TensorView& x, const TensorView* g, float eps, const TensorView& w, const float* bias,
+                      const TensorView& out, int units, bool& vec) {
+    GemvArgs<T> a;
     a.x = static_cast<const T*>(x.data), a.x_stride = x.row_stride;
     a.gain = g ? static_cast<const float*>(g->data) : nullptr, a.eps = eps;
     a.w = static_cast<const T*>(w.data), a.w_stride = w.row_stride;
-    a.bias = bias ? static_cast<const float*>(bias->data) : nullptr;
+    a.bias = bias;
     a.out = static_cast<T*>(out.data), a.out_stride = out.row_stride;
     a.units = units, a.k = static_cast<int>(x.cols);
-    vec = g ? vectorizable(x.dtype, x.cols, {{x.data, x.row_stride}, {w.data, w.row_stride}, {g->data, 0}})
-            : vectorizable(x.dtype, x.cols, {{x.data, x.row_stride}, {w.data, w.row_stride}});
+    constexpr int64_t V = 16 / sizeof(T);
+    vec = vector_rows(x, V) && vector_rows(w, V) && (g == nullptr || reinterpret_cast<uintptr_t>(g->data) % 16 == 0);
     return a;
 }
 
+const float* bias_of(const TensorView* b) { return b ? static_cast<const float*>(b->data) : nullptr; }
+
 }  // namespace
+
+void gemv(DType act, const TensorView& x, const TensorView& w, const float* bias, TensorView out, cudaStream_t stream) {
+    cuda::dispatch_dtype(act, [&]<typename T>() {
+        bool vec = false;
+        const GemvArgs<T> a = gemv_args<T>(x, nullptr, 0.0f, w, bias, out, static_cast<int>(w.rows), vec);
+        launch<T, Epi::Store, false>(a, x.rows, vec, stream);
+    });
+}
 
 void CudaBackend::decode_qkv(const TensorView& x, const TensorView& g, float eps, const TensorView& wqkv,
                              const TensorView* bqkv, const StepTokens& tok, const TensorView& rope_cos_sin,
@@ -297,13 +339,13 @@ void CudaBackend::decode_qkv(const TensorView& x, const TensorView& g, float eps
     LAMINA_CHECK(cache.kv_dim == s.n_head_kv * s.head_dim);
     cuda::dispatch_dtype(act_, [&]<typename T>() {
         bool vec = false;
-        FusedArgs<T> a = gemv_args<T>(x, &g, eps, wqkv, bqkv, qkv, static_cast<int>(qkv_dim / 2), vec);
+        GemvArgs<T> a = gemv_args<T>(x, &g, eps, wqkv, bias_of(bqkv), qkv, static_cast<int>(qkv_dim / 2), vec);
         a.positions = tok.positions, a.slots = tok.slots, a.cos_sin = static_cast<const float*>(rope_cos_sin.data);
         a.head_dim = static_cast<int>(s.head_dim), a.n_head = static_cast<int>(s.n_head),
         a.n_head_kv = static_cast<int>(s.n_head_kv);
         a.k_cache = static_cast<T*>(cache.k), a.v_cache = static_cast<T*>(cache.v);
         a.n_layer = cache.n_layer, a.n_ctx = cache.n_ctx, a.layer = layer;
-        launch_fused<T, Epi::RopeKv, true>(a, x.rows, vec, stream_);
+        launch<T, Epi::RopeKv, true>(a, x.rows, vec, stream_);
     });
 }
 
@@ -313,8 +355,8 @@ void CudaBackend::decode_matmul_add(const TensorView& x, const TensorView& w, co
     LAMINA_CHECK(w.cols == x.cols && residual.cols == w.rows && residual.rows == x.rows);
     cuda::dispatch_dtype(act_, [&]<typename T>() {
         bool vec = false;
-        const FusedArgs<T> a = gemv_args<T>(x, nullptr, 0.0f, w, bias, residual, static_cast<int>(w.rows), vec);
-        launch_fused<T, Epi::Add, false>(a, x.rows, vec, stream_);
+        const GemvArgs<T> a = gemv_args<T>(x, nullptr, 0.0f, w, bias_of(bias), residual, static_cast<int>(w.rows), vec);
+        launch<T, Epi::Add, false>(a, x.rows, vec, stream_);
     });
 }
 
@@ -325,9 +367,9 @@ void CudaBackend::decode_gate_up(const TensorView& x, const TensorView& g, float
     LAMINA_CHECK(w_gate_up.cols == x.cols && w_gate_up.rows == 2 * out.cols && out.rows == x.rows);
     cuda::dispatch_dtype(act_, [&]<typename T>() {
         bool vec = false;
-        FusedArgs<T> a = gemv_args<T>(x, &g, eps, w_gate_up, bias, out, static_cast<int>(out.cols), vec);
+        GemvArgs<T> a = gemv_args<T>(x, &g, eps, w_gate_up, bias_of(bias), out, static_cast<int>(out.cols), vec);
         a.pair_offset = static_cast<int>(out.cols);
-        launch_fused<T, Epi::SwiGlu, true>(a, x.rows, vec, stream_);
+        launch<T, Epi::SwiGlu, true>(a, x.rows, vec, stream_);
     });
 }
 
@@ -337,9 +379,9 @@ void CudaBackend::decode_norm_matmul(const TensorView& x, const int32_t* rows, c
     LAMINA_CHECK(g.dtype == DType::F32 && g.n_elements() == x.cols && w.cols == x.cols && out.cols == w.rows);
     cuda::dispatch_dtype(act_, [&]<typename T>() {
         bool vec = false;
-        FusedArgs<T> a = gemv_args<T>(x, &g, eps, w, nullptr, out, static_cast<int>(w.rows), vec);
+        GemvArgs<T> a = gemv_args<T>(x, &g, eps, w, nullptr, out, static_cast<int>(w.rows), vec);
         a.x_rows = rows;
-        launch_fused<T, Epi::Store, true>(a, out.rows, vec, stream_);
+        launch<T, Epi::Store, true>(a, out.rows, vec, stream_);
     });
 }
 

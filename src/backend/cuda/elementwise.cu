@@ -12,6 +12,7 @@ namespace {
 template <typename T>
 __global__ void embedding_kernel(const T* table, int64_t table_stride, const int32_t* ids, T* out, int64_t out_stride,
                                  int cols) {
+    cuda::pdl_wait();
     const int64_t t = blockIdx.x;
     const T* src = table + static_cast<int64_t>(ids[t]) * table_stride;
     for (int i = threadIdx.x; i < cols; i += blockDim.x) out[t * out_stride + i] = src[i];
@@ -20,6 +21,7 @@ __global__ void embedding_kernel(const T* table, int64_t table_stride, const int
 // VEC consecutive elements per thread (16-byte loads when VEC > 1), over a flat (token, vector) grid.
 template <typename T, int VEC>
 __global__ void swiglu_kernel(const T* gate_up, int64_t in_stride, T* out, int64_t out_stride, int n_ff, int64_t rows) {
+    cuda::pdl_wait();
     using Raw = cuda::Packed<T, VEC>;
     const int per_row = n_ff / VEC;
     const int64_t gid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -42,6 +44,7 @@ __global__ void swiglu_kernel(const T* gate_up, int64_t in_stride, T* out, int64
 
 template <typename T>
 __global__ void add_kernel(T* acc, int64_t acc_stride, const T* x, int64_t x_stride, int cols) {
+    cuda::pdl_wait();
     const int64_t t = blockIdx.y;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < cols; i += gridDim.x * blockDim.x)
         acc[t * acc_stride + i] = cuda::from_float<T>(cuda::to_float(acc[t * acc_stride + i]) + cuda::to_float(x[t * x_stride + i]));
@@ -49,6 +52,7 @@ __global__ void add_kernel(T* acc, int64_t acc_stride, const T* x, int64_t x_str
 
 template <typename T>
 __global__ void gather_rows_kernel(const T* x, int64_t x_stride, const int32_t* rows, T* out, int64_t out_stride, int cols) {
+    cuda::pdl_wait();
     const int64_t r = blockIdx.x;
     const T* src = x + static_cast<int64_t>(rows[r]) * x_stride;
     for (int i = threadIdx.x; i < cols; i += blockDim.x) out[r * out_stride + i] = src[i];
@@ -71,6 +75,7 @@ template <typename T>
 __global__ void argmax_kernel(const T* logits, int64_t stride, int cols, int32_t* ids) {
     __shared__ float best_val[32];
     __shared__ int best_idx[32];
+    cuda::pdl_wait();
     const T* row = logits + static_cast<int64_t>(blockIdx.x) * stride;
     float v = -INFINITY;
     int idx = 0x7fffffff;
@@ -105,7 +110,7 @@ dim3 row_grid(int64_t cols, int64_t rows) {
 void CudaBackend::embedding(const TensorView& table, const StepTokens& tok, TensorView out) {
     LAMINA_CHECK(table.dtype == act_ && out.dtype == act_ && out.cols == table.cols);
     cuda::dispatch_dtype(act_, [&]<typename T>() {
-        embedding_kernel<T><<<static_cast<unsigned>(tok.n_tokens), 256, 0, stream_>>>(
+        cuda::launch_pdl(embedding_kernel<T>, static_cast<unsigned>(tok.n_tokens), 256, 0, stream_,
             static_cast<const T*>(table.data), table.row_stride, tok.ids, static_cast<T*>(out.data), out.row_stride,
             static_cast<int>(table.cols));
     });
@@ -117,7 +122,7 @@ void CudaBackend::swiglu(const TensorView& gate_up, TensorView out) {
     cuda::dispatch_dtype(act_, [&]<typename T>() {
         auto go = [&]<int VEC>() {
             const int blocks = cuda::ceil_div(out.rows * (out.cols / VEC), 256);
-            swiglu_kernel<T, VEC><<<blocks, 256, 0, stream_>>>(static_cast<const T*>(gate_up.data), gate_up.row_stride,
+            cuda::launch_pdl(swiglu_kernel<T, VEC>, blocks, 256, 0, stream_, static_cast<const T*>(gate_up.data), gate_up.row_stride,
                                                               static_cast<T*>(out.data), out.row_stride,
                                                               static_cast<int>(out.cols), out.rows);
         };
@@ -131,7 +136,7 @@ void CudaBackend::swiglu(const TensorView& gate_up, TensorView out) {
 void CudaBackend::add(TensorView acc, const TensorView& x) {
     LAMINA_CHECK(acc.dtype == act_ && x.dtype == act_ && acc.rows == x.rows && acc.cols == x.cols);
     cuda::dispatch_dtype(act_, [&]<typename T>() {
-        add_kernel<T><<<row_grid(acc.cols, acc.rows), 256, 0, stream_>>>(
+        cuda::launch_pdl(add_kernel<T>, row_grid(acc.cols, acc.rows), 256, 0, stream_,
             static_cast<T*>(acc.data), acc.row_stride, static_cast<const T*>(x.data), x.row_stride, static_cast<int>(acc.cols));
     });
     CUDA_CHECK_LAUNCH();
@@ -140,7 +145,7 @@ void CudaBackend::add(TensorView acc, const TensorView& x) {
 void CudaBackend::gather_rows(const TensorView& x, const int32_t* rows, int64_t n, TensorView out) {
     LAMINA_CHECK(x.dtype == act_ && out.dtype == act_ && out.rows == n && out.cols == x.cols);
     cuda::dispatch_dtype(act_, [&]<typename T>() {
-        gather_rows_kernel<T><<<static_cast<unsigned>(n), 256, 0, stream_>>>(
+        cuda::launch_pdl(gather_rows_kernel<T>, static_cast<unsigned>(n), 256, 0, stream_,
             static_cast<const T*>(x.data), x.row_stride, rows, static_cast<T*>(out.data), out.row_stride, static_cast<int>(x.cols));
     });
     CUDA_CHECK_LAUNCH();
@@ -149,7 +154,7 @@ void CudaBackend::gather_rows(const TensorView& x, const int32_t* rows, int64_t 
 void CudaBackend::argmax_rows(const TensorView& logits, int32_t* ids) {
     LAMINA_CHECK(logits.dtype == act_);
     cuda::dispatch_dtype(act_, [&]<typename T>() {
-        argmax_kernel<T><<<static_cast<unsigned>(logits.rows), 1024, 0, stream_>>>(
+        cuda::launch_pdl(argmax_kernel<T>, static_cast<unsigned>(logits.rows), 1024, 0, stream_,
             static_cast<const T*>(logits.data), logits.row_stride, static_cast<int>(logits.cols), ids);
     });
     CUDA_CHECK_LAUNCH();

@@ -107,6 +107,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
                          const T* __restrict__ k_cache, const T* __restrict__ v_cache, cuda::CacheGeometry g,
                          int64_t layer, int group, float scale_log2, T* __restrict__ out, int64_t out_stride) {
     extern __shared__ __align__(16) unsigned char smem[];
+    cuda::pdl_wait();
     constexpr int S = kStride<HD>;
     T* sQ = reinterpret_cast<T*>(smem);
     T* sK = sQ + kRows * S;        // [2][kKeys][S]
@@ -259,7 +260,7 @@ void launch(const TensorView& qkv, const StepTokens& tok, const AttentionShape& 
                                     static_cast<int>(smem)));
     constexpr float kLog2e = 1.4426950408889634f;
     const dim3 grid(static_cast<unsigned>(tok.n_tiles), static_cast<unsigned>(s.n_head));
-    flash_prefill_kernel<T, HD><<<grid, kWarps * 32, smem, stream>>>(
+    cuda::launch_pdl(flash_prefill_kernel<T, HD>, grid, kWarps * 32, smem, stream,
         static_cast<const T*>(qkv.data), qkv.row_stride, tok.tiles, static_cast<const T*>(cache.k),
         static_cast<const T*>(cache.v), cuda::CacheGeometry::of(cache), layer,
         static_cast<int>(s.n_head / s.n_head_kv), s.scale * kLog2e, static_cast<T*>(out.data), out.row_stride);

@@ -1,9 +1,7 @@
 // Matrix products of activations with weights: out[n, m] = x[n, k] @ W[m, k]^T (+ bias[m]).
 //
-// Decode (n <= kGemvMaxTokens): a hand-written GEMV. One warp per output row; lanes stream the row
-// of W in 16-byte vectors (eight in flight each) and multiply with the n activation rows, which stay in
-// L1/L2; f32 accumulation, warp-shuffle reduction, bias in the epilogue. Bytes = m * k * sizeof(T)
-// (the weights, read once) — the whole cost at batch 1, so the target is the copy bandwidth.
+// Decode (n <= kGemvMaxTokens): the hand-written GEMV of decode_gemv.cu (one warp per output row, the
+// weights streamed once in 16-byte vectors; bytes = m * k * sizeof(T), so the target is the copy bandwidth).
 // Prefill and large batches: cuBLASLt (fp16/bf16 inputs, f32 accumulation); per shape, the heuristic's
 // top candidates (32; LAMINA_GEMM_CANDIDATES) are timed once on the first call and the fastest is kept
 // (LAMINA_GEMM_LOG=1 prints each shape's rate). FLOPs = 2 n m k, the target is the tensor cores' measured rate.
@@ -16,88 +14,9 @@ namespace {
 // Up to 2 tokens the GEMV wins or ties; from 4 on, cuBLASLt's tensor cores do (H100, 7B decode: b2 336 vs
 // 335, b4 566 vs 651, b8 821 vs 1,223 tok/s, GEMV vs cuBLASLt). LAMINA_GEMV_MAX_TOKENS lowers it for A/B.
 constexpr int64_t kGemvMaxTokens = 2;
-constexpr int kGemvWarps = 8;     // rows per block
-constexpr int kGemvUnroll = 8;    // 16-byte loads in flight per lane
 
-// Weights are read once per step: loaded as streaming (evict-first), leaving L2 to the activations and
-// the KV cache (H100, 7B: decode 174 -> 181 tok/s at batch 1, 770 -> 822 at batch 8). LAMINA_GEMV_STREAM=0
-// reads them through the read-only path instead (an A/B switch).
-__device__ __forceinline__ uint4 load_weight(const uint4* p, bool stream) { return stream ? __ldcs(p) : __ldg(p); }
 constexpr size_t kWorkspaceBytes = 32u << 20;
 constexpr int kAutotuneRepeats = 3;  // timed runs per cuBLASLt candidate
-
-template <typename T, int N, bool Vec>
-__global__ void __launch_bounds__(kGemvWarps * 32)
-    gemv_kernel(const T* __restrict__ x, int64_t x_stride, const T* __restrict__ w, int64_t w_stride,
-                const float* __restrict__ bias, T* __restrict__ out, int64_t out_stride, int m, int k, bool stream) {
-    const int row = blockIdx.x * kGemvWarps + threadIdx.x / 32;
-    const int lane = threadIdx.x % 32;
-    if (row >= m) return;
-    const T* wr = w + static_cast<int64_t>(row) * w_stride;
-    float acc[N];
-#pragma unroll
-    for (int t = 0; t < N; ++t) acc[t] = 0.0f;
-
-    if constexpr (Vec) {
-        constexpr int V = 16 / sizeof(T);
-        constexpr int kStep = 32 * V;
-        // kGemvUnroll independent vector loads per lane before any use; the last pass is predicated
-        // (no serial remainder loop, whose loads would each wait for the previous one's use).
-        for (int base = lane * V; base < k; base += kGemvUnroll * kStep) {
-            uint4 wv[kGemvUnroll];
-#pragma unroll
-            for (int u = 0; u < kGemvUnroll; ++u) {
-                const int i = base + u * kStep;
-                wv[u] = i < k ? load_weight(reinterpret_cast<const uint4*>(wr + i), stream) : make_uint4(0, 0, 0, 0);
-            }
-#pragma unroll
-            for (int u = 0; u < kGemvUnroll; ++u) {
-                const int i = base + u * kStep;
-                if (i >= k) break;
-                const T* wt = reinterpret_cast<const T*>(&wv[u]);
-#pragma unroll
-                for (int t = 0; t < N; ++t) {
-                    const uint4 xv = *reinterpret_cast<const uint4*>(x + t * x_stride + i);
-                    const T* xt = reinterpret_cast<const T*>(&xv);
-#pragma unroll
-                    for (int j = 0; j < V; ++j) acc[t] += cuda::to_float(wt[j]) * cuda::to_float(xt[j]);
-                }
-            }
-        }
-    } else {
-        for (int i = lane; i < k; i += 32) {
-            const float wv = cuda::to_float(wr[i]);
-#pragma unroll
-            for (int t = 0; t < N; ++t) acc[t] += wv * cuda::to_float(x[t * x_stride + i]);
-        }
-    }
-#pragma unroll
-    for (int t = 0; t < N; ++t) {
-        const float s = cuda::warp_sum(acc[t]);
-        if (lane == 0) out[t * out_stride + row] = cuda::from_float<T>(s + (bias ? bias[row] : 0.0f));
-    }
-}
-
-template <typename T>
-void launch_gemv(const TensorView& x, const TensorView& w, const float* bias, TensorView out, cudaStream_t stream) {
-    constexpr int64_t V = 16 / sizeof(T);
-    const bool vec = vector_rows(x, V) && vector_rows(w, V);
-    static const bool stream_weights = cuda::env_switch("LAMINA_GEMV_STREAM", true);
-    const int m = static_cast<int>(w.rows), k = static_cast<int>(w.cols);
-    const dim3 grid(static_cast<unsigned>(cuda::ceil_div(m, kGemvWarps)));
-    auto go = [&]<int N>() {
-        auto args = std::make_tuple(static_cast<const T*>(x.data), x.row_stride, static_cast<const T*>(w.data),
-                                    w.row_stride, bias, static_cast<T*>(out.data), out.row_stride, m, k, stream_weights);
-        if (vec) std::apply([&](auto... a) { gemv_kernel<T, N, true><<<grid, kGemvWarps * 32, 0, stream>>>(a...); }, args);
-        else std::apply([&](auto... a) { gemv_kernel<T, N, false><<<grid, kGemvWarps * 32, 0, stream>>>(a...); }, args);
-    };
-    switch (x.rows) {
-        case 1: go.template operator()<1>(); break;
-        case 2: go.template operator()<2>(); break;
-        default: LAMINA_CHECK(false, "gemv takes 1 or 2 rows");
-    }
-    CUDA_CHECK_LAUNCH();
-}
 
 template <typename T>
 __global__ void add_bias_kernel(T* out, int64_t stride, const float* bias, int m) {
@@ -213,7 +132,7 @@ void CudaBackend::matmul(const TensorView& x, const TensorView& w, const TensorV
     const float* b = bias ? static_cast<const float*>(bias->data) : nullptr;
     static const int64_t gemv_max_tokens = std::min<int64_t>(kGemvMaxTokens, cuda::env_int("LAMINA_GEMV_MAX_TOKENS", kGemvMaxTokens));
     if (x.rows <= gemv_max_tokens) {
-        cuda::dispatch_dtype(act_, [&]<typename T>() { launch_gemv<T>(x, w, b, out, stream_); });
+        gemv(act_, x, w, b, out, stream_);
         return;
     }
     gemm_cublaslt(x, w, out);

@@ -130,10 +130,11 @@ __global__ void rms_norm_kernel(T* residual, int64_t res_stride, const T* x, int
                                 T* out, int64_t out_stride, int64_t rows, int cols, float eps) {
     int64_t r = blockIdx.x;
     if (r >= rows) return;
+    float wv[ITEMS][VEC];
+    load_weight<VEC, ITEMS>(w, cols, wv);  // the gains: no kernel writes them, so read before the wait
+    cuda::pdl_wait();
     RowLoads<T, VEC, ITEMS, Fused> cur;
     cur.issue(residual + r * res_stride, Fused ? x + r * x_stride : nullptr, cols);
-    float wv[ITEMS][VEC];
-    load_weight<VEC, ITEMS>(w, cols, wv);
     for (; r < rows; r += gridDim.x) {
         const int64_t next = r + gridDim.x;
         RowLoads<T, VEC, ITEMS, Fused> ahead;
@@ -255,7 +256,7 @@ void launch_rms_norm(TensorView residual, const TensorView* x, const TensorView&
             auto kernel = rms_norm_kernel<T, VEC, ITEMS, Fused>;
             const int64_t grid = std::min<int64_t>(cuda::ceil_div(residual.rows, rows_per_block),
                                                    resident_blocks(kernel, g.threads));
-            kernel<<<static_cast<unsigned>(grid), g.threads, 0, stream>>>(
+            cuda::launch_pdl(kernel, static_cast<unsigned>(grid), g.threads, 0, stream,
                 static_cast<T*>(residual.data), residual.row_stride, x ? static_cast<const T*>(x->data) : nullptr,
                 x ? x->row_stride : 0, static_cast<const float*>(w.data), static_cast<T*>(out.data), out.row_stride,
                 residual.rows, cols, eps);

@@ -19,6 +19,7 @@ template <typename T, int VEC>
 __global__ void rope_kv_write_kernel(T* qkv, int64_t stride, const int32_t* positions, const int32_t* slots,
                                      const float* cos_sin, int head_dim, int n_head, int n_head_kv, T* k_cache,
                                      T* v_cache, cuda::CacheGeometry g, int64_t layer, int64_t n_tokens) {
+    cuda::pdl_wait();
     using Raw = cuda::Packed<T, VEC>;
     const int half = head_dim / 2;
     const int rot_items = (n_head + n_head_kv) * (half / VEC);
@@ -70,7 +71,7 @@ void CudaBackend::rope_kv_write(TensorView qkv, const StepTokens& tok, const Ten
         auto go = [&]<int VEC>() {
             const int64_t items = (s.n_head + s.n_head_kv) * (s.head_dim / 2 / VEC) + s.n_head_kv * (s.head_dim / VEC);
             const int blocks = cuda::ceil_div(tok.n_tokens * items, kThreads);
-            rope_kv_write_kernel<T, VEC><<<blocks, kThreads, 0, stream_>>>(
+            cuda::launch_pdl(rope_kv_write_kernel<T, VEC>, blocks, kThreads, 0, stream_,
                 static_cast<T*>(qkv.data), qkv.row_stride, tok.positions, tok.slots,
                 static_cast<const float*>(rope_cos_sin.data), static_cast<int>(s.head_dim), static_cast<int>(s.n_head),
                 static_cast<int>(s.n_head_kv), static_cast<T*>(cache.k), static_cast<T*>(cache.v),
