@@ -8,6 +8,8 @@
 #                                    limit of one device call)
 #   bash bench/gpu_bench.sh profile  per-kernel time and DRAM GB/s of one prefill + decode (ncu), after prepare
 #                                    (PROFILE_BATCH: the batch; PROFILE_TAG: a suffix for its files)
+#   bash bench/gpu_bench.sh tp       on a multi-GPU machine: CUDA tensor-parallel tests, NCCL all-reduce latency,
+#                                    random LLaMA-7B at tp 1/2/4/8 (prefill, decode b1/b32, greedy vs tp 1)
 #   bash bench/gpu_bench.sh ab       quick A/B of development switches (AB_VARIANTS="label:ENV=1+ENV2=0:batch ...";
 #                                    AB_TESTS=1 runs the decode tests first)
 # Logs and JSON go to /tmp/lamina-run, packed into $OUT/results-<mode>.tgz at exit (the device tool
@@ -46,6 +48,31 @@ if [ "$mode" = "profile" ]; then  # per-kernel time and DRAM bytes of prefill + 
         --input_len 512 --output_len 3 --repeats 1 > "$out/ncu_bench$tag.md" 2>&1 || tail -5 "$out/ncu_bench$tag.md"
     python3 bench/ncu_summary.py "$out/ncu$tag.csv" > "$out/ncu_summary$tag.md"
     head -${PROFILE_LINES:-30} "$out/ncu_summary$tag.md"
+    exit 0
+fi
+
+if [ "$mode" = "tp" ]; then  # tensor parallelism over this machine's GPUs (NCCL): tests, all-reduce, tp 1/2/4/8
+    export NCCL_NVLS_ENABLE=0  # NVLink multicast off (lamina sets it too; the tests' own NCCL calls see it here)
+    n=$(nvidia-smi -L | wc -l)
+    ./build-gpu/lamina_tests --gtest_filter='*CudaTp*:*TpMatchesOneRank*:*TpCli*' > "$out/tp_tests.log" 2>&1 || true
+    grep -E "^\[ *(FAILED|PASSED|SKIPPED) " "$out/tp_tests.log" | sort | uniq | tail -12 || true
+    [ "$n" -ge 2 ] && ./build-gpu/lamina_bench_allreduce "$n" 4096 32 | tee "$out/allreduce.md"
+    [ -f "$ckpt/config.json" ] || python3 tools/make_random_llama.py --out "$ckpt" > "$out/make_ckpt.log"
+    python3 -c "import random; random.seed(7); print(' '.join(str(random.randrange(3, 32000)) for _ in range(512)))" > /tmp/prompt_ids.txt
+    for tp in 1 2 4 8; do
+        [ "$tp" -le "$n" ] || continue
+        eng=/tmp/llama7b-fp16-tp$tp
+        [ -f "$eng/config.json" ] || ./build-gpu/lamina build --model_dir "$ckpt" --output_dir "$eng" --dtype float16 \
+            --max_batch_size 32 --max_input_len 512 --max_output_len 128 --tp_size $tp \
+            --tokenizer tests/data/tokenizer/ggml-vocab-llama-spm.gguf >> "$out/build_engine.log"
+        for b in 1 32; do
+            ./build-gpu/lamina bench --device cuda --engine_dir "$eng" --batch_size $b --input_len 512 \
+                --output_len 128 --repeats 3 --json "$out/tp${tp}_b$b.json" > "$out/tp${tp}_b$b.md"
+        done
+        ./build-gpu/lamina logits --engine_dir "$eng" --input_ids /tmp/prompt_ids.txt --greedy 128 \
+            --output "$out/tp${tp}_logits.json"
+    done
+    python3 bench/summarize_tp.py "$out" | tee "$out/tp_summary.md"
     exit 0
 fi
 
