@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Table of a tensor-parallel run (`bash bench/gpu_bench.sh tp`): per tp size, prefill 512 and decode at
-batch 1 and 32 (tokens/s), the all-reduce time per decode step from lamina_bench_allreduce, and the greedy
-tokens (of 128, fixed 512-token prompt) equal to tp 1's before the first difference.
+batch 1 and 32 (tokens/s), the time rank 0 spends in collectives per decode step (measured in the run: `lamina bench`'s timed
+collectives; and estimated from lamina_bench_allreduce's latency), and the greedy tokens (of 128, fixed 512-token prompt) equal to tp 1's before the first difference.
 
     python3 bench/summarize_tp.py RUN_DIR
 """
@@ -21,9 +21,9 @@ def main():
             if m:
                 allreduce[int(m.group(1))] = float(m.group(2))
     base = json.load(open(os.path.join(d, "tp1_logits.json"))).get("greedy_ids", [])
-    print("| tp | prefill 512 tok/s | decode b1 tok/s (ms/token) | decode b32 tok/s | all-reduce ms/step b1 / b32 "
-          "| greedy = tp 1 |")
-    print("|---|---|---|---|---|---|")
+    print("| tp | prefill 512 tok/s | decode b1 tok/s (ms/token) | decode b32 tok/s | collectives ms/step b1 / b32 "
+          "(in run) | all-reduce ms/step b1 / b32 (microbenchmark) | greedy = tp 1 |")
+    print("|---|---|---|---|---|---|---|")
     for tp in (1, 2, 4, 8):
         b1 = os.path.join(d, f"tp{tp}_b1.json")
         if not os.path.exists(b1):
@@ -34,8 +34,10 @@ def main():
         agree = next((i for i, (a, b) in enumerate(zip(ids, base)) if a != b), min(len(ids), len(base)))
         dec = max(j1["decode_tokens_per_s"])
         ar = "—" if tp == 1 else f"{allreduce.get(1, 0):.3f} / {allreduce.get(32, 0):.3f}"
+        run = "—" if tp == 1 else (f"{j1.get('decode_collective_ms_per_step', 0):.3f} / "
+                                   f"{j32.get('decode_collective_ms_per_step', 0):.3f}")
         print(f"| {tp} | {max(j1['prefill_tokens_per_s']):,.0f} | {dec:.1f} ({1e3 / dec:.2f}) | "
-              f"{max(j32['decode_tokens_per_s']):,.0f} | {ar} | {agree}/{len(base)} |")
+              f"{max(j32['decode_tokens_per_s']):,.0f} | {run} | {ar} | {agree}/{len(base)} |")
 
 
 if __name__ == "__main__":

@@ -132,6 +132,16 @@ Handler add_bench(CLI::App& app) {
             decode_tps.push_back(static_cast<double>(s.decode_steps * a->batch_size) / s.decode_seconds);
             first_token_ms.push_back(1e3 * s.first_token_seconds);
         }
+        // Tensor parallel: one more run with the collectives timed (their events are left out of the runs
+        // above), for the time rank 0 spends in all-reduces and the logits all-gather per decode step.
+        double collective_ms = 0.0;
+        if (engine.tp_size() > 1) {
+            gen.model().set_collective_timing(true);
+            gen.generate(prompts, params);
+            gen.model().set_collective_timing(false);
+            const GenerationStats& s = gen.stats();
+            collective_ms = 1e3 * s.decode_collective_seconds / static_cast<double>(std::max<int64_t>(1, s.decode_steps));
+        }
         // Average bytes per decode step over the positions the decode visits.
         const size_t kv_bytes = dtype_size(backend->activation_dtype());
         double step_bytes = 0.0;
@@ -163,6 +173,8 @@ Handler add_bench(CLI::App& app) {
                         100.0 * achieved / ceiling, ceiling / 1e9);
         else
             std::printf("| decode achieved GB/s%s | %.2f | |\n", per, achieved / 1e9);
+        if (engine.tp_size() > 1)
+            std::printf("| decode collectives ms/step (rank 0, waits included) | %.3f | |\n", collective_ms);
         if (a->profile) print_profile(gen, prompts, a->batch_size);
         if (!a->json.empty()) {
             nlohmann::json j = {{"device", backend->name()},
@@ -170,6 +182,7 @@ Handler add_bench(CLI::App& app) {
                                 {"engine_dir", a->engine_dir},
                                 {"batch_size", a->batch_size},
                                 {"tp_size", engine.tp_size()},
+                                {"decode_collective_ms_per_step", collective_ms},
                                 {"input_len", a->input_len},
                                 {"output_len", a->output_len},
                                 {"prefill_tokens_per_s", prefill_tps},

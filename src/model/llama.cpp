@@ -114,6 +114,12 @@ void LlamaModel::all_reduce(const TensorView& v) {
     if (comm_) comm_->all_reduce_sum(v);
 }
 
+void LlamaModel::set_collective_timing(bool on) {
+    if (tp_) tp_->set_collective_timing(on);
+}
+
+double LlamaModel::collective_seconds() { return tp_ ? tp_->collective_seconds() : 0.0; }
+
 void LlamaModel::copy_slot(int64_t src, int64_t dst, int64_t n_positions) {
     if (tp_) return tp_->copy_slot(src, dst, n_positions);
     LAMINA_CHECK(src >= 0 && src < kv_.n_slot && dst >= 0 && dst < kv_.n_slot && n_positions <= kv_.n_ctx);

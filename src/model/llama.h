@@ -54,6 +54,9 @@ public:
     // Copies the KV cache of positions [0, n_positions) of slot `src` into slot `dst` (beam search
     // forks a hypothesis this way).
     void copy_slot(int64_t src, int64_t dst, int64_t n_positions);
+    // Tensor-parallel engines: time rank 0 spends in collectives while timing is on (TpModel); one rank: 0.
+    void set_collective_timing(bool on);
+    double collective_seconds();
 
     const ModelConfig& config() const { return config_; }
     const ModelLimits& limits() const { return limits_; }

@@ -26,6 +26,16 @@ public:
     // (out.cols <= size * part.cols: the last rank's columns past out.cols are its padding, dropped).
     // part [rows, part.cols] contiguous and out [rows, out.cols] contiguous, both on every rank.
     virtual void all_gather_cols(const TensorView& part, TensorView out) = 0;
+
+    // Time in this rank's collectives, waiting for the other ranks included, while timing is on: the
+    // running total in seconds (host wall time on the CPU; on NCCL the GPU time between events recorded
+    // around each call on the rank's stream, read when asked). Off by default: the events cost a little.
+    void set_timing(bool on) { timing_ = on; }
+    virtual double seconds() { return seconds_; }
+
+protected:
+    bool timing_ = false;
+    double seconds_ = 0.0;
 };
 
 // n simulated ranks in one process for the CPU backend: handle r must be driven by its own thread

@@ -8,6 +8,7 @@
 // Every rank adds the same values in the same order, so the results are bit-identical across ranks.
 #include <algorithm>
 #include <barrier>
+#include <chrono>
 #include <cstring>
 
 #include "core/error.h"
@@ -32,6 +33,7 @@ public:
 
     void all_reduce_sum(TensorView x) override {
         LAMINA_CHECK(x.dtype == DType::F32 && x.row_stride == x.cols, "cpu all_reduce_sum takes contiguous f32");
+        const Timed timed(*this);
         const size_t n = static_cast<size_t>(x.n_elements());
         publish(x);
         for (int r = 0; r < size(); ++r)
@@ -48,6 +50,7 @@ public:
     void all_gather_cols(const TensorView& part, TensorView out) override {
         LAMINA_CHECK(part.dtype == DType::F32 && out.dtype == DType::F32 && part.row_stride == part.cols &&
                      out.row_stride == out.cols && part.rows == out.rows && out.cols <= size() * part.cols);
+        const Timed timed(*this);
         publish(part);
         for (int r = 0; r < size(); ++r) {
             const TensorView& p = group_->views[r];
@@ -60,6 +63,16 @@ public:
     }
 
 private:
+    // Adds a collective's wall time to seconds_ when timing is on.
+    struct Timed {
+        explicit Timed(CpuCommunicator& c) : c(c), t0(std::chrono::steady_clock::now()) {}
+        ~Timed() {
+            if (c.timing_) c.seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        }
+        CpuCommunicator& c;
+        std::chrono::steady_clock::time_point t0;
+    };
+
     // Makes v visible to the other ranks and waits until every rank has published its own.
     void publish(const TensorView& v) {
         group_->views[rank_] = v;

@@ -193,4 +193,12 @@ void TpModel::copy_slot(int64_t src, int64_t dst, int64_t n_positions) {
     run_on_ranks([&](int r) { ranks_[r].model->copy_slot(src, dst, n_positions); });
 }
 
+void TpModel::set_collective_timing(bool on) {
+    for (Rank& r : ranks_) r.comm->set_timing(on);  // between steps: the rank threads are idle
+}
+
+double TpModel::collective_seconds() {
+    return ranks_[0].comm->seconds();  // rank 0 runs on this thread
+}
+
 }  // namespace lamina

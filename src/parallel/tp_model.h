@@ -46,6 +46,9 @@ public:
                         std::span<const SampleRowParams> params, std::span<const double> uniforms, int32_t* next_ids,
                         const IntermediateHook& on_intermediate);
     void copy_slot(int64_t src, int64_t dst, int64_t n_positions);
+    // Timing of every rank's collectives (Communicator::set_timing); the running total of rank 0's.
+    void set_collective_timing(bool on);
+    double collective_seconds();
 
     int tp_size() const { return static_cast<int>(ranks_.size()); }
     LlamaModel& rank_model(int r) { return *ranks_.at(static_cast<size_t>(r)).model; }

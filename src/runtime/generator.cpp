@@ -138,8 +138,10 @@ std::vector<std::vector<int32_t>> Generator::generate(const std::vector<std::vec
                 active.push_back(s);
             }
             const auto t0 = Clock::now();
+            const double c0 = model_.collective_seconds();
             run(logit_rows, active);
             stats_.decode_seconds += seconds_since(t0);
+            stats_.decode_collective_seconds += model_.collective_seconds() - c0;
             ++stats_.decode_steps;
             for (size_t r = 0; r < active.size(); ++r) accept(active[r], chosen[r]);
         }

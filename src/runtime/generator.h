@@ -25,6 +25,7 @@ struct GenerationStats {
     double decode_seconds = 0.0;   // wall time of steps that carried only generated tokens
     double first_token_seconds = 0.0;  // from start to the first sampled token of the first group
     int64_t decode_steps = 0;
+    double decode_collective_seconds = 0.0;  // of decode_seconds, rank 0's collectives (tensor parallel, timing on)
 };
 
 class Generator {

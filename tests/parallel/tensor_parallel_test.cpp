@@ -115,6 +115,28 @@ TEST(CpuCommunicator, AllReduceSumsInRankOrderAndAllGatherDropsPadding) {
     }
 }
 
+TEST(CpuCommunicator, TimesItsCollectivesOnlyWhenAsked) {
+    constexpr int kRanks = 2;
+    auto comms = make_cpu_communicators(kRanks);
+    std::vector<std::vector<float>> x(kRanks, std::vector<float>(64, 1.0f));
+    auto reduce_on_all = [&] {
+        std::vector<std::thread> threads;
+        for (int r = 0; r < kRanks; ++r)
+            threads.emplace_back([&, r] { comms[r]->all_reduce_sum(make_view(x[r].data(), DType::F32, 1, 64)); });
+        for (auto& t : threads) t.join();
+    };
+    reduce_on_all();
+    EXPECT_EQ(comms[0]->seconds(), 0.0) << "timing is off by default";
+    comms[0]->set_timing(true);
+    reduce_on_all();
+    const double once = comms[0]->seconds();
+    EXPECT_GT(once, 0.0);
+    comms[0]->set_timing(false);
+    reduce_on_all();
+    EXPECT_EQ(comms[0]->seconds(), once) << "a running total, still while timing is off";
+    EXPECT_EQ(comms[1]->seconds(), 0.0) << "rank 1 was never timed";
+}
+
 // One model built at tp 1 and tp N from the same spec.
 class TpEngines {
 public:

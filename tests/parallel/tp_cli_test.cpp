@@ -35,10 +35,16 @@ TEST(TpCli, RunOnTp2EngineGivesTheTp1Text) {
     EXPECT_NE(tp.output.find("Output [Text 0 Beam 0]: \""), std::string::npos) << tp.output;
     EXPECT_EQ(tp.output, one.output) << "only rank 0 prints, and it prints what tp 1 does";
 
+    const auto json = dir / "bench.json";
     const auto bench = run_command(lamina("bench --device cpu --engine_dir " + (dir / "tp2").string() +
-                                          " --input_len 8 --output_len 4 --repeats 1"));
+                                          " --input_len 8 --output_len 4 --repeats 1 --json " + json.string()));
     ASSERT_EQ(bench.status, 0) << bench.output;
     EXPECT_NE(bench.output.find("| decode tokens/s |"), std::string::npos) << bench.output;
+    EXPECT_NE(bench.output.find("| decode collectives ms/step (rank 0, waits included) |"), std::string::npos)
+        << bench.output;
+    const auto j = test::read_json(json);
+    EXPECT_EQ(j["tp_size"], 2);
+    EXPECT_GT(static_cast<double>(j["decode_collective_ms_per_step"]), 0.0) << "timed collectives of a tp 2 decode";
 }
 
 TEST(TpCli, IndivisibleHeadsAreOneLineErrors) {

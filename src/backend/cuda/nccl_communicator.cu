@@ -12,6 +12,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <utility>
+#include <vector>
 
 #include "backend/cuda/cuda_backend_impl.h"
 #include "parallel/communicator.h"
@@ -41,6 +43,10 @@ public:
         : comm_(comm), rank_(rank), size_(size), device_(device), stream_(stream) {}
     ~NcclCommunicator() override {
         cudaSetDevice(device_);
+        for (auto [begin, end] : events_) {
+            cudaEventDestroy(begin);
+            cudaEventDestroy(end);
+        }
         if (scratch_) cudaFree(scratch_);
         ncclCommDestroy(comm_);
     }
@@ -49,9 +55,11 @@ public:
 
     void all_reduce_sum(TensorView x) override {
         LAMINA_CHECK(x.row_stride == x.cols, "all_reduce_sum takes a contiguous tensor");
+        const size_t timed = begin_timing();
         nccl_check(ncclAllReduce(x.data, x.data, static_cast<size_t>(x.n_elements()), nccl_type(x.dtype), ncclSum, comm_,
                                  stream_),
                    "ncclAllReduce");
+        end_timing(timed);
     }
 
     void all_gather_cols(const TensorView& part, TensorView out) override {
@@ -65,6 +73,7 @@ public:
             CUDA_CHECK(cudaMalloc(&scratch_, block * static_cast<size_t>(size_)));
             scratch_bytes_ = block * static_cast<size_t>(size_);
         }
+        const size_t timed = begin_timing();
         nccl_check(ncclAllGather(part.data, scratch_, static_cast<size_t>(part.n_elements()), nccl_type(part.dtype), comm_,
                                  stream_),
                    "ncclAllGather");
@@ -77,9 +86,48 @@ public:
                                          static_cast<size_t>(part.cols) * elem, static_cast<size_t>(width) * elem,
                                          static_cast<size_t>(part.rows), cudaMemcpyDeviceToDevice, stream_));
         }
+        end_timing(timed);
+    }
+
+    double seconds() override {
+        drain();
+        return seconds_;
     }
 
 private:
+    static constexpr size_t kNotTimed = ~size_t{0};
+    static constexpr size_t kMaxPending = 4096;  // event pairs recorded before they are read back
+
+    // Records the begin event of a timed call (a pair from the pool); kNotTimed when timing is off.
+    size_t begin_timing() {
+        if (!timing_) return kNotTimed;
+        if (pending_ == events_.size()) {
+            cudaEvent_t b = nullptr, e = nullptr;
+            CUDA_CHECK(cudaEventCreate(&b));
+            CUDA_CHECK(cudaEventCreate(&e));
+            events_.emplace_back(b, e);
+        }
+        CUDA_CHECK(cudaEventRecord(events_[pending_].first, stream_));
+        return pending_++;
+    }
+    void end_timing(size_t i) {
+        if (i == kNotTimed) return;
+        CUDA_CHECK(cudaEventRecord(events_[i].second, stream_));
+        if (pending_ >= kMaxPending) drain();
+    }
+    // Adds the elapsed time of every recorded pair (waiting for the last to complete).
+    void drain() {
+        for (size_t i = 0; i < pending_; ++i) {
+            CUDA_CHECK(cudaEventSynchronize(events_[i].second));
+            float ms = 0.0f;
+            CUDA_CHECK(cudaEventElapsedTime(&ms, events_[i].first, events_[i].second));
+            seconds_ += ms * 1e-3;
+        }
+        pending_ = 0;
+    }
+
+    std::vector<std::pair<cudaEvent_t, cudaEvent_t>> events_;  // pool of (begin, end) pairs
+    size_t pending_ = 0;                                       // pairs recorded and not yet read
     ncclComm_t comm_;
     int rank_, size_, device_;
     cudaStream_t stream_;
