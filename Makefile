@@ -8,7 +8,7 @@ DEMO_ENGINE := engines/smollm2-f32
 PROMPT      ?= Born in north-east France, Soyer trained as a
 CMAKE_FLAGS ?=
 
-.PHONY: all setup model build demo test test-release test-asan gpu-test gpu-bench bench clean format
+.PHONY: all setup model build demo test test-release test-asan gpu-test gpu-bench gpu-tp bench clean format
 
 all: build
 
@@ -53,6 +53,10 @@ gpu-test:
 gpu-bench:
 	bash bench/gpu_bench.sh prepare
 	bash bench/gpu_bench.sh bench
+
+# On a machine with several GPUs: tensor parallelism through NCCL (tests, all-reduce latency, tp 1/2/4/8).
+gpu-tp:
+	bash bench/gpu_bench.sh tp
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -11,6 +11,15 @@ import re
 import sys
 
 
+def load(path):
+    """The JSON at path, or {} when a run failed and left none."""
+    return json.load(open(path)) if os.path.exists(path) else {}
+
+
+def best(j, key):
+    return max(j.get(key) or [0.0])
+
+
 def main():
     d = sys.argv[1]
     allreduce = {}  # tokens -> ms per step
@@ -20,24 +29,23 @@ def main():
             m = re.match(r"\| (\d+) \| \d+ \| [\d.]+ \| ([\d.]+) \|", line)
             if m:
                 allreduce[int(m.group(1))] = float(m.group(2))
-    base = json.load(open(os.path.join(d, "tp1_logits.json"))).get("greedy_ids", [])
+    base = load(os.path.join(d, "tp1_logits.json")).get("greedy_ids", [])
     print("| tp | prefill 512 tok/s | decode b1 tok/s (ms/token) | decode b32 tok/s | collectives ms/step b1 / b32 "
           "(in run) | all-reduce ms/step b1 / b32 (microbenchmark) | greedy = tp 1 |")
     print("|---|---|---|---|---|---|---|")
     for tp in (1, 2, 4, 8):
-        b1 = os.path.join(d, f"tp{tp}_b1.json")
-        if not os.path.exists(b1):
+        j1, j32 = load(os.path.join(d, f"tp{tp}_b1.json")), load(os.path.join(d, f"tp{tp}_b32.json"))
+        ids = load(os.path.join(d, f"tp{tp}_logits.json")).get("greedy_ids", [])
+        if not j1 and not j32 and not ids:
             continue
-        j1 = json.load(open(b1))
-        j32 = json.load(open(os.path.join(d, f"tp{tp}_b32.json")))
-        ids = json.load(open(os.path.join(d, f"tp{tp}_logits.json"))).get("greedy_ids", [])
         agree = next((i for i, (a, b) in enumerate(zip(ids, base)) if a != b), min(len(ids), len(base)))
-        dec = max(j1["decode_tokens_per_s"])
+        dec = best(j1, "decode_tokens_per_s")
         ar = "—" if tp == 1 else f"{allreduce.get(1, 0):.3f} / {allreduce.get(32, 0):.3f}"
         run = "—" if tp == 1 else (f"{j1.get('decode_collective_ms_per_step', 0):.3f} / "
                                    f"{j32.get('decode_collective_ms_per_step', 0):.3f}")
-        print(f"| {tp} | {max(j1['prefill_tokens_per_s']):,.0f} | {dec:.1f} ({1e3 / dec:.2f}) | "
-              f"{max(j32['decode_tokens_per_s']):,.0f} | {run} | {ar} | {agree}/{len(base)} |")
+        ms = f"{1e3 / dec:.2f}" if dec else "failed"
+        print(f"| {tp} | {best(j1, 'prefill_tokens_per_s'):,.0f} | {dec:.1f} ({ms}) | "
+              f"{best(j32, 'decode_tokens_per_s'):,.0f} | {run} | {ar} | {agree}/{len(base)} |")
 
 
 if __name__ == "__main__":
