@@ -46,7 +46,7 @@ public:
                         std::span<const SampleRowParams> params, std::span<const double> uniforms, int32_t* next_ids,
                         const IntermediateHook& on_intermediate);
     void copy_slot(int64_t src, int64_t dst, int64_t n_positions);
-    // Timing of every rank's collectives (Communicator::set_timing); the running total of rank 0's.
+    // Timing of rank 0's collectives (Communicator::set_timing) and their running total.
     void set_collective_timing(bool on);
     double collective_seconds();
 

@@ -137,8 +137,8 @@ std::vector<std::vector<int32_t>> Generator::generate(const std::vector<std::vec
                 slots.push_back(static_cast<int32_t>(s));
                 active.push_back(s);
             }
+            const double c0 = model_.collective_seconds();  // reading it may synchronize: outside the step's time
             const auto t0 = Clock::now();
-            const double c0 = model_.collective_seconds();
             run(logit_rows, active);
             stats_.decode_seconds += seconds_since(t0);
             stats_.decode_collective_seconds += model_.collective_seconds() - c0;

@@ -72,6 +72,8 @@ public:
                      std::span<const double> uniforms, int32_t* ids) override;  // sampling.cu
 
     // decode_gemv.cu: the decode GEMV with the norms, residual adds, RoPE + KV write and SwiGLU folded in.
+    // Off unless LAMINA_FUSED_DECODE=1 when the backend is made: on the H200 it measured 1% slower than the
+    // plain ops with programmatic dependent launch (bench/results/2026-11-29-h200).
     bool supports_fused_decode() const override { return fused_decode_; }
     void decode_qkv(const TensorView& x, const TensorView& g, float eps, const TensorView& wqkv, const TensorView* bqkv,
                     const StepTokens& tok, const TensorView& rope_cos_sin, const AttentionShape& shape, int64_t layer,

@@ -208,7 +208,9 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvArgs<T> a) 
                 for (int t = 0; t < N; ++t) {
                     float xf[V];
                     if constexpr (Norm) to_floats<T, V>(staged_words[(t * a.k + i) / V], xf);
-                    else to_floats<T, V>(__ldg(reinterpret_cast<const uint4*>(a.x + t * a.x_stride + i)), xf);
+                    // A plain load: x was written by the previous kernel, which may still have been running when
+                    // this one started (PDL), so not the read-only path.
+                    else to_floats<T, V>(*reinterpret_cast<const uint4*>(a.x + t * a.x_stride + i), xf);
 #pragma unroll
                     for (int j = 0; j < V; ++j)
 #pragma unroll
@@ -271,24 +273,35 @@ int choose_ksplit(int units, int k, int vec_elems, int r) {
     return ks;
 }
 
+// Lets `kernel` take `dynamic` bytes of shared memory on top of its static ones: past the default 48 KB
+// the kernel's limit is raised, up to what the device allows one block; beyond that, a lamina::Error.
+void allow_dynamic_smem(const void* kernel, size_t dynamic, int64_t n_tokens, int k) {
+    cudaFuncAttributes attr{};
+    CUDA_CHECK(cudaFuncGetAttributes(&attr, kernel));
+    if (attr.sharedSizeBytes + dynamic <= (48u << 10)) return;
+    int device = 0, optin = 0;
+    CUDA_CHECK(cudaGetDevice(&device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    if (attr.sharedSizeBytes + dynamic > static_cast<size_t>(optin))
+        throw Error("decode GEMV: " + std::to_string(n_tokens) + " rows of " + std::to_string(k) + " activations (" +
+                    std::to_string(dynamic) + " bytes) do not fit in one block's shared memory (" +
+                    std::to_string(optin - static_cast<int>(attr.sharedSizeBytes)) + " bytes)");
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(dynamic)));
+}
+
 template <typename T, Epi E, bool Norm>
 void launch(const GemvArgs<T>& a, int64_t n_tokens, bool vec, cudaStream_t stream) {
     LAMINA_CHECK(n_tokens >= 1 && n_tokens <= kFusedDecodeMaxTokens, "decode GEMV takes 1..4 tokens");
     LAMINA_CHECK(Norm || a.x_rows == nullptr);
     if (a.units == 0) return;
-    // The staged rows: up to 48 KB by default, more once the kernel's limit is raised (227 KB on Hopper).
-    const size_t smem = Norm ? static_cast<size_t>(n_tokens) * a.k * sizeof(T) : 0;
-    if (smem > (227u << 10))
-        throw Error("decode GEMV: " + std::to_string(n_tokens) + " rows of " + std::to_string(a.k) +
-                    " activations do not fit in shared memory");
+    const size_t smem = Norm ? static_cast<size_t>(n_tokens) * a.k * sizeof(T) : 0;  // the staged rows
     constexpr int R = (E == Epi::SwiGlu || E == Epi::RopeKv) ? 2 : 1;
     GemvArgs<T> args = a;
     args.ksplit = choose_ksplit(a.units, a.k, vec ? 16 / static_cast<int>(sizeof(T)) : 1, R);
     const auto grid = static_cast<unsigned>(cuda::ceil_div(a.units, kWarps / args.ksplit));
     auto go = [&]<int N>() {
         auto kernel = vec ? gemv_kernel<T, N, E, Norm, true> : gemv_kernel<T, N, E, Norm, false>;
-        if (smem > (48u << 10))
-            CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+        if (smem > 0) allow_dynamic_smem(reinterpret_cast<const void*>(kernel), smem, n_tokens, a.k);
         cuda::launch_pdl(kernel, grid, kWarps * 32, smem, stream, args);
     };
     switch (n_tokens) {

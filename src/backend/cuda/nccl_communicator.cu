@@ -55,11 +55,10 @@ public:
 
     void all_reduce_sum(TensorView x) override {
         LAMINA_CHECK(x.row_stride == x.cols, "all_reduce_sum takes a contiguous tensor");
-        const size_t timed = begin_timing();
+        const Timed timed(*this);
         nccl_check(ncclAllReduce(x.data, x.data, static_cast<size_t>(x.n_elements()), nccl_type(x.dtype), ncclSum, comm_,
                                  stream_),
                    "ncclAllReduce");
-        end_timing(timed);
     }
 
     void all_gather_cols(const TensorView& part, TensorView out) override {
@@ -73,7 +72,7 @@ public:
             CUDA_CHECK(cudaMalloc(&scratch_, block * static_cast<size_t>(size_)));
             scratch_bytes_ = block * static_cast<size_t>(size_);
         }
-        const size_t timed = begin_timing();
+        const Timed timed(*this);
         nccl_check(ncclAllGather(part.data, scratch_, static_cast<size_t>(part.n_elements()), nccl_type(part.dtype), comm_,
                                  stream_),
                    "ncclAllGather");
@@ -86,7 +85,6 @@ public:
                                          static_cast<size_t>(part.cols) * elem, static_cast<size_t>(width) * elem,
                                          static_cast<size_t>(part.rows), cudaMemcpyDeviceToDevice, stream_));
         }
-        end_timing(timed);
     }
 
     double seconds() override {
@@ -95,26 +93,29 @@ public:
     }
 
 private:
-    static constexpr size_t kNotTimed = ~size_t{0};
     static constexpr size_t kMaxPending = 4096;  // event pairs recorded before they are read back
 
-    // Records the begin event of a timed call (a pair from the pool); kNotTimed when timing is off.
-    size_t begin_timing() {
-        if (!timing_) return kNotTimed;
-        if (pending_ == events_.size()) {
-            cudaEvent_t b = nullptr, e = nullptr;
-            CUDA_CHECK(cudaEventCreate(&b));
-            CUDA_CHECK(cudaEventCreate(&e));
-            events_.emplace_back(b, e);
+    // While timing is on, a pair of events around one collective: the begin recorded when made, the end
+    // when destroyed (also when the collective throws, so every pending pair has both).
+    struct Timed {
+        explicit Timed(NcclCommunicator& c) : c(c), on(c.timing_) {
+            if (!on) return;
+            if (c.pending_ >= kMaxPending) c.drain();  // nobody has read the time for a while
+            if (c.pending_ == c.events_.size()) {
+                cudaEvent_t b = nullptr, e = nullptr;
+                CUDA_CHECK(cudaEventCreate(&b));
+                CUDA_CHECK(cudaEventCreate(&e));
+                c.events_.emplace_back(b, e);
+            }
+            CUDA_CHECK(cudaEventRecord(c.events_[c.pending_].first, c.stream_));
+            ++c.pending_;
         }
-        CUDA_CHECK(cudaEventRecord(events_[pending_].first, stream_));
-        return pending_++;
-    }
-    void end_timing(size_t i) {
-        if (i == kNotTimed) return;
-        CUDA_CHECK(cudaEventRecord(events_[i].second, stream_));
-        if (pending_ >= kMaxPending) drain();
-    }
+        ~Timed() {
+            if (on) cudaEventRecord(c.events_[c.pending_ - 1].second, c.stream_);
+        }
+        NcclCommunicator& c;
+        bool on;
+    };
     // Adds the elapsed time of every recorded pair (waiting for the last to complete).
     void drain() {
         for (size_t i = 0; i < pending_; ++i) {
