@@ -31,6 +31,9 @@ constexpr int kLoadsInFlight = 8;  // 16-byte weight loads per lane issued befor
 
 enum class Epi { Store, Add, SwiGlu, RopeKv };
 
+// Weight rows per unit of output: the pair an epilogue combines (gate with up; RoPE's i with i + head_dim/2).
+constexpr int rows_per_unit(Epi e) { return e == Epi::SwiGlu || e == Epi::RopeKv ? 2 : 1; }
+
 template <typename T>
 struct GemvArgs {
     const T* x = nullptr;
@@ -150,7 +153,7 @@ __device__ __forceinline__ void epilogue(const GemvArgs<T>& a, int unit, const i
 
 template <typename T, int N, Epi E, bool Norm, bool Vec>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvArgs<T> a) {
-    constexpr int R = (E == Epi::SwiGlu || E == Epi::RopeKv) ? 2 : 1;
+    constexpr int R = rows_per_unit(E);
     constexpr int V = Vec ? 16 / sizeof(T) : 1;
     extern __shared__ uint4 staged_words[];  // Norm: [N][k] normalized x, T
     __shared__ float partial[kWarps][R * N];  // ksplit > 1: each warp's sums
@@ -295,7 +298,7 @@ void launch(const GemvArgs<T>& a, int64_t n_tokens, bool vec, cudaStream_t strea
     LAMINA_CHECK(Norm || a.x_rows == nullptr);
     if (a.units == 0) return;
     const size_t smem = Norm ? static_cast<size_t>(n_tokens) * a.k * sizeof(T) : 0;  // the staged rows
-    constexpr int R = (E == Epi::SwiGlu || E == Epi::RopeKv) ? 2 : 1;
+    constexpr int R = rows_per_unit(E);
     GemvArgs<T> args = a;
     args.ksplit = choose_ksplit(a.units, a.k, vec ? 16 / static_cast<int>(sizeof(T)) : 1, R);
     const auto grid = static_cast<unsigned>(cuda::ceil_div(a.units, kWarps / args.ksplit));
