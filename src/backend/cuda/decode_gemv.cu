@@ -15,7 +15,8 @@
 // or RoPE run in f32 with one rounding per output.
 // Shapes: x [n, k] (row stride), W [m, k] (row stride), gain/bias f32; n <= 4; T = float, half, bf16.
 // Threads: one warp per unit of output — a row, or the pair of rows an epilogue needs together (gate row
-// i with up row i; RoPE's rows i and i + head_dim/2 of a head) — 8 warps per block. Lanes stream W in
+// i with up row i; RoPE's rows i and i + head_dim/2 of a head) — or 2-4 warps per unit splitting k when a
+// matrix has few rows (choose_ksplit), their sums added through shared memory; 8 warps per block. Lanes stream W in
 // 16-byte vectors (evict-first: read once), eight per lane in flight. The kernel is launched with
 // programmatic dependent launch: the first batch of weight loads is issued before cuda::pdl_wait(), so
 // it overlaps the previous kernel. Bytes: the weight matrix once, m * k * sizeof(T) — at batch 1 the
