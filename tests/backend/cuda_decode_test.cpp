@@ -50,7 +50,9 @@ protected:
 TEST_P(CudaDecode, MatmulAddGateUpAndNormMatmul) {
     const DType t = GetParam();
     uint32_t seed = 100;
-    for (int64_t k : {512, 200, 198}) {  // 198: not a whole number of 16-byte vectors in half precision
+    // 198, 2050: not a whole number of 16-byte vectors in half precision; 4104 and 2050 give the GEMV 2-4 warps
+    // per unit (split-K), and 4104 at 3-4 rows of f32 stages over 48 KB of shared memory.
+    for (int64_t k : {512, 200, 198, 4104, 2050}) {
         for (int64_t n : {1, 3, 4}) {
             const int64_t m = 301, ff = 173;
             const auto x = rounded(random_vec(n * k, seed++), t), g = random_vec(k, seed++);
@@ -101,7 +103,7 @@ TEST_P(CudaDecode, QkvNormRopeAndKvWrite) {
     const DType t = GetParam();
     uint32_t seed = 300;
     for (int64_t head_dim : {64, 128, 48}) {
-        for (int64_t k : {256, 100}) {
+        for (int64_t k : {256, 100, 4104}) {
             const AttentionShape s{6, 2, head_dim, 1.0f / std::sqrt(static_cast<float>(head_dim))};
             const int64_t n_ctx = 40, n_slot = 8, n_layer = 2, layer = 1, kv_dim = s.n_head_kv * head_dim;
             const int64_t qkv_dim = (s.n_head + 2 * s.n_head_kv) * head_dim;

@@ -107,23 +107,28 @@ TEST_P(CudaOps, RmsNormInt8PerTokenAndPerTensor) {
 
 TEST_P(CudaOps, MatmulGemvAndCublasLt) {
     const DType t = GetParam();
-    for (int64_t k : {264, 67, 4096}) {
-        for (int64_t n : {1, 3, 8, 9, 64}) {
-            const int64_t m = 301;
-            const auto x = rounded(random_vec(n * k, 6), t), w = rounded(random_vec(m * k, 7, 0.05f), t);
-            const auto bias = random_vec(m, 8);
-            DeviceMatrix dx(*gpu, t, n, k), dw(*gpu, t, m, k), dout(*gpu, t, n, m), db(*gpu, DType::F32, 1, m);
-            dx.upload(x);
-            dw.upload(w);
-            db.upload(bias);
-            const TensorView bv = db.view();
-            gpu->matmul(dx.view(), dw.view(), &bv, dout.view());
-            std::vector<float> ref(n * m);
-            const TensorView cbias = make_view(bias.data(), DType::F32, 1, m);
-            cpu.matmul(make_view(x.data(), DType::F32, n, k), make_view(w.data(), DType::F32, m, k), &cbias,
-                       make_view(ref.data(), DType::F32, n, m));
-            expect_close(dout.download(), ref, t, "matmul n=" + std::to_string(n) + " k=" + std::to_string(k), rms(ref));
-        }
+    // (k, n): cuBLASLt from 3 rows, the GEMV below; k = 16400 and 2050 (not whole 16-byte vectors in half
+    // precision) give the GEMV 2-4 warps per row (split-K, decode_gemv.cu), as f32 at k = 4096 does.
+    std::vector<std::pair<int64_t, int64_t>> shapes;
+    for (int64_t k : {264, 67, 4096})
+        for (int64_t n : {1, 3, 8, 9, 64}) shapes.emplace_back(k, n);
+    for (int64_t k : {16400, 2050})
+        for (int64_t n : {1, 2}) shapes.emplace_back(k, n);
+    for (auto [k, n] : shapes) {
+        const int64_t m = 301;
+        const auto x = rounded(random_vec(n * k, 6), t), w = rounded(random_vec(m * k, 7, 0.05f), t);
+        const auto bias = random_vec(m, 8);
+        DeviceMatrix dx(*gpu, t, n, k), dw(*gpu, t, m, k), dout(*gpu, t, n, m), db(*gpu, DType::F32, 1, m);
+        dx.upload(x);
+        dw.upload(w);
+        db.upload(bias);
+        const TensorView bv = db.view();
+        gpu->matmul(dx.view(), dw.view(), &bv, dout.view());
+        std::vector<float> ref(n * m);
+        const TensorView cbias = make_view(bias.data(), DType::F32, 1, m);
+        cpu.matmul(make_view(x.data(), DType::F32, n, k), make_view(w.data(), DType::F32, m, k), &cbias,
+                   make_view(ref.data(), DType::F32, n, m));
+        expect_close(dout.download(), ref, t, "matmul n=" + std::to_string(n) + " k=" + std::to_string(k), rms(ref));
     }
 }
 
