@@ -29,10 +29,8 @@ TEST_P(CudaTpMatchesOneGpu, PromptLogitsAndGreedyText) {
     const CudaTpCase& p = GetParam();
     if (cuda_device_count() < p.tp_size)
         GTEST_SKIP() << p.tp_size << " GPUs needed, " << cuda_device_count() << " here";
-    test::TempDir one_dir, tp_dir;
-    build_engine(p.spec(), test::tp_build_options(1, p.dtype), one_dir.path());
-    build_engine(p.spec(), test::tp_build_options(p.tp_size, p.dtype), tp_dir.path());
-    Engine one(one_dir.path()), tp(tp_dir.path());
+    const test::TpEngines e(p.spec(), p.tp_size, p.dtype);
+    const Engine &one = *e.one, &tp = *e.tp;
     auto backend_one = make_cuda_backend(p.dtype), backend_tp = make_cuda_backend(p.dtype);
 
     const std::vector<int32_t> prompt = {1, 40, 41, 42, 300, 7, 383, 0, 191, 192, 193, 250};

@@ -17,6 +17,7 @@ namespace lamina {
 namespace {
 
 using test::TempDir;
+using test::TpEngines;
 
 // Sharding reorders only the sums of o_proj, down and the all-reduces (f32 on the CPU): the logits of
 // tp N match tp 1 to rounding (measured: at most 7e-7 relative per row); 1e-5 leaves room and catches any
@@ -136,19 +137,6 @@ TEST(CpuCommunicator, TimesItsCollectivesOnlyWhenAsked) {
     EXPECT_EQ(comms[0]->seconds(), once) << "a running total, still while timing is off";
     EXPECT_EQ(comms[1]->seconds(), 0.0) << "rank 1 was never timed";
 }
-
-// One model built at tp 1 and tp N from the same spec.
-class TpEngines {
-public:
-    TpEngines(const ModelSpec& spec, int64_t tp_size, DType dtype = DType::F32) {
-        build_engine(spec, test::tp_build_options(1, dtype), one_dir.path());
-        build_engine(spec, test::tp_build_options(tp_size, dtype), tp_dir.path());
-        one = std::make_unique<Engine>(one_dir.path());
-        tp = std::make_unique<Engine>(tp_dir.path());
-    }
-    TempDir one_dir, tp_dir;
-    std::unique_ptr<Engine> one, tp;
-};
 
 TEST(TpEngine, RankFilesHoldTheirShards) {
     TpEngines e(load_model_spec(test::data_dir() / "tiny_llama"), 2);

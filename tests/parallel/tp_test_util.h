@@ -3,6 +3,7 @@
 // engines built from a spec at several tp sizes.
 #pragma once
 
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -91,5 +92,18 @@ inline BuildOptions tp_build_options(int64_t tp_size, DType dtype = DType::F32) 
     o.tp_size = tp_size;
     return o;
 }
+
+// One model built at tp 1 and tp N from the same spec.
+class TpEngines {
+public:
+    TpEngines(const ModelSpec& spec, int64_t tp_size, DType dtype = DType::F32) {
+        build_engine(spec, tp_build_options(1, dtype), one_dir.path());
+        build_engine(spec, tp_build_options(tp_size, dtype), tp_dir.path());
+        one = std::make_unique<Engine>(one_dir.path());
+        tp = std::make_unique<Engine>(tp_dir.path());
+    }
+    TempDir one_dir, tp_dir;
+    std::unique_ptr<Engine> one, tp;
+};
 
 }  // namespace lamina::test
