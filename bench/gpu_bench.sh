@@ -35,7 +35,7 @@ cmake --build build-gpu -j"$jobs" > "$out/build.log" 2>&1 || { grep -E "error" "
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee "$out/card.txt"
 
 if [ "$mode" = "test" ] || [ "$mode" = "prepare" ] || { [ "$mode" = "ab" ] && [ -n "${AB_TESTS:-}" ]; }; then
-[ "$mode" = "ab" ] && filter='*CudaDecode*:CudaModel*:*CudaOps*' || filter='*Cuda*:*TinyParity*:CpuMatmul*:CpuNorm*:*Sampl*'
+[ "$mode" = "ab" ] && filter='*CudaDecode*:*CudaWholeStep*:CudaModel*:*CudaOps*' || filter='*Cuda*:*TinyParity*:CpuMatmul*:CpuNorm*:*Sampl*'
 ./build-gpu/lamina_tests --gtest_filter="$filter" > "$out/tests.log" 2>&1 || true
 grep -E "^\[ *(FAILED|PASSED) |greedy|identical" "$out/tests.log" | sort | uniq | tail -30 || true
 fi

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "model/llama_weights.h"
 
 namespace lamina {
 
@@ -55,6 +56,15 @@ struct SampleRowParams {
     float repetition_penalty = 1.0f;  // HF: each distinct id of `history` divided (logit > 0) or multiplied
     std::span<const int32_t> history;  // host memory: the sequence so far (ids outside the vocabulary ignored)
     bool greedy() const { return temperature == 0.0f || top_k == 1; }
+};
+
+// The activations a whole-step decode kernel writes (Backend::decode_step), each one row in backend memory.
+struct DecodeStepBuffers {
+    TensorView residual;  // [1, n_embd]: the residual stream
+    TensorView qkv;       // [1, q_dim + 2 kv_dim]
+    TensorView attn;      // [1, q_dim]: the attention output
+    TensorView ff;        // [1, n_ff]: silu(gate) * up
+    TensorView logits;    // [1, n_vocab]
 };
 
 class Backend {
@@ -127,6 +137,16 @@ public:
     // out[t] = rms_norm(x[rows[t]]) * g @ w^T for t < out.rows (rows in backend memory): final norm + LM head.
     virtual void decode_norm_matmul(const TensorView& x, const int32_t* rows, const TensorView& g, float eps,
                                     const TensorView& w, TensorView out);
+
+    // A whole decode step of one token as one kernel (backend/cuda/decode_step.cu): embedding, every layer,
+    // final norm and LM head, the logits into buf.logits; the math and roundings of the plain ops with the
+    // fused RMSNorm. Returns false, issuing nothing, when the backend or these shapes do not take it (the
+    // model then composes the ops).
+    virtual bool decode_step(const LlamaWeights& /*w*/, float /*eps*/, const StepTokens& /*tok*/,
+                             const TensorView& /*rope_cos_sin*/, const AttentionShape& /*shape*/, KvCache& /*cache*/,
+                             const DecodeStepBuffers& /*buf*/) {
+        return false;
+    }
 
     // Graph capture of one step's kernels (CUDA graphs): graph_begin/graph_end record the ops issued
     // between them under `key`; graph_replay(key) runs them again and returns false if none was recorded.

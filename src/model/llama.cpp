@@ -260,7 +260,20 @@ void LlamaModel::fused_decode_ops(const StepTokens& tok, bool argmax) {
     if (argmax) backend_.argmax_rows(out, next_ids_);
 }
 
+// A decode step of one token as one kernel (Backend::decode_step), where the backend takes these shapes;
+// the same exclusions as the fused decode ops.
+bool LlamaModel::whole_step_decode(const StepTokens& tok, int64_t n_logits, bool argmax) {
+    if (!rmsnorm_plugin_ || comm_ != nullptr || on_intermediate || tok.n_tiles != 0 || tok.n_tokens != 1 || n_logits != 1)
+        return false;
+    const DecodeStepBuffers buf{rows_of(x_, 1), rows_of(qkv_, 1), rows_of(attn_, 1), rows_of(ff_, 1), rows_of(logits_, 1)};
+    if (!backend_.decode_step(weights_, config_.rms_eps, tok, rope_cos_sin_, attn_shape_, kv_, buf)) return false;
+    ++whole_step_kernels_;
+    if (argmax) backend_.argmax_rows(buf.logits, next_ids_);
+    return true;
+}
+
 void LlamaModel::step_ops(const StepTokens& tok, int64_t n_logits, bool argmax) {
+    if (whole_step_decode(tok, n_logits, argmax)) return;
     if (fused_decode(tok, n_logits)) return fused_decode_ops(tok, argmax);
     const ModelConfig& c = config_;
     const int64_t n = tok.n_tokens;

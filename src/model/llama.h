@@ -58,6 +58,9 @@ public:
     void set_collective_timing(bool on);
     double collective_seconds();
 
+    // Steps issued (or captured into a graph) as one whole-step decode kernel (Backend::decode_step).
+    int64_t whole_step_kernels() const { return whole_step_kernels_; }
+
     const ModelConfig& config() const { return config_; }
     const ModelLimits& limits() const { return limits_; }
     Backend& backend() { return backend_; }
@@ -72,6 +75,7 @@ private:
                            std::span<const int32_t> slots, std::span<const int32_t> logit_rows);
     // Issues every op of a step (no host synchronization): embedding to logits, and argmax if asked.
     void step_ops(const StepTokens& tok, int64_t n_logits, bool argmax);
+    bool whole_step_decode(const StepTokens& tok, int64_t n_logits, bool argmax);
     bool fused_decode(const StepTokens& tok, int64_t n_logits) const;
     void fused_decode_ops(const StepTokens& tok, bool argmax);
     // Runs step_ops, from a captured graph on a graph backend (decode steps; prefill shapes seen before).
@@ -100,6 +104,7 @@ private:
     int32_t* tiles_ = nullptr;     // prefill attention tiles, see StepTokens
     int32_t* next_ids_ = nullptr;  // argmax results
     std::map<int64_t, int> prefill_shapes_seen_;  // run_step's graph keys of prefill steps, and how often
+    int64_t whole_step_kernels_ = 0;
     // Tensor parallelism. comm_: this is one rank, and must use the plain (unfused) ops around its
     // collectives; logits_part_ holds its vocabulary columns before the gather. tp_: this is the whole
     // model of a tp_size > 1 engine, and every call goes to the ranks.

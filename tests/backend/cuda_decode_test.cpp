@@ -1,6 +1,7 @@
 // The fused decode ops (backend/cuda/decode_gemv.cu) against the plain CPU ops they replace, on random
 // inputs: 1, 3 and 4 tokens, vectorized and scalar widths, biases, a GQA RoPE + KV write at scattered
-// slots and positions, poisoned outputs. Then the CUDA model with and without fusion. Skipped without a GPU.
+// slots and positions, poisoned outputs. Then the CUDA model with and without fusion, and the whole-step
+// decode kernel (backend/cuda/decode_step.cu) against the separate ops. Skipped without a GPU.
 #ifdef LAMINA_HAS_CUDA
 
 #include <gtest/gtest.h>
@@ -8,10 +9,13 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "../parallel/tp_test_util.h"
 #include "../test_util.h"
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda/cuda_backend.h"
 #include "cuda_test_util.h"
+#include "build/engine_writer.h"
+#include "model/llama.h"
 #include "runtime/generator.h"
 
 namespace lamina {
@@ -186,6 +190,95 @@ TEST(CudaDecodeModel, FusedDecodeMatchesPlainOps) {
         EXPECT_EQ(gp.generate(prompts, p), with) << name;
     }
 }
+
+
+// The whole-step decode kernel against the separate ops, on random models: a 40-token prompt, then 40
+// decode steps fed the same tokens (the separate ops' greedy choices), the logits compared at each step.
+// Shapes: MHA at head_dim 128; GQA (3 query heads per KV head) at head_dim 64 with biases and tied
+// embeddings; rows of down longer than one 32 KB stage (n_ff 16400, streamed in pieces).
+struct WholeStepCase {
+    const char* name;
+    ModelConfig config;
+};
+
+ModelConfig whole_step_config(int64_t n_embd, int64_t n_head, int64_t n_head_kv, int64_t head_dim, int64_t n_ff,
+                              int64_t n_layer, bool biases) {
+    ModelConfig c;
+    c.n_vocab = 1000;
+    c.n_embd = n_embd;
+    c.n_layer = n_layer;
+    c.n_head = n_head;
+    c.n_head_kv = n_head_kv;
+    c.head_dim = head_dim;
+    c.n_ff = n_ff;
+    c.n_ctx = 256;
+    c.rope_theta = 10000.0f;
+    c.rms_eps = 1e-5f;
+    c.tied_embeddings = biases;
+    c.attn_bias = biases;
+    c.mlp_bias = biases;
+    return c;
+}
+
+class CudaWholeStep : public ::testing::TestWithParam<std::tuple<WholeStepCase, DType>> {};
+
+TEST_P(CudaWholeStep, MatchesSeparateOps) {
+    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device here";
+    const auto& [tc, dtype] = GetParam();
+    test::TempDir dir;
+    BuildOptions o;
+    o.dtype = dtype;
+    o.max_batch_size = 1;
+    o.max_input_len = 64;
+    o.max_output_len = 64;
+    build_engine(test::random_spec(tc.config, 5), o, dir.path());
+    const Engine engine(dir.path());
+    auto ops_backend = make_cuda_backend(dtype);
+    setenv("LAMINA_PERSISTENT_DECODE", "1", 1);  // opt-in (backend/cuda/cuda_backend_impl.h)
+    auto whole_backend = make_cuda_backend(dtype);
+    unsetenv("LAMINA_PERSISTENT_DECODE");
+    const ModelLimits limits{1, 128, 64};
+    LlamaModel ops(engine, *ops_backend, limits), whole(engine, *whole_backend, limits);
+
+    const int64_t V = tc.config.n_vocab, prompt_len = 40;
+    std::vector<int32_t> ids(prompt_len), pos(prompt_len), slots(prompt_len, 0);
+    for (int32_t i = 0; i < prompt_len; ++i) ids[i] = (i * 37 + 11) % static_cast<int32_t>(V), pos[i] = i;
+    const std::vector<int32_t> last = {static_cast<int32_t>(prompt_len - 1)}, zero = {0};
+    std::vector<float> a(V), b(V);
+    ops.forward(ids, pos, slots, last, a.data());
+    whole.forward(ids, pos, slots, last, b.data());
+    // bf16 keeps 8 bits of mantissa: the two summation orders drift apart further than in f16.
+    const double tol = dtype == DType::F16 ? 1e-2 : 4e-2;
+    int same_argmax = 0;
+    const int steps = 40;
+    for (int step = 0; step < steps; ++step) {
+        const auto next = static_cast<int32_t>(std::max_element(a.begin(), a.end()) - a.begin());
+        const std::vector<int32_t> id = {next}, p = {static_cast<int32_t>(prompt_len + step)};
+        ops.forward(id, p, zero, zero, a.data());
+        whole.forward(id, p, zero, zero, b.data());
+        double diff = 0.0, scale = 0.0;
+        for (int64_t j = 0; j < V; ++j) {
+            ASSERT_TRUE(std::isfinite(b[j])) << tc.name << " step " << step << " logit " << j;
+            diff = std::max(diff, std::abs(static_cast<double>(a[j]) - b[j]));
+            scale = std::max(scale, std::abs(static_cast<double>(a[j])));
+        }
+        EXPECT_LE(diff, tol * scale) << tc.name << " step " << step;
+        same_argmax += std::max_element(a.begin(), a.end()) - a.begin() == std::max_element(b.begin(), b.end()) - b.begin();
+    }
+    EXPECT_GE(same_argmax, steps * 9 / 10) << tc.name;
+    EXPECT_EQ(ops.whole_step_kernels(), 0);
+    EXPECT_GT(whole.whole_step_kernels(), 0) << tc.name << ": the whole-step kernel did not take this shape";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, CudaWholeStep,
+    ::testing::Combine(::testing::Values(WholeStepCase{"mha128", whole_step_config(256, 2, 2, 128, 688, 2, false)},
+                                         WholeStepCase{"gqa64_bias_tied", whole_step_config(384, 6, 2, 64, 1000, 3, true)},
+                                         WholeStepCase{"long_rows", whole_step_config(128, 2, 1, 64, 16400, 1, false)}),
+                       ::testing::Values(DType::F16, DType::BF16)),
+    [](const auto& info) {
+        return std::string(std::get<0>(info.param).name) + "_" + std::string(dtype_name(std::get<1>(info.param)));
+    });
 
 }  // namespace
 }  // namespace lamina

@@ -25,6 +25,7 @@ std::unique_ptr<Backend> make_cuda_backend(DType activation_dtype, int device) {
 CudaBackend::CudaBackend(DType activation_dtype, int device) : act_(activation_dtype), device_(device) {
     CUDA_CHECK(cudaSetDevice(device_));
     fused_decode_ = cuda::env_switch("LAMINA_FUSED_DECODE", false);
+    persistent_decode_ = cuda::env_switch("LAMINA_PERSISTENT_DECODE", false);
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     if (cublasLtCreate(&lt_) != CUBLAS_STATUS_SUCCESS) throw Error("cuBLASLt: cannot create a handle");
     lt_workspace_bytes_ = cublaslt_workspace_bytes();
@@ -33,10 +34,18 @@ CudaBackend::CudaBackend(DType activation_dtype, int device) : act_(activation_d
 
 CudaBackend::~CudaBackend() {
     cudaSetDevice(device_);
+    try {
+        print_step_profile();
+    } catch (const Error&) {  // a failed device: nothing to print
+    }
     for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
     for (void* p : retired_) cudaFree(p);
     if (attn_partials_) cudaFree(attn_partials_);
     if (attn_counters_) cudaFree(attn_counters_);
+    if (step_partials_) cudaFree(step_partials_);
+    if (step_sync_) cudaFree(step_sync_);
+    if (step_heads_) cudaFree(step_heads_);
+    if (step_profile_) cudaFree(step_profile_);
     if (sample_args_) cudaFree(sample_args_);
     if (sample_scratch_) cudaFree(sample_scratch_);
     if (scratch_) cudaFree(scratch_);

@@ -84,6 +84,12 @@ public:
     void decode_norm_matmul(const TensorView& x, const int32_t* rows, const TensorView& g, float eps,
                             const TensorView& w, TensorView out) override;
 
+    // decode_step.cu: a decode step of one token (f16/bf16) as one persistent kernel. Off unless
+    // LAMINA_PERSISTENT_DECODE=1 when the backend is made: on the H200 it measured 224-226 tok/s against
+    // 235-237 for the separate kernels (bench/results/2026-11-29-h200-step).
+    bool decode_step(const LlamaWeights& w, float eps, const StepTokens& tok, const TensorView& rope_cos_sin,
+                     const AttentionShape& shape, KvCache& cache, const DecodeStepBuffers& buf) override;
+
     bool supports_graphs() const override { return true; }
     bool graph_replay(int64_t key) override;
     void graph_begin() override;
@@ -105,6 +111,7 @@ private:
     DType act_;
     int device_ = 0;
     bool fused_decode_ = false;
+    bool persistent_decode_ = false;
     cudaStream_t stream_ = nullptr;
     cublasLtHandle_t lt_ = nullptr;
     void* lt_workspace_ = nullptr;
@@ -116,6 +123,14 @@ private:
     size_t attn_partials_n_ = 0;
     int* attn_counters_ = nullptr;  // per (token, head): split blocks done (attention.cu)
     size_t attn_counters_n_ = 0;
+    float* step_partials_ = nullptr;  // decode_step: attention partials
+    size_t step_partials_n_ = 0;
+    void* step_sync_ = nullptr;  // decode_step: its grid barrier
+    int* step_heads_ = nullptr;  // decode_step: per head, attention splits done
+    size_t step_heads_n_ = 0;
+    void* step_profile_ = nullptr;  // decode_step with LAMINA_STEP_PROFILE=1: where its time went
+    int step_profile_grid_ = 0;
+    void print_step_profile();  // to stderr, when the backend is destroyed
     void* sample_args_ = nullptr;  // sample_rows: per-row settings and histories, uploaded each call
     size_t sample_args_bytes_ = 0;
     std::vector<char> sample_upload_;  // their host staging copy
