@@ -92,27 +92,17 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
                 vv[u].load(v_cache + off, e0, head_dim, vec);
             }
             float sc[kKeysPerStep];
-            float m_new = m;
 #pragma unroll
             for (int u = 0; u < kKeysPerStep; ++u) {
                 float d = 0.0f;
 #pragma unroll
                 for (int j = 0; j < E; ++j) d += qv[j] * kv[u][j];
                 sc[u] = p0 + u < end ? cuda::warp_sum(d) : -INFINITY;
-                m_new = fmaxf(m_new, sc[u]);
             }
-            const float corr = __expf(m - m_new);
-            l *= corr;
+            cuda::online_softmax(sc, m, l, acc, [&](int u, float (&v)[E]) {
 #pragma unroll
-            for (int j = 0; j < E; ++j) acc[j] *= corr;
-#pragma unroll
-            for (int u = 0; u < kKeysPerStep; ++u) {
-                const float w = __expf(sc[u] - m_new);  // 0 for the keys past `end`
-                l += w;
-#pragma unroll
-                for (int j = 0; j < E; ++j) acc[j] += w * vv[u][j];
-            }
-            m = m_new;
+                for (int j = 0; j < E; ++j) v[j] = vv[u][j];
+            });
         }
     }
     // Merge the warps' running states into this split's partial.

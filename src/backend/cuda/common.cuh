@@ -69,6 +69,30 @@ __device__ __forceinline__ float block_sum(float x) {
     return warp_sum(x);
 }
 
+// Online softmax over keys (flash attention): folds K keys' scores sc (-INFINITY for masked keys) into a
+// running max m, sum l and accumulator acc (a lane's E elements of the weighted value rows):
+// acc = acc * exp(m - m') + sum_u exp(sc[u] - m') v_u, with value(u, v) writing key u's E value elements.
+template <int K, int E, typename Value>
+__device__ __forceinline__ void online_softmax(const float (&sc)[K], float& m, float& l, float (&acc)[E], Value&& value) {
+    float m_new = m;
+#pragma unroll
+    for (int u = 0; u < K; ++u) m_new = fmaxf(m_new, sc[u]);
+    const float corr = __expf(m - m_new);
+    l *= corr;
+#pragma unroll
+    for (int j = 0; j < E; ++j) acc[j] *= corr;
+#pragma unroll
+    for (int u = 0; u < K; ++u) {
+        const float w = __expf(sc[u] - m_new);  // 0 for masked keys
+        float v[E];
+        value(u, v);
+        l += w;
+#pragma unroll
+        for (int j = 0; j < E; ++j) acc[j] += w * v[j];
+    }
+    m = m_new;
+}
+
 // Calls f.template operator()<T>() with T the CUDA type of dtype.
 template <typename F>
 void dispatch_dtype(DType t, F&& f) {

@@ -392,17 +392,17 @@ enum class Out { Store, Add, SwiGlu };
 
 // After consume(): the block's outputs from the row sums (each product rounded to T as the matmul stores it,
 // then the bias; Add: residual += it; SwiGlu: out[i] = silu(gate) * up), and the sums zeroed for the next matrix.
-template <typename T, Out O>
-__device__ void finish(const Slice& s, float* acc, const float* bias, T* out) {
+template <typename T>
+__device__ void finish(Out o, const Slice& s, float* acc, const float* bias, T* out) {
     consumer_sync();
     const int n0 = s.end[0] - s.begin[0];
     for (int lr = static_cast<int>(threadIdx.x); lr < n0; lr += kConsumers) {
         const int row = s.begin[0] + lr;
         const float y = cuda::to_float(cuda::from_float<T>(acc[lr] + (bias ? bias[row] : 0.0f)));
         acc[lr] = 0.0f;
-        if constexpr (O == Out::Store) {
+        if (o == Out::Store) {
             out[row] = cuda::from_float<T>(y);
-        } else if constexpr (O == Out::Add) {
+        } else if (o == Out::Add) {
             out[row] = cuda::from_float<T>(cuda::to_float(__ldcg(out + row)) + y);
         } else {
             const int up_row = s.begin[1] + lr;
@@ -500,7 +500,7 @@ __device__ void attention_items(const StepArgs<T>& a, int layer, int pos, int sl
                 kw[u] = p == pos ? k_word : __ldcg(reinterpret_cast<const Word*>(k_head + p * kv_dim));
                 vw[u] = p == pos ? v_word : __ldcg(reinterpret_cast<const Word*>(v_head + p * kv_dim));
             }
-            float sc[kKeysPerStep], m_new = m;
+            float sc[kKeysPerStep];
 #pragma unroll
             for (int u = 0; u < kKeysPerStep; ++u) {
                 float kf[E], d = 0.0f;
@@ -508,22 +508,8 @@ __device__ void attention_items(const StepArgs<T>& a, int layer, int pos, int sl
 #pragma unroll
                 for (int j = 0; j < E; ++j) d += q[j] * kf[j];
                 sc[u] = p0 + u < end ? cuda::warp_sum(d) : -INFINITY;
-                m_new = fmaxf(m_new, sc[u]);
             }
-            const float corr = __expf(m - m_new);
-            l *= corr;
-#pragma unroll
-            for (int j = 0; j < E; ++j) acc[j] *= corr;
-#pragma unroll
-            for (int u = 0; u < kKeysPerStep; ++u) {
-                const float w = __expf(sc[u] - m_new);
-                float vf[E];
-                to_floats<T, E>(vw[u], vf);
-                l += w;
-#pragma unroll
-                for (int j = 0; j < E; ++j) acc[j] += w * vf[j];
-            }
-            m = m_new;
+            cuda::online_softmax(sc, m, l, acc, [&](int u, float (&v)[E]) { to_floats<T, E>(vw[u], v); });
         }
         // The warps' states merged into this item's partial.
         if (lane == 0) sm.m[warp] = m, sm.l[warp] = l;
@@ -619,6 +605,17 @@ __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(const __grid_c
         mark = now;
     };
     uint32_t chunk = 0;
+    // One matrix: the block's rows of W (k columns) against xs, their outputs, then (unless last) the
+    // grid barrier that makes them visible to every block.
+    auto gemv = [&](const T* w, int k, const Slice& s, Out o, const float* bias, T* out, bool barrier) {
+        consume(ring, chunk, xs, w, k, s, acc, prof[kWeightWait]);
+        lap(kConsume);
+        finish(o, s, acc, bias, out);
+        lap(kFinish);
+        if (!barrier) return;
+        grid_sync(a.sync);
+        lap(kGridBarrier);
+    };
     for (int l = 0; l < a.n_layer; ++l) {
         const LayerPtrs<T>& L = a.layers[l];
         // 1. qkv = rmsnorm(x) @ Wqkv^T (layer 0 reads x from the embedding and writes it to the residual)
@@ -626,13 +623,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(const __grid_c
         stage_norm(first ? a.tok_embd + static_cast<int64_t>(a.ids[0]) * a.n_embd : a.residual, L.attn_norm, a.n_embd,
                    a.eps, xs, first ? a.residual : nullptr, red);
         lap(kStaging);
-        Slice s = block_rows(a.qkv_dim());
-        consume(ring, chunk, xs, L.wqkv, a.n_embd, s, acc, prof[kWeightWait]);
-        lap(kConsume);
-        finish<T, Out::Store>(s, acc, L.bqkv, a.qkv);
-        lap(kFinish);
-        grid_sync(a.sync);
-        lap(kGridBarrier);
+        gemv(L.wqkv, a.n_embd, block_rows(a.qkv_dim()), Out::Store, L.bqkv, a.qkv, true);
         // 2. attention (RoPE, the cache write), each head's output merged by the block finishing its last split
         attention_items<T, E>(a, l, pos, slot, att);
         lap(kAttention);
@@ -641,41 +632,19 @@ __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(const __grid_c
         // 3. x += attn @ Wo^T
         stage_copy(a.attn, a.q_dim(), xs);
         lap(kStaging);
-        s = block_rows(a.n_embd);
-        consume(ring, chunk, xs, L.wo, a.q_dim(), s, acc, prof[kWeightWait]);
-        lap(kConsume);
-        finish<T, Out::Add>(s, acc, L.bo, a.residual);
-        lap(kFinish);
-        grid_sync(a.sync);
-        lap(kGridBarrier);
+        gemv(L.wo, a.q_dim(), block_rows(a.n_embd), Out::Add, L.bo, a.residual, true);
         // 4. ff = swiglu(rmsnorm(x) @ Wgu^T)
         stage_norm(a.residual, L.ffn_norm, a.n_embd, a.eps, xs, static_cast<T*>(nullptr), red);
         lap(kStaging);
-        s = block_rows(a.n_ff, a.n_ff);
-        consume(ring, chunk, xs, L.wgu, a.n_embd, s, acc, prof[kWeightWait]);
-        lap(kConsume);
-        finish<T, Out::SwiGlu>(s, acc, L.bgu, a.ff);
-        lap(kFinish);
-        grid_sync(a.sync);
-        lap(kGridBarrier);
+        gemv(L.wgu, a.n_embd, block_rows(a.n_ff, a.n_ff), Out::SwiGlu, L.bgu, a.ff, true);
         // 5. x += ff @ Wdown^T
         stage_copy(a.ff, a.n_ff, xs);
         lap(kStaging);
-        s = block_rows(a.n_embd);
-        consume(ring, chunk, xs, L.wdown, a.n_ff, s, acc, prof[kWeightWait]);
-        lap(kConsume);
-        finish<T, Out::Add>(s, acc, L.bdown, a.residual);
-        lap(kFinish);
-        grid_sync(a.sync);
-        lap(kGridBarrier);
+        gemv(L.wdown, a.n_ff, block_rows(a.n_embd), Out::Add, L.bdown, a.residual, true);
     }
     stage_norm(a.residual, a.out_norm, a.n_embd, a.eps, xs, static_cast<T*>(nullptr), red);
     lap(kStaging);
-    const Slice s = block_rows(a.n_vocab);
-    consume(ring, chunk, xs, a.w_out, a.n_embd, s, acc, prof[kWeightWait]);
-    lap(kConsume);
-    finish<T, Out::Store>(s, acc, nullptr, a.logits);
-    lap(kFinish);
+    gemv(a.w_out, a.n_embd, block_rows(a.n_vocab), Out::Store, nullptr, a.logits, false);
     if (a.profile != nullptr && threadIdx.x == 0) {
         prof[kTotal] = clock64() - start;
         prof[kTotalNs] = globaltimer() - start_ns;
