@@ -192,13 +192,17 @@ TEST(CudaDecodeModel, FusedDecodeMatchesPlainOps) {
 }
 
 
-// The whole-step decode kernel against the separate ops, on random models: a 40-token prompt, then 40
-// decode steps fed the same tokens (the separate ops' greedy choices), the logits compared at each step.
+// The whole-step decode kernel against the separate ops, on random models: a prompt in KV slot 1 of 2, then
+// 40 decode steps fed the same tokens (the separate ops' greedy choices), the logits compared at each
+// step; then the last step again, which must give the same logits to the bit (no float atomics).
 // Shapes: MHA at head_dim 128; GQA (3 query heads per KV head) at head_dim 64 with biases and tied
-// embeddings; rows of down longer than one 32 KB stage (n_ff 16400, streamed in pieces).
+// embeddings; rows of down longer than one 32 KB stage (n_ff 16400, streamed in pieces); one head over a
+// 2,000-token prompt (about 128 attention splits: the merge's scratch past its first column); 160 heads,
+// more than there are blocks (several attention items per block).
 struct WholeStepCase {
     const char* name;
     ModelConfig config;
+    int prompt_len = 40;
 };
 
 ModelConfig whole_step_config(int64_t n_embd, int64_t n_head, int64_t n_head_kv, int64_t head_dim, int64_t n_ff,
@@ -211,7 +215,7 @@ ModelConfig whole_step_config(int64_t n_embd, int64_t n_head, int64_t n_head_kv,
     c.n_head_kv = n_head_kv;
     c.head_dim = head_dim;
     c.n_ff = n_ff;
-    c.n_ctx = 256;
+    c.n_ctx = 4096;
     c.rope_theta = 10000.0f;
     c.rms_eps = 1e-5f;
     c.tied_embeddings = biases;
@@ -228,8 +232,8 @@ TEST_P(CudaWholeStep, MatchesSeparateOps) {
     test::TempDir dir;
     BuildOptions o;
     o.dtype = dtype;
-    o.max_batch_size = 1;
-    o.max_input_len = 64;
+    o.max_batch_size = 2;
+    o.max_input_len = 2048;
     o.max_output_len = 64;
     build_engine(test::random_spec(tc.config, 5), o, dir.path());
     const Engine engine(dir.path());
@@ -237,13 +241,13 @@ TEST_P(CudaWholeStep, MatchesSeparateOps) {
     setenv("LAMINA_PERSISTENT_DECODE", "1", 1);  // opt-in (backend/cuda/cuda_backend_impl.h)
     auto whole_backend = make_cuda_backend(dtype);
     unsetenv("LAMINA_PERSISTENT_DECODE");
-    const ModelLimits limits{1, 128, 64};
+    const int64_t V = tc.config.n_vocab, prompt_len = tc.prompt_len;
+    const ModelLimits limits{2, prompt_len + 48, prompt_len};  // the prompt in one step
     LlamaModel ops(engine, *ops_backend, limits), whole(engine, *whole_backend, limits);
 
-    const int64_t V = tc.config.n_vocab, prompt_len = 40;
-    std::vector<int32_t> ids(prompt_len), pos(prompt_len), slots(prompt_len, 0);
+    std::vector<int32_t> ids(prompt_len), pos(prompt_len), slots(prompt_len, 1);
     for (int32_t i = 0; i < prompt_len; ++i) ids[i] = (i * 37 + 11) % static_cast<int32_t>(V), pos[i] = i;
-    const std::vector<int32_t> last = {static_cast<int32_t>(prompt_len - 1)}, zero = {0};
+    const std::vector<int32_t> last = {static_cast<int32_t>(prompt_len - 1)}, zero = {0}, slot = {1};
     std::vector<float> a(V), b(V);
     ops.forward(ids, pos, slots, last, a.data());
     whole.forward(ids, pos, slots, last, b.data());
@@ -251,11 +255,12 @@ TEST_P(CudaWholeStep, MatchesSeparateOps) {
     const double tol = dtype == DType::F16 ? 1e-2 : 4e-2;
     int same_argmax = 0;
     const int steps = 40;
+    std::vector<int32_t> id, p;
     for (int step = 0; step < steps; ++step) {
-        const auto next = static_cast<int32_t>(std::max_element(a.begin(), a.end()) - a.begin());
-        const std::vector<int32_t> id = {next}, p = {static_cast<int32_t>(prompt_len + step)};
-        ops.forward(id, p, zero, zero, a.data());
-        whole.forward(id, p, zero, zero, b.data());
+        id = {static_cast<int32_t>(std::max_element(a.begin(), a.end()) - a.begin())};
+        p = {static_cast<int32_t>(prompt_len + step)};
+        ops.forward(id, p, slot, zero, a.data());
+        whole.forward(id, p, slot, zero, b.data());
         double diff = 0.0, scale = 0.0;
         for (int64_t j = 0; j < V; ++j) {
             ASSERT_TRUE(std::isfinite(b[j])) << tc.name << " step " << step << " logit " << j;
@@ -266,6 +271,9 @@ TEST_P(CudaWholeStep, MatchesSeparateOps) {
         same_argmax += std::max_element(a.begin(), a.end()) - a.begin() == std::max_element(b.begin(), b.end()) - b.begin();
     }
     EXPECT_GE(same_argmax, steps * 9 / 10) << tc.name;
+    std::vector<float> again(V);
+    whole.forward(id, p, slot, zero, again.data());  // the same step: rewrites the same k, v at p
+    EXPECT_EQ(again, b) << tc.name << ": the whole-step kernel's logits differ between two runs of one step";
     EXPECT_EQ(ops.whole_step_kernels(), 0);
     EXPECT_GT(whole.whole_step_kernels(), 0) << tc.name << ": the whole-step kernel did not take this shape";
 }
@@ -274,7 +282,9 @@ INSTANTIATE_TEST_SUITE_P(
     Shapes, CudaWholeStep,
     ::testing::Combine(::testing::Values(WholeStepCase{"mha128", whole_step_config(256, 2, 2, 128, 688, 2, false)},
                                          WholeStepCase{"gqa64_bias_tied", whole_step_config(384, 6, 2, 64, 1000, 3, true)},
-                                         WholeStepCase{"long_rows", whole_step_config(128, 2, 1, 64, 16400, 1, false)}),
+                                         WholeStepCase{"long_rows", whole_step_config(128, 2, 1, 64, 16400, 1, false)},
+                                         WholeStepCase{"one_head_2k", whole_step_config(128, 1, 1, 128, 256, 1, false), 2000},
+                                         WholeStepCase{"many_heads", whole_step_config(256, 160, 32, 64, 512, 1, false)}),
                        ::testing::Values(DType::F16, DType::BF16)),
     [](const auto& info) {
         return std::string(std::get<0>(info.param).name) + "_" + std::string(dtype_name(std::get<1>(info.param)));

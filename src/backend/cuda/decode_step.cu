@@ -34,6 +34,7 @@
 // from L2 (the residual, the attention output, the SwiGLU output).
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 
 #include "backend/cuda/cuda_backend_impl.h"
 
@@ -47,12 +48,11 @@ constexpr int kThreads = kConsumers + 32;  // and the producer warp
 constexpr int kStageBytes = 32 << 10;
 constexpr int kMaxStages = 8;
 constexpr int kMaxLayers = 96;
-constexpr int kMaxHeads = 256;
 constexpr int kMaxHeadDim = 128;
 constexpr int kMaxItems = 1024;      // attention (head, split) items of one step
 constexpr int kMinSplitKeys = 16;    // keys per attention item at least (fewer splits for short sequences)
 constexpr int kKeysPerStep = 20;     // keys a warp has in flight at once (160 per block: a 640-key cache in 4 splits, one pass)
-constexpr uint64_t kHangNs = 2000000000ull;  // a wait this long is a bug: trap instead of hanging
+constexpr int kDefaultWatchdogSeconds = 10;  // a wait this long is a bug: trap instead of hanging
 
 // Where a block's time goes (LAMINA_STEP_PROFILE=1): clock cycles of consumer thread 0 (the producer's
 // stalls from the producer thread), summed over blocks and steps; printed when the backend is destroyed.
@@ -91,6 +91,7 @@ struct StepArgs {
     int max_splits;
     GridSync* sync;
     int stages, x_bytes, acc_floats;  // the dynamic shared memory: staged x, row sums, the ring
+    uint64_t watchdog_ns;             // a wait longer than this traps (0: never)
     unsigned long long* profile;      // LAMINA_STEP_PROFILE=1: kProfileSlots sums over blocks and steps, else null
     __host__ __device__ int q_dim() const { return n_head * head_dim; }
     __host__ __device__ int qkv_dim() const { return (n_head + 2 * n_head_kv) * head_dim; }
@@ -106,16 +107,16 @@ __device__ __forceinline__ uint64_t globaltimer() {
     return t;
 }
 
-// Counts the polls of a spin loop; after kHangNs it traps, so a broken protocol fails the step with a CUDA
-// error instead of hanging the process.
+// Counts the polls of a spin loop; after `limit` ns (StepArgs::watchdog_ns, LAMINA_STEP_WATCHDOG_S) it
+// traps, so a broken protocol fails the step with a CUDA error instead of hanging the process.
 struct Watchdog {
-    uint64_t start = 0;
+    uint64_t limit, start = 0;
     uint32_t polls = 0;
     __device__ __forceinline__ void tick() {
-        if ((++polls & 1023u) != 0) return;
+        if ((++polls & 1023u) != 0 || limit == 0) return;
         const uint64_t t = globaltimer();
         if (start == 0) start = t;
-        else if (t - start > kHangNs) __trap();
+        else if (t - start > limit) __trap();
     }
 };
 
@@ -128,8 +129,8 @@ __device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
 __device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
 }
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
-    Watchdog dog;
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity, uint64_t watchdog_ns) {
+    Watchdog dog{watchdog_ns};
     for (;;) {
         uint32_t done;
         asm volatile(
@@ -167,7 +168,7 @@ __device__ __forceinline__ float consumer_sum(float x, float* red) {
 }
 
 // Every consumer thread of every block arrives; returns once all have, with their global writes visible.
-__device__ __forceinline__ void grid_sync(GridSync* gs) {
+__device__ __forceinline__ void grid_sync(GridSync* gs, uint64_t watchdog_ns) {
     consumer_sync();
     if (threadIdx.x == 0) {
         unsigned gen;
@@ -178,7 +179,7 @@ __device__ __forceinline__ void grid_sync(GridSync* gs) {
             __threadfence();
             atomicAdd(&gs->generation, 1u);
         } else {
-            Watchdog dog;
+            Watchdog dog{watchdog_ns};
             for (;;) {
                 unsigned now;
                 asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(now) : "l"(&gs->generation) : "memory");
@@ -215,12 +216,21 @@ struct ChunkShape {
     int rows;   // whole rows per chunk (1 when rows come in pieces)
     int piece;  // elements of a row per chunk (k for whole rows)
 };
-template <typename T>
-__device__ __forceinline__ ChunkShape chunk_shape(int k) {
-    const int row_bytes = k * static_cast<int>(sizeof(T));
+__host__ __device__ __forceinline__ ChunkShape chunk_shape(int k, int elem) {
+    const int row_bytes = k * elem;
     if (row_bytes <= kStageBytes) return {kStageBytes / row_bytes, k};
     const int pieces = (row_bytes + kStageBytes - 1) / kStageBytes;
     return {1, ((k + pieces - 1) / pieces + 7) / 8 * 8};
+}
+template <typename T>
+__device__ __forceinline__ ChunkShape chunk_shape(int k) {
+    return chunk_shape(k, static_cast<int>(sizeof(T)));
+}
+// Warps per row of a chunk: they split the row's vectors, each adding its share into its own slot of the
+// row's sums (acc[row * parts + part]), which the epilogue adds in order: the same sums every run.
+__host__ __device__ __forceinline__ int row_parts(int k, int elem) {
+    const int rows = chunk_shape(k, elem).rows;
+    return rows >= kConsumerWarps ? 1 : kConsumerWarps / rows;
 }
 
 template <typename T, typename F>
@@ -237,17 +247,28 @@ __device__ __forceinline__ void for_each_chunk(const T* w, int k, const Slice& s
     }
 }
 
-// Every matrix of the step in stream order: f(W, k, slice).
+enum class Role { Qkv, O, GateUp, Down, Head };
+
+template <typename T>
+struct Matrix {
+    Role role;
+    int layer;
+    const T* w;  // [m, k]
+    int k;
+    Slice rows;  // this block's rows of it
+};
+
+// Every matrix of the step in stream order: the one order the producer streams and the consumers take.
 template <typename T, typename F>
 __device__ __forceinline__ void for_each_matrix(const StepArgs<T>& a, F&& f) {
     for (int l = 0; l < a.n_layer; ++l) {
         const LayerPtrs<T>& L = a.layers[l];
-        f(L.wqkv, a.n_embd, block_rows(a.qkv_dim()));
-        f(L.wo, a.q_dim(), block_rows(a.n_embd));
-        f(L.wgu, a.n_embd, block_rows(a.n_ff, a.n_ff));
-        f(L.wdown, a.n_ff, block_rows(a.n_embd));
+        f(Matrix<T>{Role::Qkv, l, L.wqkv, a.n_embd, block_rows(a.qkv_dim())});
+        f(Matrix<T>{Role::O, l, L.wo, a.q_dim(), block_rows(a.n_embd)});
+        f(Matrix<T>{Role::GateUp, l, L.wgu, a.n_embd, block_rows(a.n_ff, a.n_ff)});
+        f(Matrix<T>{Role::Down, l, L.wdown, a.n_ff, block_rows(a.n_embd)});
     }
-    f(a.w_out, a.n_embd, block_rows(a.n_vocab));
+    f(Matrix<T>{Role::Head, a.n_layer, a.w_out, a.n_embd, block_rows(a.n_vocab)});
 }
 
 struct Ring {
@@ -266,14 +287,17 @@ __device__ void produce(const StepArgs<T>& a, const Ring& ring) {
     uint64_t policy;
     asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
     uint32_t i = 0;
-    for_each_matrix(a, [&](const T* w, int k, const Slice& s) {
-        for_each_chunk(w, k, s, [&](const T* src, int rows, int, int, int cols) {
+    for_each_matrix(a, [&](const Matrix<T>& m) {
+        for_each_chunk(m.w, m.k, m.rows, [&](const T* src, int rows, int, int, int cols) {
             const int stage = static_cast<int>(i % ring.stages);
             const uint32_t round = i / ring.stages;
             if (round > 0) {
                 const long long t0 = clock64();
-                mbar_wait(&ring.empty[stage], (round - 1) & 1u);
+                mbar_wait(&ring.empty[stage], (round - 1) & 1u, a.watchdog_ns);
                 stalled += clock64() - t0;
+                // The consumers read the stage with ordinary loads; the copy below writes it through the
+                // async proxy.
+                asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
             }
             const auto bytes = static_cast<uint32_t>(rows * cols * static_cast<int>(sizeof(T)));
             mbar_arrive_expect_tx(&ring.full[stage], bytes);
@@ -297,16 +321,17 @@ __device__ __forceinline__ float dot8(const uint4 w, const uint4 x, float sum) {
 
 // The consumers' side of one matrix: acc[local row] += W[row, :] . xs for the block's rows. `chunk` counts
 // the ring's chunks over the whole step (the producer's i). A chunk's rows are split over the warps, `parts`
-// warps per row (parts divides the 8 warps, so a warp's part of a row is the same in every chunk); when
+// warps per row (row_parts: it divides the 8 warps, so a warp's part of a row is the same in every chunk); when
 // chunks hold whole rows, each lane keeps its part of x in registers for the whole matrix (at most kXRegs
 // vectors) and reads only W from shared memory, half the shared-memory traffic.
 constexpr int kXRegs = 8;
 template <typename T>
-__device__ void consume(const Ring& ring, uint32_t& chunk, const T* xs, const T* w, int k, const Slice& s, float* acc,
-                        unsigned long long& waited) {
+__device__ void consume(const Ring& ring, uint32_t& chunk, const T* xs, const Matrix<T>& m, float* acc,
+                        uint64_t watchdog_ns, unsigned long long& waited) {
     const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
+    const int k = m.k;
     const ChunkShape shape = chunk_shape<T>(k);
-    const int parts = max(1, kConsumerWarps / shape.rows), part = warp % parts, stride = parts * 32;
+    const int parts = row_parts(k, static_cast<int>(sizeof(T))), part = warp % parts, stride = parts * 32;
     const int row_vecs = k / 8;
     const bool x_in_regs = shape.piece == k && row_vecs <= kXRegs * stride;
     const auto* xv_all = reinterpret_cast<const uint4*>(xs);
@@ -316,10 +341,10 @@ __device__ void consume(const Ring& ring, uint32_t& chunk, const T* xs, const T*
         const int v = part * 32 + lane + j * stride;
         xr[j] = x_in_regs && v < row_vecs ? xv_all[v] : make_uint4(0, 0, 0, 0);
     }
-    for_each_chunk(w, k, s, [&](const T*, int rows, int local, int c0, int cols) {
+    for_each_chunk(m.w, k, m.rows, [&](const T*, int rows, int local, int c0, int cols) {
         const int stage = static_cast<int>(chunk % ring.stages);
         const long long t0 = clock64();
-        mbar_wait(&ring.full[stage], (chunk / ring.stages) & 1u);
+        mbar_wait(&ring.full[stage], (chunk / ring.stages) & 1u, watchdog_ns);
         waited += clock64() - t0;  // read from thread 0's copy only
         const auto* buf = reinterpret_cast<const uint4*>(ring.data + static_cast<size_t>(stage) * kStageBytes);
         const int vecs = cols / 8;
@@ -345,7 +370,7 @@ __device__ void consume(const Ring& ring, uint32_t& chunk, const T* xs, const T*
                 }
             }
             const float sum = cuda::warp_sum(sum0 + sum1);
-            if (lane == 0) atomicAdd(&acc[local + u / parts], sum);
+            if (lane == 0) acc[(local + u / parts) * parts + part] += sum;  // this warp's slot only
         }
         __syncwarp();
         if (lane == 0) mbar_arrive(&ring.empty[stage]);
@@ -392,33 +417,46 @@ enum class Out { Store, Add, SwiGlu };
 
 // After consume(): the block's outputs from the row sums (each product rounded to T as the matmul stores it,
 // then the bias; Add: residual += it; SwiGlu: out[i] = silu(gate) * up), and the sums zeroed for the next matrix.
+// Takes (and zeroes) local row lr's sum: its parts added in order.
+__device__ __forceinline__ float take_row_sum(float* acc, int lr, int parts) {
+    float sum = 0.0f;
+    for (int p = 0; p < parts; ++p) {
+        sum += acc[lr * parts + p];
+        acc[lr * parts + p] = 0.0f;
+    }
+    return sum;
+}
+
 template <typename T>
-__device__ void finish(Out o, const Slice& s, float* acc, const float* bias, T* out) {
+__device__ void finish(const Matrix<T>& m, Out o, float* acc, const float* bias, T* out) {
     consumer_sync();
-    const int n0 = s.end[0] - s.begin[0];
+    const Slice& s = m.rows;
+    const int n0 = s.end[0] - s.begin[0], parts = row_parts(m.k, static_cast<int>(sizeof(T)));
     for (int lr = static_cast<int>(threadIdx.x); lr < n0; lr += kConsumers) {
         const int row = s.begin[0] + lr;
-        const float y = cuda::to_float(cuda::from_float<T>(acc[lr] + (bias ? bias[row] : 0.0f)));
-        acc[lr] = 0.0f;
+        const float y = cuda::to_float(cuda::from_float<T>(take_row_sum(acc, lr, parts) + (bias ? bias[row] : 0.0f)));
         if (o == Out::Store) {
             out[row] = cuda::from_float<T>(y);
         } else if (o == Out::Add) {
             out[row] = cuda::from_float<T>(cuda::to_float(__ldcg(out + row)) + y);
         } else {
             const int up_row = s.begin[1] + lr;
-            const float u = cuda::to_float(cuda::from_float<T>(acc[n0 + lr] + (bias ? bias[up_row] : 0.0f)));
-            acc[n0 + lr] = 0.0f;
+            const float u = cuda::to_float(cuda::from_float<T>(take_row_sum(acc, n0 + lr, parts) + (bias ? bias[up_row] : 0.0f)));
             out[row] = cuda::from_float<T>(y / (1.0f + __expf(-y)) * u);
         }
     }
 }
 
-// Attention splits of a step at n_pos positions: enough (head, range) items to fill the grid, each of at
-// least kMinSplitKeys keys. The merge recomputes it.
+// Attention splits of a step at n_pos positions: enough (head, key range) items to fill the grid, each of
+// `chunk` >= kMinSplitKeys keys, none empty.
+struct Splits {
+    int n, chunk;
+};
 template <typename T>
-__device__ __forceinline__ int attention_splits(const StepArgs<T>& a, int n_pos) {
-    const int want = max(1, static_cast<int>(gridDim.x) / a.n_head);
-    return max(1, min(min(want, a.max_splits), (n_pos + kMinSplitKeys - 1) / kMinSplitKeys));
+__device__ __forceinline__ Splits attention_splits(const StepArgs<T>& a, int n_pos) {
+    const int want = min(max(1, static_cast<int>(gridDim.x) / a.n_head), a.max_splits);
+    const int chunk = max(kMinSplitKeys, (n_pos + want - 1) / want);
+    return {(n_pos + chunk - 1) / chunk, chunk};
 }
 
 // Lane's E elements of a head vector, rotated (RoPE, rotate-half: the partner element is 16 lanes away when
@@ -471,7 +509,8 @@ __device__ void attention_items(const StepArgs<T>& a, int layer, int pos, int sl
     using Word = cuda::Packed<T, E>;
     const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
     const int hd = a.head_dim, n_pos = pos + 1, group = a.n_head / a.n_head_kv;
-    const int ns = attention_splits(a, n_pos), chunk = (n_pos + ns - 1) / ns, split_of_pos = pos / chunk;
+    const Splits splits = attention_splits(a, n_pos);
+    const int ns = splits.n, chunk = splits.chunk, split_of_pos = pos / chunk;
     const float* cs = a.cos_sin + static_cast<int64_t>(pos) * hd;
     const int64_t kv_dim = static_cast<int64_t>(a.n_head_kv) * hd;
     const int64_t row0 = ((static_cast<int64_t>(slot) * a.cache_layers + layer) * a.n_ctx) * kv_dim;
@@ -605,46 +644,56 @@ __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(const __grid_c
         mark = now;
     };
     uint32_t chunk = 0;
-    // One matrix: the block's rows of W (k columns) against xs, their outputs, then (unless last) the
-    // grid barrier that makes them visible to every block.
-    auto gemv = [&](const T* w, int k, const Slice& s, Out o, const float* bias, T* out, bool barrier) {
-        consume(ring, chunk, xs, w, k, s, acc, prof[kWeightWait]);
+    // One matrix: the block's rows of it against xs, their outputs, then (unless last) the grid barrier
+    // that makes them visible to every block.
+    auto gemv = [&](const Matrix<T>& m, Out o, const float* bias, T* out, bool barrier) {
+        consume(ring, chunk, xs, m, acc, a.watchdog_ns, prof[kWeightWait]);
         lap(kConsume);
-        finish(o, s, acc, bias, out);
+        finish(m, o, acc, bias, out);
         lap(kFinish);
         if (!barrier) return;
-        grid_sync(a.sync);
+        grid_sync(a.sync, a.watchdog_ns);
         lap(kGridBarrier);
     };
-    for (int l = 0; l < a.n_layer; ++l) {
-        const LayerPtrs<T>& L = a.layers[l];
-        // 1. qkv = rmsnorm(x) @ Wqkv^T (layer 0 reads x from the embedding and writes it to the residual)
-        const bool first = l == 0;
-        stage_norm(first ? a.tok_embd + static_cast<int64_t>(a.ids[0]) * a.n_embd : a.residual, L.attn_norm, a.n_embd,
-                   a.eps, xs, first ? a.residual : nullptr, red);
-        lap(kStaging);
-        gemv(L.wqkv, a.n_embd, block_rows(a.qkv_dim()), Out::Store, L.bqkv, a.qkv, true);
-        // 2. attention (RoPE, the cache write), each head's output merged by the block finishing its last split
-        attention_items<T, E>(a, l, pos, slot, att);
-        lap(kAttention);
-        grid_sync(a.sync);
-        lap(kGridBarrier);
-        // 3. x += attn @ Wo^T
-        stage_copy(a.attn, a.q_dim(), xs);
-        lap(kStaging);
-        gemv(L.wo, a.q_dim(), block_rows(a.n_embd), Out::Add, L.bo, a.residual, true);
-        // 4. ff = swiglu(rmsnorm(x) @ Wgu^T)
-        stage_norm(a.residual, L.ffn_norm, a.n_embd, a.eps, xs, static_cast<T*>(nullptr), red);
-        lap(kStaging);
-        gemv(L.wgu, a.n_embd, block_rows(a.n_ff, a.n_ff), Out::SwiGlu, L.bgu, a.ff, true);
-        // 5. x += ff @ Wdown^T
-        stage_copy(a.ff, a.n_ff, xs);
-        lap(kStaging);
-        gemv(L.wdown, a.n_ff, block_rows(a.n_embd), Out::Add, L.bdown, a.residual, true);
-    }
-    stage_norm(a.residual, a.out_norm, a.n_embd, a.eps, xs, static_cast<T*>(nullptr), red);
-    lap(kStaging);
-    gemv(a.w_out, a.n_embd, block_rows(a.n_vocab), Out::Store, nullptr, a.logits, false);
+    // The matrices in the producer's order, each with the work around it.
+    for_each_matrix(a, [&](const Matrix<T>& m) {
+        const LayerPtrs<T>& L = a.layers[m.role == Role::Head ? 0 : m.layer];
+        switch (m.role) {
+            case Role::Qkv: {  // qkv = rmsnorm(x) @ Wqkv^T; layer 0 takes x from the embedding into the residual
+                const bool first = m.layer == 0;
+                stage_norm(first ? a.tok_embd + static_cast<int64_t>(a.ids[0]) * a.n_embd : a.residual, L.attn_norm,
+                           a.n_embd, a.eps, xs, first ? a.residual : nullptr, red);
+                lap(kStaging);
+                gemv(m, Out::Store, L.bqkv, a.qkv, true);
+                // attention (RoPE, the cache write), each head merged by the block finishing its last split
+                attention_items<T, E>(a, m.layer, pos, slot, att);
+                lap(kAttention);
+                grid_sync(a.sync, a.watchdog_ns);
+                lap(kGridBarrier);
+                break;
+            }
+            case Role::O:  // x += attn @ Wo^T
+                stage_copy(a.attn, a.q_dim(), xs);
+                lap(kStaging);
+                gemv(m, Out::Add, L.bo, a.residual, true);
+                break;
+            case Role::GateUp:  // ff = swiglu(rmsnorm(x) @ Wgu^T)
+                stage_norm(a.residual, L.ffn_norm, a.n_embd, a.eps, xs, static_cast<T*>(nullptr), red);
+                lap(kStaging);
+                gemv(m, Out::SwiGlu, L.bgu, a.ff, true);
+                break;
+            case Role::Down:  // x += ff @ Wdown^T
+                stage_copy(a.ff, a.n_ff, xs);
+                lap(kStaging);
+                gemv(m, Out::Add, L.bdown, a.residual, true);
+                break;
+            case Role::Head:  // logits = rmsnorm(x) @ Wout^T
+                stage_norm(a.residual, a.out_norm, a.n_embd, a.eps, xs, static_cast<T*>(nullptr), red);
+                lap(kStaging);
+                gemv(m, Out::Store, nullptr, a.logits, false);
+                break;
+        }
+    });
     if (a.profile != nullptr && threadIdx.x == 0) {
         prof[kTotal] = clock64() - start;
         prof[kTotalNs] = globaltimer() - start_ns;
@@ -671,8 +720,7 @@ bool CudaBackend::decode_step(const LlamaWeights& w, float eps, const StepTokens
     if (!persistent_decode_ || (act_ != DType::F16 && act_ != DType::BF16)) return false;
     if (tok.n_tokens != 1 || tok.n_tiles != 0 || w.layers.empty() || w.layers.size() > static_cast<size_t>(kMaxLayers))
         return false;
-    if ((s.head_dim != 64 && s.head_dim != 128) || s.n_head > kMaxHeads || s.n_head_kv <= 0 || s.n_head % s.n_head_kv != 0)
-        return false;
+    if ((s.head_dim != 64 && s.head_dim != 128) || s.n_head_kv <= 0 || s.n_head % s.n_head_kv != 0) return false;
     const int64_t E = w.tok_embd.cols, q_dim = s.n_head * s.head_dim, kv_dim = s.n_head_kv * s.head_dim;
     const int64_t n_ff = w.layers[0].w_down.cols, n_vocab = w.output.rows;
     for (const LayerWeights& L : w.layers) {
@@ -687,7 +735,9 @@ bool CudaBackend::decode_step(const LlamaWeights& w, float eps, const StepTokens
     }
     if (!streamable(w.tok_embd, act_) || !streamable(w.output, act_) || w.output.cols != E ||
         !f32_vector(w.output_norm, E, false) || rope_cos_sin.dtype != DType::F32 || rope_cos_sin.cols != s.head_dim ||
-        cache.dtype != act_ || cache.kv_dim != kv_dim || q_dim % 8 != 0)
+        rope_cos_sin.rows < cache.n_ctx || cache.dtype != act_ || cache.kv_dim != kv_dim ||
+        cache.n_layer < static_cast<int64_t>(w.layers.size()) || reinterpret_cast<uintptr_t>(cache.k) % 16 != 0 ||
+        reinterpret_cast<uintptr_t>(cache.v) % 16 != 0)
         return false;
     for (const TensorView* v : {&buf.residual, &buf.qkv, &buf.attn, &buf.ff, &buf.logits})
         if (v->dtype != act_ || reinterpret_cast<uintptr_t>(v->data) % 16 != 0) return false;
@@ -695,16 +745,19 @@ bool CudaBackend::decode_step(const LlamaWeights& w, float eps, const StepTokens
         buf.logits.cols != n_vocab)
         return false;
 
-    static const int sms = [] {
-        int device = 0, n = 0;
-        CUDA_CHECK(cudaGetDevice(&device));
-        CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
-        return n;
-    }();
+    int sms = 0, cooperative = 0, optin = 0;
+    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_));
+    CUDA_CHECK(cudaDeviceGetAttribute(&cooperative, cudaDevAttrCooperativeLaunch, device_));
+    CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device_));
+    if (cooperative == 0) return false;
     const int grid = std::min(sms, kMaxItems);
-    const auto per_block = [&](int64_t m) { return (m + grid - 1) / grid + 1; };
-    const int64_t acc_floats = std::max({per_block(q_dim + 2 * kv_dim), per_block(E), 2 * per_block(n_ff), per_block(n_vocab)});
     const size_t elem = dtype_size(act_);
+    // Row sums: a block's rows of each matrix times the warps that share a row (row_parts).
+    const auto sums = [&](int64_t m, int64_t k) {
+        return ((m + grid - 1) / grid + 1) * row_parts(static_cast<int>(k), static_cast<int>(elem));
+    };
+    const int64_t acc_floats =
+        std::max({sums(q_dim + 2 * kv_dim, E), sums(E, q_dim), 2 * sums(n_ff, E), sums(E, n_ff), sums(n_vocab, E)});
     const auto round128 = [](size_t b) { return (b + 127) / 128 * 128; };
     const size_t x_bytes = round128(static_cast<size_t>(std::max({E, q_dim, n_ff})) * elem);
     const size_t acc_bytes = round128(static_cast<size_t>(acc_floats) * sizeof(float));
@@ -716,9 +769,6 @@ bool CudaBackend::decode_step(const LlamaWeights& w, float eps, const StepTokens
             auto k = s.head_dim == 64 ? decode_step_kernel<T, 2> : decode_step_kernel<T, 4>;
             cudaFuncAttributes attr{};
             CUDA_CHECK(cudaFuncGetAttributes(&attr, reinterpret_cast<const void*>(k)));
-            int device = 0, optin = 0;
-            CUDA_CHECK(cudaGetDevice(&device));
-            CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
             const int64_t room = static_cast<int64_t>(optin) - static_cast<int64_t>(attr.sharedSizeBytes + x_bytes + acc_bytes);
             const int stages = static_cast<int>(std::min<int64_t>(kMaxStages, room / kStageBytes));
             if (stages < 2) return;
@@ -779,6 +829,11 @@ bool CudaBackend::decode_step(const LlamaWeights& w, float eps, const StepTokens
             a.sync = static_cast<GridSync*>(step_sync_);
             a.profile = static_cast<unsigned long long*>(step_profile_);
 
+            static const uint64_t watchdog_ns = [] {  // LAMINA_STEP_WATCHDOG_S=0: never (debuggers, sanitizers)
+                const char* v = std::getenv("LAMINA_STEP_WATCHDOG_S");
+                return static_cast<uint64_t>(v ? std::max(0, std::atoi(v)) : kDefaultWatchdogSeconds) * 1000000000ull;
+            }();
+            a.watchdog_ns = watchdog_ns;
             a.stages = stages, a.x_bytes = static_cast<int>(x_bytes), a.acc_floats = static_cast<int>(acc_bytes / sizeof(float));
 
             cudaLaunchConfig_t cfg{};
@@ -791,7 +846,12 @@ bool CudaBackend::decode_step(const LlamaWeights& w, float eps, const StepTokens
             attrs[0].val.cooperative = 1;
             cfg.attrs = attrs;
             cfg.numAttrs = 1;
-            CUDA_CHECK(cudaLaunchKernelEx(&cfg, k, a));
+            const cudaError_t e = cudaLaunchKernelEx(&cfg, k, a);
+            if (e == cudaErrorCooperativeLaunchTooLarge) {  // fewer SMs than the device has (MPS limits): separate ops
+                cudaGetLastError();
+                return;
+            }
+            CUDA_CHECK(e);
             launched = true;
         }
     });
