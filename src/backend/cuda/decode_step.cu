@@ -68,9 +68,13 @@ struct LayerPtrs {
     const float *attn_norm, *ffn_norm, *bqkv, *bo, *bgu, *bdown;  // biases may be null
 };
 
-// A grid barrier's state: arrivals, and the generation the last arrival advances (self-resetting).
+// A grid barrier's state. The default barrier: arrivals, and the generation the last arrival advances
+// (self-resetting). LAMINA_STEP_BARRIER=counter (A/B, not yet measured): one count of all arrivals of the
+// step, zeroed before each launch; a block adds 1 without waiting for the result (red.release) and polls
+// until the count reaches (barriers passed) * blocks, which takes the last arrival's two extra atomics and
+// fence off the critical path.
 struct GridSync {
-    unsigned count, generation;
+    unsigned count, generation, arrivals;
 };
 
 template <typename T>
@@ -92,6 +96,7 @@ struct StepArgs {
     GridSync* sync;
     int stages, x_bytes, acc_floats;  // the dynamic shared memory: staged x, row sums, the ring
     uint64_t watchdog_ns;             // a wait longer than this traps (0: never)
+    bool counter_barrier;             // GridSync: the one-count barrier
     unsigned long long* profile;      // LAMINA_STEP_PROFILE=1: kProfileSlots sums over blocks and steps, else null
     __host__ __device__ int q_dim() const { return n_head * head_dim; }
     __host__ __device__ int qkv_dim() const { return (n_head + 2 * n_head_kv) * head_dim; }
@@ -168,8 +173,27 @@ __device__ __forceinline__ float consumer_sum(float x, float* red) {
 }
 
 // Every consumer thread of every block arrives; returns once all have, with their global writes visible.
-__device__ __forceinline__ void grid_sync(GridSync* gs, uint64_t watchdog_ns) {
+// `passed` counts the barriers this block has passed in the step (the same in every block).
+__device__ __forceinline__ void grid_sync(GridSync* gs, uint64_t watchdog_ns, bool counter, unsigned& passed) {
     consumer_sync();
+    ++passed;
+    if (counter) {
+        if (threadIdx.x == 0) {
+            __threadfence();
+            asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(&gs->arrivals) : "memory");
+            const unsigned target = passed * gridDim.x;
+            Watchdog dog{watchdog_ns};
+            for (;;) {
+                unsigned now;
+                asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(now) : "l"(&gs->arrivals) : "memory");
+                if (now >= target) break;
+                dog.tick();
+            }
+            __threadfence();
+        }
+        consumer_sync();
+        return;
+    }
     if (threadIdx.x == 0) {
         unsigned gen;
         asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(gen) : "l"(&gs->generation) : "memory");
@@ -644,6 +668,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(const __grid_c
         mark = now;
     };
     uint32_t chunk = 0;
+    unsigned barriers = 0;
     // One matrix: the block's rows of it against xs, their outputs, then (unless last) the grid barrier
     // that makes them visible to every block.
     auto gemv = [&](const Matrix<T>& m, Out o, const float* bias, T* out, bool barrier) {
@@ -652,7 +677,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(const __grid_c
         finish(m, o, acc, bias, out);
         lap(kFinish);
         if (!barrier) return;
-        grid_sync(a.sync, a.watchdog_ns);
+        grid_sync(a.sync, a.watchdog_ns, a.counter_barrier, barriers);
         lap(kGridBarrier);
     };
     // The matrices in the producer's order, each with the work around it.
@@ -668,7 +693,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(const __grid_c
                 // attention (RoPE, the cache write), each head merged by the block finishing its last split
                 attention_items<T, E>(a, m.layer, pos, slot, att);
                 lap(kAttention);
-                grid_sync(a.sync, a.watchdog_ns);
+                grid_sync(a.sync, a.watchdog_ns, a.counter_barrier, barriers);
                 lap(kGridBarrier);
                 break;
             }
@@ -834,6 +859,13 @@ bool CudaBackend::decode_step(const LlamaWeights& w, float eps, const StepTokens
                 return static_cast<uint64_t>(v ? std::max(0, std::atoi(v)) : kDefaultWatchdogSeconds) * 1000000000ull;
             }();
             a.watchdog_ns = watchdog_ns;
+            static const bool counter_barrier = [] {
+                const char* v = std::getenv("LAMINA_STEP_BARRIER");
+                return v != nullptr && std::string(v) == "counter";
+            }();
+            a.counter_barrier = counter_barrier;
+            if (counter_barrier)  // its count starts from zero in every step (a graph node when captured)
+                CUDA_CHECK(cudaMemsetAsync(&static_cast<GridSync*>(step_sync_)->arrivals, 0, sizeof(unsigned), stream_));
             a.stages = stages, a.x_bytes = static_cast<int>(x_bytes), a.acc_floats = static_cast<int>(acc_bytes / sizeof(float));
 
             cudaLaunchConfig_t cfg{};
