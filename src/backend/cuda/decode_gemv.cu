@@ -57,7 +57,8 @@ struct GemvArgs {
     int head_dim = 0, n_head = 0, n_head_kv = 0;
     T* k_cache = nullptr;
     T* v_cache = nullptr;
-    int64_t n_layer = 0, n_ctx = 0, layer = 0;
+    cuda::CacheGeometry cache{};
+    int64_t layer = 0;
 };
 
 template <typename T, int V>
@@ -139,9 +140,7 @@ __device__ __forceinline__ void epilogue(const GemvArgs<T>& a, int unit, const i
                 orow[rows[0]] = cuda::from_float<T>(z0);
                 orow[rows[1]] = cuda::from_float<T>(z1);
             } else {
-                const int64_t kv_dim = static_cast<int64_t>(a.n_head_kv) * a.head_dim;
-                const int64_t cache_row =
-                    ((static_cast<int64_t>(a.slots[t]) * a.n_layer + a.layer) * a.n_ctx + pos) * kv_dim;
+                const int64_t cache_row = a.cache.offset(a.slots[t], a.layer, pos);
                 T* dst = h < a.n_head + a.n_head_kv
                              ? a.k_cache + cache_row + static_cast<int64_t>(h - a.n_head) * a.head_dim
                              : a.v_cache + cache_row + static_cast<int64_t>(h - a.n_head - a.n_head_kv) * a.head_dim;
@@ -364,7 +363,7 @@ void CudaBackend::decode_qkv(const TensorView& x, const TensorView& g, float eps
         a.head_dim = static_cast<int>(s.head_dim), a.n_head = static_cast<int>(s.n_head),
         a.n_head_kv = static_cast<int>(s.n_head_kv);
         a.k_cache = static_cast<T*>(cache.k), a.v_cache = static_cast<T*>(cache.v);
-        a.n_layer = cache.n_layer, a.n_ctx = cache.n_ctx, a.layer = layer;
+        a.cache = cuda::CacheGeometry::of(cache), a.layer = layer;
         launch<T, Epi::RopeKv, true>(a, x.rows, vec, stream_);
     });
 }

@@ -55,7 +55,9 @@ constexpr int kKeysPerStep = 20;     // keys a warp has in flight at once (160 p
 constexpr int kDefaultWatchdogSeconds = 10;  // a wait this long is a bug: trap instead of hanging
 
 // Where a block's time goes (LAMINA_STEP_PROFILE=1): clock cycles of consumer thread 0 (the producer's
-// stalls from the producer thread), summed over blocks and steps; printed when the backend is destroyed.
+// stalls from the producer thread), summed over blocks and the steps since the counters were zeroed (a
+// captured decode graph zeroes them at each replay, so there: the last step); printed when the backend is
+// destroyed.
 enum ProfileSlot { kTotal, kStaging, kConsume, kWeightWait, kFinish, kGridBarrier, kAttention, kProducerStall,
                    kTotalNs, kSteps, kProfileSlots };
 const char* const kProfileNames[] = {"total", "staging x (norm, copy)", "GEMV (incl. weight waits)",
@@ -88,7 +90,7 @@ struct StepArgs {
     const int32_t *ids, *positions, *slots;
     const float* cos_sin;  // [n_ctx, head_dim]: cos of the half's angles, then their sin
     T *k_cache, *v_cache;
-    int64_t cache_layers, n_ctx;
+    cuda::CacheGeometry cache;
     T *residual, *qkv, *attn, *ff, *logits;
     float* partials;  // [n_head][max_splits][head_dim + 2]: accumulators, max, sum
     int* head_done;   // [n_head]: splits finished (zero between steps)
@@ -536,8 +538,7 @@ __device__ void attention_items(const StepArgs<T>& a, int layer, int pos, int sl
     const Splits splits = attention_splits(a, n_pos);
     const int ns = splits.n, chunk = splits.chunk, split_of_pos = pos / chunk;
     const float* cs = a.cos_sin + static_cast<int64_t>(pos) * hd;
-    const int64_t kv_dim = static_cast<int64_t>(a.n_head_kv) * hd;
-    const int64_t row0 = ((static_cast<int64_t>(slot) * a.cache_layers + layer) * a.n_ctx) * kv_dim;
+    const int64_t kv_dim = a.cache.kv_dim, row0 = a.cache.offset(slot, layer, 0);
     for (int item = static_cast<int>(blockIdx.x); item < a.n_head * ns; item += static_cast<int>(gridDim.x)) {
         const int h = item / ns, split = item % ns, kvh = h / group;
         const int begin = split * chunk, end = min(begin + chunk, n_pos);
@@ -846,7 +847,7 @@ bool CudaBackend::decode_step(const LlamaWeights& w, float eps, const StepTokens
             a.ids = tok.ids, a.positions = tok.positions, a.slots = tok.slots;
             a.cos_sin = static_cast<const float*>(rope_cos_sin.data);
             a.k_cache = static_cast<T*>(cache.k), a.v_cache = static_cast<T*>(cache.v);
-            a.cache_layers = cache.n_layer, a.n_ctx = cache.n_ctx;
+            a.cache = cuda::CacheGeometry::of(cache);
             a.residual = static_cast<T*>(buf.residual.data), a.qkv = static_cast<T*>(buf.qkv.data);
             a.attn = static_cast<T*>(buf.attn.data), a.head_done = step_heads_;
             a.ff = static_cast<T*>(buf.ff.data), a.logits = static_cast<T*>(buf.logits.data);
