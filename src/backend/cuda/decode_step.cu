@@ -1,6 +1,6 @@
 // The persistent decode step: a whole decode step of one token (batch 1) as one kernel, so the weights
 // stream from memory without the gaps between kernels. Opt-in (LAMINA_PERSISTENT_DECODE=1): on the H200
-// it runs 224-226 tok/s at LLaMA-7B against 235-237 for the separate kernels; LAMINA_STEP_PROFILE=1 prints
+// it runs 228 tok/s at LLaMA-7B against 237 for the separate kernels; LAMINA_STEP_PROFILE=1 prints
 // where a step's time goes (bench/results/2026-11-29-h200-step/NOTES.md).
 //
 // Math: that of the plain ops with the fused RMSNorm, each result rounded to T where they store it:
@@ -70,13 +70,13 @@ struct LayerPtrs {
     const float *attn_norm, *ffn_norm, *bqkv, *bo, *bgu, *bdown;  // biases may be null
 };
 
-// A grid barrier's state. The default barrier: arrivals, and the generation the last arrival advances
-// (self-resetting). LAMINA_STEP_BARRIER=counter (A/B, not yet measured): one count of all arrivals of the
-// step, zeroed before each launch; a block adds 1 without waiting for the result (red.release) and polls
-// until the count reaches (barriers passed) * blocks, which takes the last arrival's two extra atomics and
-// fence off the critical path.
+// A grid barrier's state: one count of all the step's arrivals, zeroed before each launch. A block adds 1
+// without waiting for the result (red.release) and polls until the count reaches (barriers passed) * blocks.
+// (It replaced a self-resetting barrier whose last arrival reset the count and advanced a generation: two more
+// atomics and a fence on the critical path. With LAMINA_STEP_PROFILE=1 on the H200: 343 against 435 µs of
+// barriers per step, 225.9 against 221.9 tok/s.)
 struct GridSync {
-    unsigned count, generation, arrivals;
+    unsigned arrivals;
 };
 
 template <typename T>
@@ -98,7 +98,6 @@ struct StepArgs {
     GridSync* sync;
     int stages, x_bytes, acc_floats;  // the dynamic shared memory: staged x, row sums, the ring
     uint64_t watchdog_ns;             // a wait longer than this traps (0: never)
-    bool counter_barrier;             // GridSync: the one-count barrier
     unsigned long long* profile;      // LAMINA_STEP_PROFILE=1: kProfileSlots sums over blocks and steps, else null
     __host__ __device__ int q_dim() const { return n_head * head_dim; }
     __host__ __device__ int qkv_dim() const { return (n_head + 2 * n_head_kv) * head_dim; }
@@ -176,42 +175,19 @@ __device__ __forceinline__ float consumer_sum(float x, float* red) {
 
 // Every consumer thread of every block arrives; returns once all have, with their global writes visible.
 // `passed` counts the barriers this block has passed in the step (the same in every block).
-__device__ __forceinline__ void grid_sync(GridSync* gs, uint64_t watchdog_ns, bool counter, unsigned& passed) {
+__device__ __forceinline__ void grid_sync(GridSync* gs, uint64_t watchdog_ns, unsigned& passed) {
     consumer_sync();
     ++passed;
-    if (counter) {
-        if (threadIdx.x == 0) {
-            __threadfence();
-            asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(&gs->arrivals) : "memory");
-            const unsigned target = passed * gridDim.x;
-            Watchdog dog{watchdog_ns};
-            for (;;) {
-                unsigned now;
-                asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(now) : "l"(&gs->arrivals) : "memory");
-                if (now >= target) break;
-                dog.tick();
-            }
-            __threadfence();
-        }
-        consumer_sync();
-        return;
-    }
     if (threadIdx.x == 0) {
-        unsigned gen;
-        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(gen) : "l"(&gs->generation) : "memory");
         __threadfence();
-        if (atomicAdd(&gs->count, 1u) == gridDim.x - 1) {
-            atomicExch(&gs->count, 0u);
-            __threadfence();
-            atomicAdd(&gs->generation, 1u);
-        } else {
-            Watchdog dog{watchdog_ns};
-            for (;;) {
-                unsigned now;
-                asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(now) : "l"(&gs->generation) : "memory");
-                if (now != gen) break;
-                dog.tick();
-            }
+        asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(&gs->arrivals) : "memory");
+        const unsigned target = passed * gridDim.x;
+        Watchdog dog{watchdog_ns};
+        for (;;) {
+            unsigned now;
+            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(now) : "l"(&gs->arrivals) : "memory");
+            if (now >= target) break;
+            dog.tick();
         }
         __threadfence();
     }
@@ -349,7 +325,11 @@ __device__ __forceinline__ float dot8(const uint4 w, const uint4 x, float sum) {
 // the ring's chunks over the whole step (the producer's i). A chunk's rows are split over the warps, `parts`
 // warps per row (row_parts: it divides the 8 warps, so a warp's part of a row is the same in every chunk); when
 // chunks hold whole rows, each lane keeps its part of x in registers for the whole matrix (at most kXRegs
-// vectors) and reads only W from shared memory, half the shared-memory traffic.
+// vectors) and reads only W from shared memory, half the shared-memory traffic. Each load is used as soon as
+// it lands. Issuing all of a row's loads before the first multiply made the consumers faster (ncu had most of
+// their stalls on the first use of each load) and the step slower, 225 -> 211 tok/s at LLaMA-7B on the H200:
+// the GEMV time stayed the same and the blocks reached the grid barriers further apart (343 -> 876 µs of
+// barriers per step; bench/results/2026-11-29-h200-step/NOTES.md).
 constexpr int kXRegs = 8;
 template <typename T>
 __device__ void consume(const Ring& ring, uint32_t& chunk, const T* xs, const Matrix<T>& m, float* acc,
@@ -678,7 +658,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(const __grid_c
         finish(m, o, acc, bias, out);
         lap(kFinish);
         if (!barrier) return;
-        grid_sync(a.sync, a.watchdog_ns, a.counter_barrier, barriers);
+        grid_sync(a.sync, a.watchdog_ns, barriers);
         lap(kGridBarrier);
     };
     // The matrices in the producer's order, each with the work around it.
@@ -694,7 +674,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(const __grid_c
                 // attention (RoPE, the cache write), each head merged by the block finishing its last split
                 attention_items<T, E>(a, m.layer, pos, slot, att);
                 lap(kAttention);
-                grid_sync(a.sync, a.watchdog_ns, a.counter_barrier, barriers);
+                grid_sync(a.sync, a.watchdog_ns, barriers);
                 lap(kGridBarrier);
                 break;
             }
@@ -813,7 +793,7 @@ bool CudaBackend::decode_step(const LlamaWeights& w, float eps, const StepTokens
             }
             if (step_sync_ == nullptr) {
                 CUDA_CHECK(cudaMalloc(&step_sync_, sizeof(GridSync)));
-                CUDA_CHECK(cudaMemsetAsync(step_sync_, 0, sizeof(GridSync), stream_));  // self-resetting after this
+                CUDA_CHECK(cudaMemsetAsync(step_sync_, 0, sizeof(GridSync), stream_));
             }
             if (static_cast<size_t>(s.n_head) > step_heads_n_) {
                 if (step_heads_) retired_.push_back(step_heads_);
@@ -860,13 +840,8 @@ bool CudaBackend::decode_step(const LlamaWeights& w, float eps, const StepTokens
                 return static_cast<uint64_t>(v ? std::max(0, std::atoi(v)) : kDefaultWatchdogSeconds) * 1000000000ull;
             }();
             a.watchdog_ns = watchdog_ns;
-            static const bool counter_barrier = [] {
-                const char* v = std::getenv("LAMINA_STEP_BARRIER");
-                return v != nullptr && std::string(v) == "counter";
-            }();
-            a.counter_barrier = counter_barrier;
-            if (counter_barrier)  // its count starts from zero in every step (a graph node when captured)
-                CUDA_CHECK(cudaMemsetAsync(&static_cast<GridSync*>(step_sync_)->arrivals, 0, sizeof(unsigned), stream_));
+            // the barrier's count starts from zero in every step (a graph node when captured)
+            CUDA_CHECK(cudaMemsetAsync(&static_cast<GridSync*>(step_sync_)->arrivals, 0, sizeof(unsigned), stream_));
             a.stages = stages, a.x_bytes = static_cast<int>(x_bytes), a.acc_floats = static_cast<int>(acc_bytes / sizeof(float));
 
             cudaLaunchConfig_t cfg{};
