@@ -11,7 +11,8 @@
 #   bash bench/gpu_bench.sh tp       on a multi-GPU machine: CUDA tensor-parallel tests, NCCL all-reduce latency,
 #                                    random LLaMA-7B at tp 1/2/4/8 (prefill, decode b1/b32, greedy vs tp 1)
 #   bash bench/gpu_bench.sh ab       quick A/B of development switches (AB_VARIANTS="label:ENV=1+ENV2=0:batch ...";
-#                                    AB_TESTS=1 runs the decode tests first)
+#                                    AB_TESTS=1 runs the decode tests first; with a carried .ab-base/ from
+#                                    bench/ab_base.sh REV, each variant also runs on that revision's build)
 # Logs and JSON go to /tmp/lamina-run, packed into $OUT/results-<mode>.tgz at exit (the device tool
 # returns at most 8 files); the summary table is printed last.
 set -euo pipefail
@@ -99,15 +100,24 @@ if [ "$mode" = "ab" ]; then  # quick A/B of the decode and prefill switches on o
     [ -f "$eng/config.json" ] || ./build-gpu/lamina build --model_dir "$ckpt" --output_dir "$eng" --dtype float16 \
         --max_batch_size 64 --max_input_len 512 --max_output_len 128 \
         --tokenizer tests/data/tokenizer/ggml-vocab-llama-spm.gguf > "$out/build_engine.log"
-    ab() {  # label, env, batch
-        env ${2//+/ } ./build-gpu/lamina bench --device cuda --engine_dir "$eng" --batch_size $3 --input_len 512 \
-            --output_len 128 --repeats 3 --json "$out/ab_$1.json" > "$out/ab_$1.md"
+    bins=(./build-gpu/lamina)
+    if [ -f .ab-base/CMakeLists.txt ]; then  # the revision bench/ab_base.sh put there, built beside this tree
+        cmake -S .ab-base -B build-base -DCMAKE_BUILD_TYPE=Release -DLAMINA_CUDA=ON > "$out/cmake_base.log" 2>&1 &&
+            cmake --build build-base -j"$jobs" --target lamina > "$out/build_base.log" 2>&1 &&
+            bins+=(./build-base/lamina) || echo "the base revision did not build (build_base.log); A/B of this tree only"
+        echo "base: $(cat .ab-base/REVISION)"
+    fi
+    ab() {  # label, env, batch, binary; a failed run is a row that says so
+        env ${2//+/ } "$4" bench --device cuda --engine_dir "$eng" --batch_size $3 --input_len 512 \
+            --output_len 128 --repeats 3 --json "$out/ab_$1.json" > "$out/ab_$1.md" 2>&1 ||
+            { echo "| $1 | b$3 | failed: $(tail -1 "$out/ab_$1.md" | cut -c1-80) | |"; return 0; }
         python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(f'| $1 | b$3 | {max(j[\"prefill_tokens_per_s\"]):,.0f} | {max(j[\"decode_tokens_per_s\"]):.1f} |')" "$out/ab_$1.json"
     }
     echo "| variant | batch | prefill tok/s | decode tok/s |"
     for v in ${AB_VARIANTS:-plain:LAMINA_X=1:1 fused:LAMINA_FUSED_DECODE=1:1 no_autotune:LAMINA_GEMM_AUTOTUNE=0:1}; do
         IFS=: read -r label envs batch <<< "$v"
-        ab "$label" "$envs" "$batch"
+        ab "$label" "$envs" "$batch" ./build-gpu/lamina
+        if [ "${#bins[@]}" -gt 1 ]; then ab "$label@base" "$envs" "$batch" ./build-base/lamina; fi
     done
     exit 0
 fi
