@@ -791,10 +791,7 @@ bool CudaBackend::decode_step(const LlamaWeights& w, float eps, const StepTokens
                 CUDA_CHECK(cudaMalloc(&step_partials_, partials * sizeof(float)));
                 step_partials_n_ = partials;
             }
-            if (step_sync_ == nullptr) {
-                CUDA_CHECK(cudaMalloc(&step_sync_, sizeof(GridSync)));
-                CUDA_CHECK(cudaMemsetAsync(step_sync_, 0, sizeof(GridSync), stream_));
-            }
+            if (step_sync_ == nullptr) CUDA_CHECK(cudaMalloc(&step_sync_, sizeof(GridSync)));  // zeroed per launch below
             if (static_cast<size_t>(s.n_head) > step_heads_n_) {
                 if (step_heads_) retired_.push_back(step_heads_);
                 CUDA_CHECK(cudaMalloc(&step_heads_, static_cast<size_t>(s.n_head) * sizeof(int)));
