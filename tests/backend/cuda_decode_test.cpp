@@ -198,7 +198,8 @@ TEST(CudaDecodeModel, FusedDecodeMatchesPlainOps) {
 // Shapes: MHA at head_dim 128; GQA (3 query heads per KV head) at head_dim 64 with biases and tied
 // embeddings; rows of down longer than one 32 KB stage (n_ff 16400, streamed in pieces); one head over a
 // 2,000-token prompt (about 128 attention splits: the merge's scratch past its first column); 160 heads,
-// more than there are blocks (several attention items per block).
+// more than there are blocks (several attention items per block). Each in the kernel's fixed split of rows
+// and in its claimed mode (LAMINA_STEP_CLAIMED=1; long_rows, whose rows do not fit a stage, stays fixed).
 struct WholeStepCase {
     const char* name;
     ModelConfig config;
@@ -224,11 +225,11 @@ ModelConfig whole_step_config(int64_t n_embd, int64_t n_head, int64_t n_head_kv,
     return c;
 }
 
-class CudaWholeStep : public ::testing::TestWithParam<std::tuple<WholeStepCase, DType>> {};
+class CudaWholeStep : public ::testing::TestWithParam<std::tuple<WholeStepCase, DType, bool>> {};
 
 TEST_P(CudaWholeStep, MatchesSeparateOps) {
     if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device here";
-    const auto& [tc, dtype] = GetParam();
+    const auto& [tc, dtype, claimed] = GetParam();
     test::TempDir dir;
     BuildOptions o;
     o.dtype = dtype;
@@ -239,8 +240,10 @@ TEST_P(CudaWholeStep, MatchesSeparateOps) {
     const Engine engine(dir.path());
     auto ops_backend = make_cuda_backend(dtype);
     setenv("LAMINA_PERSISTENT_DECODE", "1", 1);  // opt-in (backend/cuda/cuda_backend_impl.h)
+    if (claimed) setenv("LAMINA_STEP_CLAIMED", "1", 1);
     auto whole_backend = make_cuda_backend(dtype);
     unsetenv("LAMINA_PERSISTENT_DECODE");
+    unsetenv("LAMINA_STEP_CLAIMED");
     const int64_t V = tc.config.n_vocab, prompt_len = tc.prompt_len;
     const ModelLimits limits{2, prompt_len + 48, prompt_len};  // the prompt in one step
     LlamaModel ops(engine, *ops_backend, limits), whole(engine, *whole_backend, limits);
@@ -285,9 +288,10 @@ INSTANTIATE_TEST_SUITE_P(
                                          WholeStepCase{"long_rows", whole_step_config(128, 2, 1, 64, 16400, 1, false)},
                                          WholeStepCase{"one_head_2k", whole_step_config(128, 1, 1, 128, 256, 1, false), 2000},
                                          WholeStepCase{"many_heads", whole_step_config(256, 160, 32, 64, 512, 1, false)}),
-                       ::testing::Values(DType::F16, DType::BF16)),
+                       ::testing::Values(DType::F16, DType::BF16), ::testing::Bool()),
     [](const auto& info) {
-        return std::string(std::get<0>(info.param).name) + "_" + std::string(dtype_name(std::get<1>(info.param)));
+        return std::string(std::get<0>(info.param).name) + "_" + std::string(dtype_name(std::get<1>(info.param))) +
+               (std::get<2>(info.param) ? "_claimed" : "");
     });
 
 }  // namespace

@@ -85,8 +85,8 @@ public:
                             const TensorView& w, TensorView out) override;
 
     // decode_step.cu: a decode step of one token (f16/bf16) as one persistent kernel. Off unless
-    // LAMINA_PERSISTENT_DECODE=1 when the backend is made: on the H200 it measured 224-226 tok/s against
-    // 235-237 for the separate kernels (bench/results/2026-11-29-h200-step).
+    // LAMINA_PERSISTENT_DECODE=1 when the backend is made: on the H200 it measured 228 tok/s against 237 for
+    // the separate kernels with its fixed split of rows (bench/results/2026-11-29-h200-step).
     bool decode_step(const LlamaWeights& w, float eps, const StepTokens& tok, const TensorView& rope_cos_sin,
                      const AttentionShape& shape, KvCache& cache, const DecodeStepBuffers& buf) override;
 
@@ -112,6 +112,7 @@ private:
     int device_ = 0;
     bool fused_decode_ = false;
     bool persistent_decode_ = false;
+    bool step_claimed_ = false;  // LAMINA_STEP_CLAIMED=1: decode_step's claimed mode (decode_step.cu)
     cudaStream_t stream_ = nullptr;
     cublasLtHandle_t lt_ = nullptr;
     void* lt_workspace_ = nullptr;
