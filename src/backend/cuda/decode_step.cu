@@ -105,7 +105,6 @@ struct StepArgs {
     GridSync* sync;
     int stages, x_bytes, acc_floats;  // the dynamic shared memory: staged x, row sums, the ring
     uint64_t watchdog_ns;             // a wait longer than this traps (0: never)
-    bool claimed;                     // chunks handed out at run time (see produce()), not a fixed split
     unsigned long long* profile;      // LAMINA_STEP_PROFILE=1: kProfileSlots sums over blocks and steps, else null
     __host__ __device__ int q_dim() const { return n_head * head_dim; }
     __host__ __device__ int qkv_dim() const { return (n_head + 2 * n_head_kv) * head_dim; }
@@ -316,7 +315,7 @@ struct Ring {
 // faster spread the blocks' arrivals at the barriers further, bench/results/2026-11-29-h200-step/NOTES.md.)
 // (An L2 prefetch of the chunks ahead of the ring, to keep memory busy while the consumers are between
 // matrices, measured slower: 226.4 tok/s without it, 217.3 / 195.2 / 160.5 with 4 / 8 / 12 chunks ahead.)
-template <typename T>
+template <typename T, bool kClaimed>
 __device__ void produce(const StepArgs<T>& a, const Ring& ring) {
     unsigned long long stalled = 0;
     uint64_t policy;
@@ -337,7 +336,7 @@ __device__ void produce(const StepArgs<T>& a, const Ring& ring) {
     };
     auto stage_ptr = [&](int stage) { return ring.data + static_cast<size_t>(stage) * kStageBytes; };
     for_each_matrix(a, [&](const Matrix<T>& m) {
-        if (!a.claimed) {
+        if constexpr (!kClaimed) {
             for_each_chunk(m.w, m.k, m.rows, [&](const T* src, int rows, int, int, int cols) {
                 const int stage = free_stage();
                 const auto bytes = static_cast<uint32_t>(rows * cols * static_cast<int>(sizeof(T)));
@@ -345,25 +344,27 @@ __device__ void produce(const StepArgs<T>& a, const Ring& ring) {
                 bulk_load(stage_ptr(stage), src, bytes, &ring.full[stage], policy);
                 ++i;
             });
-            return;
-        }
-        const Claimed cl = claimed_chunks(a, m);
-        for (;;) {
-            const int stage = free_stage();
-            const int c = static_cast<int>(atomicAdd(&a.sync->claims[cl.index], 1u));
-            ring.chunk[stage] = c < cl.n ? c : -1;
-            ++i;
-            if (c >= cl.n) {  // the end marker: an arrival with no bytes
-                mbar_arrive(&ring.full[stage]);
-                break;
+        } else {
+            const Claimed cl = claimed_chunks(a, m);
+            auto claim = [&] { return static_cast<int>(atomicAdd(&a.sync->claims[cl.index], 1u)); };
+            // The next chunk is claimed as soon as the last one's copy is issued: the atomic's round trip then
+            // overlaps the wait for a free stage (a block holds at most one chunk beyond its ring).
+            for (int c = claim();; c = claim()) {
+                const int stage = free_stage();
+                ring.chunk[stage] = c < cl.n ? c : -1;
+                ++i;
+                if (c >= cl.n) {  // the end marker: an arrival with no bytes
+                    mbar_arrive(&ring.full[stage]);
+                    break;
+                }
+                const int r0 = c * cl.per, h = min(cl.per, cl.m - r0);
+                const auto bytes = static_cast<uint32_t>(h * m.k * static_cast<int>(sizeof(T)));
+                mbar_arrive_expect_tx(&ring.full[stage], cl.paired ? 2 * bytes : bytes);
+                bulk_load(stage_ptr(stage), m.w + static_cast<int64_t>(r0) * m.k, bytes, &ring.full[stage], policy);
+                if (cl.paired)  // the up rows of the same gate rows, cl.m rows further on
+                    bulk_load(stage_ptr(stage) + bytes, m.w + static_cast<int64_t>(cl.m + r0) * m.k, bytes,
+                              &ring.full[stage], policy);
             }
-            const int r0 = c * cl.per, h = min(cl.per, cl.m - r0);
-            const auto bytes = static_cast<uint32_t>(h * m.k * static_cast<int>(sizeof(T)));
-            mbar_arrive_expect_tx(&ring.full[stage], cl.paired ? 2 * bytes : bytes);
-            bulk_load(stage_ptr(stage), m.w + static_cast<int64_t>(r0) * m.k, bytes, &ring.full[stage], policy);
-            if (cl.paired)  // the up rows of the same gate rows, cl.m rows further on
-                bulk_load(stage_ptr(stage) + bytes, m.w + static_cast<int64_t>(cl.m + r0) * m.k, bytes,
-                          &ring.full[stage], policy);
         }
     });
     if (a.profile) atomicAdd(&a.profile[kProducerStall], stalled);
@@ -527,17 +528,26 @@ __device__ __forceinline__ float take_row_sum(float* acc, int lr, int parts) {
     return sum;
 }
 
+// What an output row's epilogue reads besides its sums: its bias (and its up row's), and for Out::Add the
+// value it adds to.
+struct RowInputs {
+    float bias, up_bias, prior;
+};
+template <typename T>
+__device__ __forceinline__ RowInputs row_inputs(Out o, const float* bias, int row, int up_row, const T* out) {
+    return {bias ? bias[row] : 0.0f, bias && o == Out::SwiGlu ? bias[up_row] : 0.0f,
+            o == Out::Add ? cuda::to_float(__ldcg(out + row)) : 0.0f};
+}
 // One output row from its sum (and for SwiGlu its up row's sum).
 template <typename T>
-__device__ __forceinline__ void store_row(Out o, float sum, float up_sum, const float* bias, int row, int up_row,
-                                          T* out) {
-    const float y = cuda::to_float(cuda::from_float<T>(sum + (bias ? bias[row] : 0.0f)));
+__device__ __forceinline__ void store_row(Out o, float sum, float up_sum, const RowInputs in, int row, T* out) {
+    const float y = cuda::to_float(cuda::from_float<T>(sum + in.bias));
     if (o == Out::Store) {
         out[row] = cuda::from_float<T>(y);
     } else if (o == Out::Add) {
-        out[row] = cuda::from_float<T>(cuda::to_float(__ldcg(out + row)) + y);
+        out[row] = cuda::from_float<T>(in.prior + y);
     } else {
-        const float u = cuda::to_float(cuda::from_float<T>(up_sum + (bias ? bias[up_row] : 0.0f)));
+        const float u = cuda::to_float(cuda::from_float<T>(up_sum + in.up_bias));
         out[row] = cuda::from_float<T>(y / (1.0f + __expf(-y)) * u);
     }
 }
@@ -550,18 +560,20 @@ __device__ void finish(const Matrix<T>& m, Out o, float* acc, const float* bias,
     for (int lr = static_cast<int>(threadIdx.x); lr < n0; lr += kConsumers) {
         const float sum = take_row_sum(acc, lr, parts);
         const float up_sum = o == Out::SwiGlu ? take_row_sum(acc, n0 + lr, parts) : 0.0f;
-        store_row(o, sum, up_sum, bias, s.begin[0] + lr, s.begin[1] + lr, out);
+        const int row = s.begin[0] + lr;
+        store_row(o, sum, up_sum, row_inputs(o, bias, row, s.begin[1] + lr, out), row, out);
     }
 }
 
 // The consumers' side of one matrix in the claimed mode: the chunks the producer took for this block, each
 // finished at once: the warps' parts of its rows into one of two halves of `red` (a chunk's epilogue reads
 // one half while the next chunk's sums go to the other), a block barrier, then its output rows. Up to the
-// producer's end marker. The same sums in the same order as the fixed split's. Not inlined: inside the kernel
-// x's registers stay live across the epilogue, and with 9 warps a thread has at most 168 registers (a
-// quarter of the SM's file holds 3 warps); inlined, it spilled 120 bytes.
+// producer's end marker. The same sums in the same order as the fixed split's. With 9 warps a thread has at
+// most 168 registers (a quarter of the SM's file holds 3 warps); the two modes are separate kernels
+// (decode_step_kernel's kClaimed): in one kernel the claimed mode's loop spilled 120 bytes, and as a call
+// it changed the fixed split's register allocation.
 template <typename T>
-__device__ __noinline__ void consume_claimed(const Ring& ring, uint32_t& chunk, const T* xs, const Matrix<T>& m,
+__device__ void consume_claimed(const Ring& ring, uint32_t& chunk, const T* xs, const Matrix<T>& m,
                                              const Claimed cl, Out o, const float* bias, T* out, float* red,
                                              int red_half, uint64_t watchdog_ns, unsigned long long& waited) {
     const int warp = static_cast<int>(threadIdx.x / 32);
@@ -577,6 +589,10 @@ __device__ __noinline__ void consume_claimed(const Ring& ring, uint32_t& chunk, 
             return;
         }
         const int r0 = c * cl.per, h = min(cl.per, cl.m - r0), rows = cl.paired ? 2 * h : h;
+        // The thread's first output row's other inputs, read now so that the epilogue does not wait for them
+        // (only this block writes the chunk's rows in this phase).
+        const int r_first = static_cast<int>(threadIdx.x);
+        const RowInputs first = r_first < h ? row_inputs(o, bias, r0 + r_first, cl.m + r0 + r_first, out) : RowInputs{};
         float* sums = red + (n % 2) * red_half;
         const uint4* buf = stage_data(ring, stage);
         for (int u = warp; u < rows * parts; u += kConsumerWarps) {
@@ -590,7 +606,8 @@ __device__ __noinline__ void consume_claimed(const Ring& ring, uint32_t& chunk, 
             for (int q = 0; q < parts; ++q) sum += sums[r * parts + q];  // the parts in order, as take_row_sum
             if (cl.paired)
                 for (int q = 0; q < parts; ++q) up_sum += sums[(h + r) * parts + q];
-            store_row(o, sum, up_sum, bias, r0 + r, cl.m + r0 + r, out);
+            const RowInputs in = r == r_first ? first : row_inputs(o, bias, r0 + r, cl.m + r0 + r, out);
+            store_row(o, sum, up_sum, in, r0 + r, out);
         }
     }
 }
@@ -757,7 +774,7 @@ __device__ void attention_items(const StepArgs<T>& a, int layer, int pos, int sl
     }
 }
 
-template <typename T, int E>
+template <typename T, int E, bool kClaimed>
 __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(const __grid_constant__ StepArgs<T> a) {
     extern __shared__ __align__(128) uint8_t dyn[];
     __shared__ __align__(8) uint64_t full[kMaxStages], empty[kMaxStages];
@@ -778,7 +795,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(const __grid_c
     for (int i = static_cast<int>(threadIdx.x); i < a.acc_floats; i += kThreads) acc[i] = 0.0f;
     __syncthreads();
     if (threadIdx.x >= kConsumers) {  // the producer warp: one thread streams, the others are done
-        if (threadIdx.x == kConsumers) produce(a, ring);
+        if (threadIdx.x == kConsumers) produce<T, kClaimed>(a, ring);
         return;
     }
 
@@ -797,7 +814,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(const __grid_c
     // One matrix: the block's rows of it against xs, their outputs, then (unless last) the grid barrier
     // that makes them visible to every block.
     auto gemv = [&](const Matrix<T>& m, Out o, const float* bias, T* out, bool barrier) {
-        if (a.claimed) {  // the epilogues are inside, chunk by chunk
+        if constexpr (kClaimed) {  // the epilogues are inside, chunk by chunk
             consume_claimed(ring, chunk, xs, m, claimed_chunks(a, m), o, bias, out, acc, a.acc_floats / 2,
                             a.watchdog_ns, prof[kWeightWait]);
             lap(kConsume);
@@ -935,7 +952,8 @@ bool CudaBackend::decode_step(const LlamaWeights& w, float eps, const StepTokens
     bool launched = false;
     cuda::dispatch_dtype(act_, [&]<typename T>() {
         if constexpr (!std::is_same_v<T, float>) {
-            auto k = s.head_dim == 64 ? decode_step_kernel<T, 2> : decode_step_kernel<T, 4>;
+            auto k = s.head_dim == 64 ? (claimed ? decode_step_kernel<T, 2, true> : decode_step_kernel<T, 2, false>)
+                                      : (claimed ? decode_step_kernel<T, 4, true> : decode_step_kernel<T, 4, false>);
             cudaFuncAttributes attr{};
             CUDA_CHECK(cudaFuncGetAttributes(&attr, reinterpret_cast<const void*>(k)));
             const int64_t room = static_cast<int64_t>(optin) - static_cast<int64_t>(attr.sharedSizeBytes + x_bytes + acc_bytes);
@@ -1000,7 +1018,6 @@ bool CudaBackend::decode_step(const LlamaWeights& w, float eps, const StepTokens
                 return static_cast<uint64_t>(v ? std::max(0, std::atoi(v)) : kDefaultWatchdogSeconds) * 1000000000ull;
             }();
             a.watchdog_ns = watchdog_ns;
-            a.claimed = claimed;
             // the barrier's count and the chunk counters start from zero in every step (a graph node when captured)
             CUDA_CHECK(cudaMemsetAsync(step_sync_, 0, sizeof(GridSync), stream_));
             a.stages = stages, a.x_bytes = static_cast<int>(x_bytes), a.acc_floats = static_cast<int>(acc_bytes / sizeof(float));
@@ -1022,9 +1039,15 @@ bool CudaBackend::decode_step(const LlamaWeights& w, float eps, const StepTokens
             }
             CUDA_CHECK(e);
             launched = true;
+            if (claimed) ++claimed_steps_;
         }
     });
     return launched;
+}
+
+int64_t cuda_claimed_decode_steps(const Backend& backend) {
+    const auto* cuda = dynamic_cast<const CudaBackend*>(&backend);
+    return cuda ? cuda->claimed_steps() : 0;
 }
 
 void CudaBackend::print_step_profile() {
