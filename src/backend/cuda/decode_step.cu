@@ -573,9 +573,9 @@ __device__ void finish(const Matrix<T>& m, Out o, float* acc, const float* bias,
 // (decode_step_kernel's kClaimed): in one kernel the claimed mode's loop spilled 120 bytes, and as a call
 // it changed the fixed split's register allocation.
 template <typename T>
-__device__ void consume_claimed(const Ring& ring, uint32_t& chunk, const T* xs, const Matrix<T>& m,
-                                             const Claimed cl, Out o, const float* bias, T* out, float* red,
-                                             int red_half, uint64_t watchdog_ns, unsigned long long& waited) {
+__device__ void consume_claimed(const Ring& ring, uint32_t& chunk, const T* xs, const Matrix<T>& m, const Claimed cl,
+                                Out o, const float* bias, T* out, float* red, int red_half, uint64_t watchdog_ns,
+                                unsigned long long& waited) {
     const int warp = static_cast<int>(threadIdx.x / 32);
     uint4 xr[kXRegs];
     const RowPart p = row_part(m.k, xs, xr);
