@@ -100,11 +100,11 @@ if [ "$mode" = "ab" ]; then  # quick A/B of the decode and prefill switches on o
     [ -f "$eng/config.json" ] || ./build-gpu/lamina build --model_dir "$ckpt" --output_dir "$eng" --dtype float16 \
         --max_batch_size 64 --max_input_len 512 --max_output_len 128 \
         --tokenizer tests/data/tokenizer/ggml-vocab-llama-spm.gguf > "$out/build_engine.log"
-    bins=(./build-gpu/lamina)
+    base=""  # the base revision's binary, when there is one and it builds
     if [ -f .ab-base/CMakeLists.txt ]; then  # the revision bench/ab_base.sh put there, built beside this tree
         cmake -S .ab-base -B build-base -DCMAKE_BUILD_TYPE=Release -DLAMINA_CUDA=ON > "$out/cmake_base.log" 2>&1 &&
             cmake --build build-base -j"$jobs" --target lamina > "$out/build_base.log" 2>&1 &&
-            bins+=(./build-base/lamina) || echo "the base revision did not build (build_base.log); A/B of this tree only"
+            base=./build-base/lamina || echo "the base revision did not build (build_base.log); A/B of this tree only"
         echo "base: $(cat .ab-base/REVISION)"
     fi
     ab() {  # label, env, batch, binary; a failed run is a row that says so
@@ -117,7 +117,7 @@ if [ "$mode" = "ab" ]; then  # quick A/B of the decode and prefill switches on o
     for v in ${AB_VARIANTS:-plain:LAMINA_X=1:1 fused:LAMINA_FUSED_DECODE=1:1 no_autotune:LAMINA_GEMM_AUTOTUNE=0:1}; do
         IFS=: read -r label envs batch <<< "$v"
         ab "$label" "$envs" "$batch" ./build-gpu/lamina
-        if [ "${#bins[@]}" -gt 1 ]; then ab "$label@base" "$envs" "$batch" ./build-base/lamina; fi
+        if [ -n "$base" ]; then ab "$label@base" "$envs" "$batch" "$base"; fi
     done
     exit 0
 fi

@@ -305,6 +305,7 @@ struct Ring {
     uint64_t* empty;  // every consumer warp is done with the stage
     int* chunk;       // claimed mode: the chunk of the matrix in the stage, -1 for "no more for this block"
     int stages;
+    __device__ __forceinline__ uint8_t* stage(int s) const { return data + static_cast<size_t>(s) * kStageBytes; }
 };
 
 // The producer: one thread issues every chunk of the step into the ring, waiting only for free stages.
@@ -334,14 +335,13 @@ __device__ void produce(const StepArgs<T>& a, const Ring& ring) {
         }
         return stage;
     };
-    auto stage_ptr = [&](int stage) { return ring.data + static_cast<size_t>(stage) * kStageBytes; };
     for_each_matrix(a, [&](const Matrix<T>& m) {
         if constexpr (!kClaimed) {
             for_each_chunk(m.w, m.k, m.rows, [&](const T* src, int rows, int, int, int cols) {
                 const int stage = free_stage();
                 const auto bytes = static_cast<uint32_t>(rows * cols * static_cast<int>(sizeof(T)));
                 mbar_arrive_expect_tx(&ring.full[stage], bytes);
-                bulk_load(stage_ptr(stage), src, bytes, &ring.full[stage], policy);
+                bulk_load(ring.stage(stage), src, bytes, &ring.full[stage], policy);
                 ++i;
             });
         } else {
@@ -360,9 +360,9 @@ __device__ void produce(const StepArgs<T>& a, const Ring& ring) {
                 const int r0 = c * cl.per, h = min(cl.per, cl.m - r0);
                 const auto bytes = static_cast<uint32_t>(h * m.k * static_cast<int>(sizeof(T)));
                 mbar_arrive_expect_tx(&ring.full[stage], cl.paired ? 2 * bytes : bytes);
-                bulk_load(stage_ptr(stage), m.w + static_cast<int64_t>(r0) * m.k, bytes, &ring.full[stage], policy);
+                bulk_load(ring.stage(stage), m.w + static_cast<int64_t>(r0) * m.k, bytes, &ring.full[stage], policy);
                 if (cl.paired)  // the up rows of the same gate rows, cl.m rows further on
-                    bulk_load(stage_ptr(stage) + bytes, m.w + static_cast<int64_t>(cl.m + r0) * m.k, bytes,
+                    bulk_load(ring.stage(stage) + bytes, m.w + static_cast<int64_t>(cl.m + r0) * m.k, bytes,
                               &ring.full[stage], policy);
             }
         }
@@ -448,9 +448,6 @@ __device__ __forceinline__ int wait_chunk(const Ring& ring, uint32_t chunk, uint
     waited += clock64() - t0;  // read from thread 0's copy only
     return stage;
 }
-__device__ __forceinline__ const uint4* stage_data(const Ring& ring, int stage) {
-    return reinterpret_cast<const uint4*>(ring.data + static_cast<size_t>(stage) * kStageBytes);
-}
 // This warp is done reading the stage.
 __device__ __forceinline__ void release_stage(const Ring& ring, int stage) {
     __syncwarp();
@@ -468,7 +465,7 @@ __device__ void consume(const Ring& ring, uint32_t& chunk, const T* xs, const Ma
     const int parts = p.parts;
     for_each_chunk(m.w, m.k, m.rows, [&](const T*, int rows, int local, int c0, int cols) {
         const int stage = wait_chunk(ring, chunk, watchdog_ns, waited);
-        const uint4* buf = stage_data(ring, stage);
+        const auto* buf = reinterpret_cast<const uint4*>(ring.stage(stage));
         const int vecs = cols / 8;
         for (int u = warp; u < rows * parts; u += kConsumerWarps) {
             const float sum = row_dot(p, xr, xs, buf + (u / parts) * vecs, vecs, c0);
@@ -594,7 +591,7 @@ __device__ void consume_claimed(const Ring& ring, uint32_t& chunk, const T* xs, 
         const int r_first = static_cast<int>(threadIdx.x);
         const RowInputs first = r_first < h ? row_inputs(o, bias, r0 + r_first, cl.m + r0 + r_first, out) : RowInputs{};
         float* sums = red + (n % 2) * red_half;
-        const uint4* buf = stage_data(ring, stage);
+        const auto* buf = reinterpret_cast<const uint4*>(ring.stage(stage));
         for (int u = warp; u < rows * parts; u += kConsumerWarps) {
             const float sum = row_dot(p, xr, xs, buf + (u / parts) * vecs, vecs, 0);
             if (p.lane == 0) sums[u] = sum;  // u = row * parts + part
