@@ -198,14 +198,12 @@ TEST(CudaDecodeModel, FusedDecodeMatchesPlainOps) {
 // Shapes: MHA at head_dim 128; GQA (3 query heads per KV head) at head_dim 64 with biases and tied
 // embeddings; rows of down longer than one 32 KB stage (n_ff 16400, streamed in pieces); one head over a
 // 2,000-token prompt (about 128 attention splits: the merge's scratch past its first column); 160 heads,
-// more than there are blocks (several attention items per block); matrices of several chunks per block
-// (many_chunks: the claimed mode's two halves of row sums in turn). Each in the kernel's fixed split of rows
-// and in its claimed mode (LAMINA_STEP_CLAIMED=1; long_rows, whose rows do not fit a stage, stays fixed).
+// more than there are blocks (several attention items per block); matrices of several stage-sized chunks per
+// block (many_chunks).
 struct WholeStepCase {
     const char* name;
     ModelConfig config;
     int prompt_len = 40;
-    bool rows_fit_stage = true;  // the claimed mode can take it
 };
 
 ModelConfig whole_step_config(int64_t n_embd, int64_t n_head, int64_t n_head_kv, int64_t head_dim, int64_t n_ff,
@@ -227,11 +225,11 @@ ModelConfig whole_step_config(int64_t n_embd, int64_t n_head, int64_t n_head_kv,
     return c;
 }
 
-class CudaWholeStep : public ::testing::TestWithParam<std::tuple<WholeStepCase, DType, bool>> {};
+class CudaWholeStep : public ::testing::TestWithParam<std::tuple<WholeStepCase, DType>> {};
 
 TEST_P(CudaWholeStep, MatchesSeparateOps) {
     if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device here";
-    const auto& [tc, dtype, claimed] = GetParam();
+    const auto& [tc, dtype] = GetParam();
     test::TempDir dir;
     BuildOptions o;
     o.dtype = dtype;
@@ -242,10 +240,8 @@ TEST_P(CudaWholeStep, MatchesSeparateOps) {
     const Engine engine(dir.path());
     auto ops_backend = make_cuda_backend(dtype);
     setenv("LAMINA_PERSISTENT_DECODE", "1", 1);  // opt-in (backend/cuda/cuda_backend_impl.h)
-    if (claimed) setenv("LAMINA_STEP_CLAIMED", "1", 1);
     auto whole_backend = make_cuda_backend(dtype);
     unsetenv("LAMINA_PERSISTENT_DECODE");
-    unsetenv("LAMINA_STEP_CLAIMED");
     const int64_t V = tc.config.n_vocab, prompt_len = tc.prompt_len;
     const ModelLimits limits{2, prompt_len + 48, prompt_len};  // the prompt in one step
     LlamaModel ops(engine, *ops_backend, limits), whole(engine, *whole_backend, limits);
@@ -281,23 +277,19 @@ TEST_P(CudaWholeStep, MatchesSeparateOps) {
     EXPECT_EQ(again, b) << tc.name << ": the whole-step kernel's logits differ between two runs of one step";
     EXPECT_EQ(ops.whole_step_kernels(), 0);
     EXPECT_GT(whole.whole_step_kernels(), 0) << tc.name << ": the whole-step kernel did not take this shape";
-    EXPECT_EQ(cuda_claimed_decode_steps(*whole_backend) > 0, claimed && tc.rows_fit_stage)
-        << tc.name << ": the claimed mode " << (claimed ? "did not run" : "ran unasked");
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, CudaWholeStep,
     ::testing::Combine(::testing::Values(WholeStepCase{"mha128", whole_step_config(256, 2, 2, 128, 688, 2, false)},
                                          WholeStepCase{"gqa64_bias_tied", whole_step_config(384, 6, 2, 64, 1000, 3, true)},
-                                         WholeStepCase{"long_rows", whole_step_config(128, 2, 1, 64, 16400, 1, false), 40,
-                                                       false},
+                                         WholeStepCase{"long_rows", whole_step_config(128, 2, 1, 64, 16400, 1, false)},
                                          WholeStepCase{"one_head_2k", whole_step_config(128, 1, 1, 128, 256, 1, false), 2000},
                                          WholeStepCase{"many_heads", whole_step_config(256, 160, 32, 64, 512, 1, false)},
                                          WholeStepCase{"many_chunks", whole_step_config(2048, 16, 16, 128, 5632, 1, false)}),
-                       ::testing::Values(DType::F16, DType::BF16), ::testing::Bool()),
+                       ::testing::Values(DType::F16, DType::BF16)),
     [](const auto& info) {
-        return std::string(std::get<0>(info.param).name) + "_" + std::string(dtype_name(std::get<1>(info.param))) +
-               (std::get<2>(info.param) ? "_claimed" : "");
+        return std::string(std::get<0>(info.param).name) + "_" + std::string(dtype_name(std::get<1>(info.param)));
     });
 
 }  // namespace

@@ -61,17 +61,39 @@ __device__ __forceinline__ float block_max(float x) {
 // used), keeping a running max / sum / accumulator; the warps merge in shared memory and the block
 // writes its partial (head_dim accumulators, max, sum). The last block of a (token, head) to finish
 // (a counter per (token, head), reset by that block) merges all splits and writes the output row.
-template <typename T, int E>
-__global__ void __launch_bounds__(kSplitWarps * 32)
+// Early (a step of one token): the warp's first keys are loaded before cuda::pdl_wait(), while the kernel
+// before runs. Of the keys read, only the token's own position is written by that kernel (RoPE with the cache
+// write, or the fused qkv GEMV); every other key was written by a kernel that has finished (under PDL only the
+// kernel just before overlaps this one), and positions and slots are copied from the host before the step.
+// The token's own key and value are loaded again after the wait.
+// At most 64 registers where a lane holds at most 8 bytes of a row (f16/bf16 up to head_dim 128): 8 blocks an
+// SM, so a 32-head step of 20 splits is one wave. Unbounded, the Early kernel took 105 registers (the loads held
+// across the wait) and the other 86. Early is a template parameter so that the kernel of several-token steps
+// carries none of its code: with one kernel for both, batch 8 ran 0.3% slower (NOTES.md, run15).
+template <typename T, int E, bool Early>
+__global__ void __launch_bounds__(kSplitWarps * 32, E * sizeof(T) <= 8 ? 8 : 1)
     split_kernel(const T* qkv, int64_t qkv_stride, const int32_t* positions, const int32_t* slots, const T* k_cache,
                  const T* v_cache, cuda::CacheGeometry g, int64_t layer, int n_head, int group, int head_dim, float scale,
                  int chunk, bool vec, float* partials, int* counters, T* out, int64_t out_stride) {
-    cuda::pdl_wait();
     const int t = blockIdx.z, h = blockIdx.y, split = blockIdx.x, n_splits = gridDim.x;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int e0 = lane * E;
     const int n_pos = positions[t] + 1;
     const int begin = split * chunk, end = min(begin + chunk, n_pos);
+    const int64_t base = g.offset(slots[t], layer, 0) + static_cast<int64_t>(h / group) * head_dim;
+    LaneRaw<T, E> kv[kKeysPerStep], vv[kKeysPerStep];
+    // Key p0 + u of the warp's step, or the range's last key past its end (masked below).
+    const auto key = [&](int p0, int u) { return base + static_cast<int64_t>(min(p0 + u, end - 1)) * g.kv_dim; };
+    const auto load_keys = [&](int p0) {
+#pragma unroll
+        for (int u = 0; u < kKeysPerStep; ++u) {
+            kv[u].load(k_cache + key(p0, u), e0, head_dim, vec);
+            vv[u].load(v_cache + key(p0, u), e0, head_dim, vec);
+        }
+    };
+    const int first = begin + warp * kKeysPerStep;
+    if (Early && first < end) load_keys(first);
+    cuda::pdl_wait();
     float* head_parts = partials + (static_cast<int64_t>(t) * n_head + h) * n_splits * (head_dim + 2);
     float* part = head_parts + static_cast<int64_t>(split) * (head_dim + 2);
 
@@ -82,14 +104,16 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
         float qv[E];
 #pragma unroll
         for (int j = 0; j < E; ++j) qv[j] = q[j] * scale;
-        const int64_t base = g.offset(slots[t], layer, 0) + static_cast<int64_t>(h / group) * head_dim;
-        for (int p0 = begin + warp * kKeysPerStep; p0 < end; p0 += kSplitWarps * kKeysPerStep) {
-            LaneRaw<T, E> kv[kKeysPerStep], vv[kKeysPerStep];
+        for (int p0 = first; p0 < end; p0 += kSplitWarps * kKeysPerStep) {
+            if (!Early || p0 != first) {
+                load_keys(p0);
+            } else if (end == n_pos) {  // the token's own key and value, written by the kernel just before
 #pragma unroll
-            for (int u = 0; u < kKeysPerStep; ++u) {
-                const int64_t off = base + static_cast<int64_t>(min(p0 + u, end - 1)) * g.kv_dim;
-                kv[u].load(k_cache + off, e0, head_dim, vec);
-                vv[u].load(v_cache + off, e0, head_dim, vec);
+                for (int u = 0; u < kKeysPerStep; ++u)
+                    if (min(p0 + u, end - 1) == n_pos - 1) {
+                        kv[u].load(k_cache + key(p0, u), e0, head_dim, vec);
+                        vv[u].load(v_cache + key(p0, u), e0, head_dim, vec);
+                    }
             }
             float sc[kKeysPerStep];
 #pragma unroll
@@ -194,16 +218,19 @@ void CudaBackend::attention(const TensorView& qkv, const StepTokens& tok, const 
         attn_counters_n_ = n_counters;
     }
     const dim3 grid(static_cast<unsigned>(n_splits), static_cast<unsigned>(s.n_head), static_cast<unsigned>(tok.n_tokens));
+    // A step of one token loads its earlier keys before the PDL wait (split_kernel); several tokens may write
+    // keys that another one reads. LAMINA_ATTN_EARLY=0 turns it off (A/B).
+    static const bool early_on = cuda::env_switch("LAMINA_ATTN_EARLY", true);
+    const bool early = early_on && tok.n_tokens == 1;
     cuda::dispatch_dtype(act_, [&]<typename T>() {
         auto go = [&]<int E>() {
             const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % (E * sizeof(T)) == 0; };
             const bool vec = s.head_dim % E == 0 && qkv.row_stride % E == 0 && cache.kv_dim % E == 0 &&
                              aligned(qkv.data) && aligned(cache.k) && aligned(cache.v);
-            cuda::launch_pdl(split_kernel<T, E>, grid, kSplitWarps * 32, 0, stream_,
+            cuda::launch_pdl(early ? split_kernel<T, E, true> : split_kernel<T, E, false>, grid, kSplitWarps * 32, 0, stream_,
                 static_cast<const T*>(qkv.data), qkv.row_stride, tok.positions, tok.slots, static_cast<const T*>(cache.k),
                 static_cast<const T*>(cache.v), cuda::CacheGeometry::of(cache), layer, static_cast<int>(s.n_head),
-                static_cast<int>(s.n_head / s.n_head_kv), static_cast<int>(s.head_dim), s.scale, chunk, vec,
-                attn_partials_, attn_counters_, static_cast<T*>(out.data), out.row_stride);
+                static_cast<int>(s.n_head / s.n_head_kv), static_cast<int>(s.head_dim), s.scale, chunk, vec, attn_partials_, attn_counters_, static_cast<T*>(out.data), out.row_stride);
         };
         // Elements per lane: the head split over a warp's 32 lanes.
         if (s.head_dim <= 32) go.template operator()<1>();

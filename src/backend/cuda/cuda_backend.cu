@@ -26,7 +26,6 @@ CudaBackend::CudaBackend(DType activation_dtype, int device) : act_(activation_d
     CUDA_CHECK(cudaSetDevice(device_));
     fused_decode_ = cuda::env_switch("LAMINA_FUSED_DECODE", false);
     persistent_decode_ = cuda::env_switch("LAMINA_PERSISTENT_DECODE", false);
-    step_claimed_ = cuda::env_switch("LAMINA_STEP_CLAIMED", false);
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     if (cublasLtCreate(&lt_) != CUBLAS_STATUS_SUCCESS) throw Error("cuBLASLt: cannot create a handle");
     lt_workspace_bytes_ = cublaslt_workspace_bytes();

@@ -14,9 +14,6 @@ int cuda_device_count();
 // f16 or bf16 — or f32 for testing against the CPU at full precision). It makes `device` current on
 // the calling thread: use a backend from the thread that made it (tensor-parallel ranks each have one).
 std::unique_ptr<Backend> make_cuda_backend(DType activation_dtype, int device = 0);
-// How many of a CUDA backend's persistent decode steps took the claimed mode (LAMINA_STEP_CLAIMED=1;
-// launches, or captures into a graph); 0 for any other backend.
-int64_t cuda_claimed_decode_steps(const Backend& backend);
 
 }  // namespace lamina
 

@@ -89,7 +89,6 @@ public:
     // the separate kernels with its fixed split of rows (bench/results/2026-11-29-h200-step).
     bool decode_step(const LlamaWeights& w, float eps, const StepTokens& tok, const TensorView& rope_cos_sin,
                      const AttentionShape& shape, KvCache& cache, const DecodeStepBuffers& buf) override;
-    int64_t claimed_steps() const { return claimed_steps_; }
 
     bool supports_graphs() const override { return true; }
     bool graph_replay(int64_t key) override;
@@ -113,8 +112,6 @@ private:
     int device_ = 0;
     bool fused_decode_ = false;
     bool persistent_decode_ = false;
-    bool step_claimed_ = false;  // LAMINA_STEP_CLAIMED=1: decode_step's claimed mode (decode_step.cu)
-    int64_t claimed_steps_ = 0;  // decode_step launches (or graph captures) in the claimed mode
     cudaStream_t stream_ = nullptr;
     cublasLtHandle_t lt_ = nullptr;
     void* lt_workspace_ = nullptr;

@@ -1,8 +1,7 @@
 // The persistent decode step: a whole decode step of one token (batch 1) as one kernel, so the weights
 // stream from memory without the gaps between kernels. Opt-in (LAMINA_PERSISTENT_DECODE=1): on the H200
-// it runs 228 tok/s at LLaMA-7B against 237 for the separate kernels, with the fixed split of rows below;
-// the claimed mode (LAMINA_STEP_CLAIMED=1, read when the backend is made) has not yet run on a GPU.
-// LAMINA_STEP_PROFILE=1 prints where a step's time goes (bench/results/2026-11-29-h200-step/NOTES.md).
+// it runs 228 tok/s at LLaMA-7B against 237 for the separate kernels; LAMINA_STEP_PROFILE=1 prints
+// where a step's time goes (bench/results/2026-11-29-h200-step/NOTES.md).
 //
 // Math: that of the plain ops with the fused RMSNorm, each result rounded to T where they store it:
 //   x = embd[id]; per layer: h = rmsnorm(x) * g_attn; [q|k|v] = h @ Wqkv^T + b; RoPE on q, k; k, v -> cache at
@@ -24,13 +23,13 @@
 //   4. norm; its gate rows and the matching up rows of Wgu; SwiGLU;
 //   5. its rows of Wdown on the SwiGLU output, added to the residual.
 //   Then norm and the block's rows of the LM head.
-//   Which rows a block does: in the fixed split (the default), a balanced contiguous range, a stage holding
-//   whole rows or a piece of one, the row sums kept in shared memory until the matrix's epilogue; in the
-//   claimed mode (LAMINA_STEP_CLAIMED=1, where every matrix's rows fit a stage whole), chunks of whole rows
-//   that its producer takes from a per-matrix counter while stages are free, each finished (sums,
-//   epilogue) as soon as its stage is consumed. Within a stage the warps split the rows (long rows in parts),
-//   take 16-byte vectors of W from the stage against x (held in registers for whole-row stages) and sum in
-//   f32.
+//   A block's rows of a matrix are a balanced contiguous range; a stage holds whole rows (or a piece of a
+//   row longer than a stage). Within a stage the warps split the rows (long rows in parts), take 16-byte
+//   vectors of W from the stage against x (held in registers for whole-row stages), sum in f32, and add the
+//   row sums into shared memory.
+//   (Rows taken from a per-matrix counter by each block's producer instead, so that fast blocks do more of
+//   them, measured slower: 221.7 against 224.5 tok/s for the fixed split in one call on the H200. That code is
+//   in commit 20019bf; NOTES.md section 4.)
 // Shapes: T = half or bf16; k of every matrix a multiple of 8; head_dim 64 or 128; weights contiguous and
 // 16-byte aligned; at most kMaxLayers layers. Other shapes (and f32) take the separate kernels.
 // Bytes: the weights once (the step's whole cost at batch 1: the target is the copy bandwidth), the KV cache
@@ -52,7 +51,6 @@ constexpr int kThreads = kConsumers + 32;  // and the producer warp
 constexpr int kStageBytes = 32 << 10;
 constexpr int kMaxStages = 8;
 constexpr int kMaxLayers = 96;
-constexpr int kMaxMatrices = 4 * kMaxLayers + 5;  // 4 * layer + role (the LM head: layer n_layer, role 4)
 constexpr int kMaxHeadDim = 128;
 constexpr int kMaxItems = 1024;      // attention (head, split) items of one step
 constexpr int kMinSplitKeys = 16;    // keys per attention item at least (fewer splits for short sequences)
@@ -80,10 +78,8 @@ struct LayerPtrs {
 // (It replaced a self-resetting barrier whose last arrival reset the count and advanced a generation: two more
 // atomics and a fence on the critical path. With LAMINA_STEP_PROFILE=1 on the H200: 343 against 435 µs of
 // barriers per step, 225.9 against 221.9 tok/s.)
-// In the claimed mode (below) it also holds each matrix's count of chunks handed out.
 struct GridSync {
     unsigned arrivals;
-    unsigned claims[kMaxMatrices];
 };
 
 template <typename T>
@@ -264,7 +260,7 @@ struct Matrix {
     int layer;
     const T* w;  // [m, k]
     int k;
-    Slice rows;  // this block's rows of it (the fixed split)
+    Slice rows;  // this block's rows of it
 };
 
 // Every matrix of the step in stream order: the one order the producer streams and the consumers take.
@@ -280,92 +276,39 @@ __device__ __forceinline__ void for_each_matrix(const StepArgs<T>& a, F&& f) {
     f(Matrix<T>{Role::Head, a.n_layer, a.w_out, a.n_embd, block_rows(a.n_vocab)});
 }
 
-// The claimed mode's chunks of a matrix: chunk c holds output rows [c * per, c * per + per) of its m (the last
-// one fewer): whole rows of W; for gate/up, the gate rows, then in the same stage their up rows (m rows on).
-// `index`: the matrix's counter in GridSync::claims. (Not fields of Matrix: a larger Matrix put 32 more
-// bytes of the fixed split's state on the stack.)
-struct Claimed {
-    int per, n, m, index;
-    bool paired;
-};
-template <typename T>
-__device__ __forceinline__ Claimed claimed_chunks(const StepArgs<T>& a, const Matrix<T>& mat) {
-    const bool paired = mat.role == Role::GateUp;
-    const int m = mat.role == Role::Qkv      ? a.qkv_dim()
-                  : mat.role == Role::GateUp ? a.n_ff
-                  : mat.role == Role::Head   ? a.n_vocab
-                                             : a.n_embd;
-    const int per = chunk_shape<T>(mat.k).rows / (paired ? 2 : 1);
-    return {per, (m + per - 1) / per, m, 4 * mat.layer + static_cast<int>(mat.role), paired};
-}
-
 struct Ring {
     uint8_t* data;
     uint64_t* full;   // the stage's bytes have landed (the producer's arrival + the copy's bytes)
     uint64_t* empty;  // every consumer warp is done with the stage
-    int* chunk;       // claimed mode: the chunk of the matrix in the stage, -1 for "no more for this block"
     int stages;
-    __device__ __forceinline__ uint8_t* stage(int s) const { return data + static_cast<size_t>(s) * kStageBytes; }
 };
 
 // The producer: one thread issues every chunk of the step into the ring, waiting only for free stages.
-// The fixed split: the block's own balanced range of each matrix's rows. The claimed mode: the block takes
-// the matrix's next chunk from its counter each time a stage is free, until none is left, then puts an end
-// marker in a stage; a block whose weights arrive faster does more of the rows, so the blocks reach the grid
-// barrier together. (With the fixed split, the step went at its slowest block's pace: making the consumers
-// faster spread the blocks' arrivals at the barriers further, bench/results/2026-11-29-h200-step/NOTES.md.)
 // (An L2 prefetch of the chunks ahead of the ring, to keep memory busy while the consumers are between
 // matrices, measured slower: 226.4 tok/s without it, 217.3 / 195.2 / 160.5 with 4 / 8 / 12 chunks ahead.)
-template <typename T, bool kClaimed>
+template <typename T>
 __device__ void produce(const StepArgs<T>& a, const Ring& ring) {
     unsigned long long stalled = 0;
     uint64_t policy;
     asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
     uint32_t i = 0;
-    auto free_stage = [&]() {  // the stage of chunk i, once the consumers are done with its previous fill
-        const int stage = static_cast<int>(i % ring.stages);
-        const uint32_t round = i / ring.stages;
-        if (round > 0) {
-            const long long t0 = clock64();
-            mbar_wait(&ring.empty[stage], (round - 1) & 1u, a.watchdog_ns);
-            stalled += clock64() - t0;
-            // The consumers read the stage with ordinary loads; the copy below writes it through the
-            // async proxy.
-            asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-        }
-        return stage;
-    };
     for_each_matrix(a, [&](const Matrix<T>& m) {
-        if constexpr (!kClaimed) {
-            for_each_chunk(m.w, m.k, m.rows, [&](const T* src, int rows, int, int, int cols) {
-                const int stage = free_stage();
-                const auto bytes = static_cast<uint32_t>(rows * cols * static_cast<int>(sizeof(T)));
-                mbar_arrive_expect_tx(&ring.full[stage], bytes);
-                bulk_load(ring.stage(stage), src, bytes, &ring.full[stage], policy);
-                ++i;
-            });
-        } else {
-            const Claimed cl = claimed_chunks(a, m);
-            auto claim = [&] { return static_cast<int>(atomicAdd(&a.sync->claims[cl.index], 1u)); };
-            // The next chunk is claimed as soon as the last one's copy is issued: the atomic's round trip then
-            // overlaps the wait for a free stage (a block holds at most one chunk beyond its ring).
-            for (int c = claim();; c = claim()) {
-                const int stage = free_stage();
-                ring.chunk[stage] = c < cl.n ? c : -1;
-                ++i;
-                if (c >= cl.n) {  // the end marker: an arrival with no bytes
-                    mbar_arrive(&ring.full[stage]);
-                    break;
-                }
-                const int r0 = c * cl.per, h = min(cl.per, cl.m - r0);
-                const auto bytes = static_cast<uint32_t>(h * m.k * static_cast<int>(sizeof(T)));
-                mbar_arrive_expect_tx(&ring.full[stage], cl.paired ? 2 * bytes : bytes);
-                bulk_load(ring.stage(stage), m.w + static_cast<int64_t>(r0) * m.k, bytes, &ring.full[stage], policy);
-                if (cl.paired)  // the up rows of the same gate rows, cl.m rows further on
-                    bulk_load(ring.stage(stage) + bytes, m.w + static_cast<int64_t>(cl.m + r0) * m.k, bytes,
-                              &ring.full[stage], policy);
+        for_each_chunk(m.w, m.k, m.rows, [&](const T* src, int rows, int, int, int cols) {
+            const int stage = static_cast<int>(i % ring.stages);
+            const uint32_t round = i / ring.stages;
+            if (round > 0) {
+                const long long t0 = clock64();
+                mbar_wait(&ring.empty[stage], (round - 1) & 1u, a.watchdog_ns);
+                stalled += clock64() - t0;
+                // The consumers read the stage with ordinary loads; the copy below writes it through the
+                // async proxy.
+                asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
             }
-        }
+            const auto bytes = static_cast<uint32_t>(rows * cols * static_cast<int>(sizeof(T)));
+            mbar_arrive_expect_tx(&ring.full[stage], bytes);
+            bulk_load(ring.data + static_cast<size_t>(stage) * kStageBytes, src, bytes, &ring.full[stage], policy);
+            ++i;
+        });
     });
     if (a.profile) atomicAdd(&a.profile[kProducerStall], stalled);
 }
@@ -381,97 +324,65 @@ __device__ __forceinline__ float dot8(const uint4 w, const uint4 x, float sum) {
     return sum;
 }
 
-// A warp's share of one matrix's row . x products. The rows of a chunk are split over the warps, `parts` warps
-// per row (row_parts: it divides the 8 warps, so a warp's part of a row is the same in every chunk); when
+// The consumers' side of one matrix: acc[local row] += W[row, :] . xs for the block's rows. `chunk` counts
+// the ring's chunks over the whole step (the producer's i). A chunk's rows are split over the warps, `parts`
+// warps per row (row_parts: it divides the 8 warps, so a warp's part of a row is the same in every chunk); when
 // chunks hold whole rows, each lane keeps its part of x in registers for the whole matrix (at most kXRegs
 // vectors) and reads only W from shared memory, half the shared-memory traffic. Each load is used as soon as
 // it lands. Issuing all of a row's loads before the first multiply made the consumers faster (ncu had most of
-// their stalls on the first use of each load) and the step slower with the fixed split, 225 -> 211 tok/s at
-// LLaMA-7B on the H200: the GEMV time stayed the same and the blocks reached the grid barriers further apart
-// (343 -> 876 µs of barriers per step; bench/results/2026-11-29-h200-step/NOTES.md).
+// their stalls on the first use of each load) and the step slower, 225 -> 211 tok/s at LLaMA-7B on the H200:
+// the GEMV time stayed the same and the blocks reached the grid barriers further apart (343 -> 876 µs of
+// barriers per step; bench/results/2026-11-29-h200-step/NOTES.md).
 constexpr int kXRegs = 8;
-// Which part of a row this warp takes; x for that part in registers when it fits (x_in_regs).
-struct RowPart {
-    int lane, part, parts, stride;
-    bool x_in_regs;
-};
-template <typename T>
-__device__ __forceinline__ RowPart row_part(int k, const T* xs, uint4 (&xr)[kXRegs]) {
-    const int warp = static_cast<int>(threadIdx.x / 32);
-    RowPart p;
-    p.lane = static_cast<int>(threadIdx.x % 32);
-    p.parts = row_parts(k, static_cast<int>(sizeof(T)));
-    p.part = warp % p.parts;
-    p.stride = p.parts * 32;
-    const int row_vecs = k / 8;
-    p.x_in_regs = chunk_shape<T>(k).piece == k && row_vecs <= kXRegs * p.stride;
-    const auto* xv = reinterpret_cast<const uint4*>(xs);
-#pragma unroll
-    for (int j = 0; j < kXRegs; ++j) {
-        const int v = p.part * 32 + p.lane + j * p.stride;
-        xr[j] = p.x_in_regs && v < row_vecs ? xv[v] : make_uint4(0, 0, 0, 0);
-    }
-    return p;
-}
-// The warp's part of wr[0 .. vecs) . x[c0 ..], summed over the warp (every lane gets it).
-template <typename T>
-__device__ __forceinline__ float row_dot(const RowPart p, const uint4 (&xr)[kXRegs], const T* xs, const uint4* wr,
-                                         int vecs, int c0) {
-    float sum0 = 0.0f, sum1 = 0.0f;  // two chains of FMAs
-    if (p.x_in_regs) {
-#pragma unroll
-        for (int j = 0; j < kXRegs; ++j) {
-            const int v = p.part * 32 + p.lane + j * p.stride;
-            if (v < vecs) {
-                const uint4 wv = wr[v];
-                if (j % 2 == 0) sum0 = dot8<T>(wv, xr[j], sum0);
-                else sum1 = dot8<T>(wv, xr[j], sum1);
-            }
-        }
-    } else {
-        const auto* xv = reinterpret_cast<const uint4*>(xs + c0);
-#pragma unroll 4
-        for (int v = p.part * 32 + p.lane; v < vecs; v += p.stride) {
-            const uint4 wv = wr[v], x = xv[v];
-            sum0 = dot8<T>(wv, x, sum0);
-        }
-    }
-    return cuda::warp_sum(sum0 + sum1);
-}
-
-// Waits until chunk `chunk` of the step has landed in its stage; returns the stage.
-__device__ __forceinline__ int wait_chunk(const Ring& ring, uint32_t chunk, uint64_t watchdog_ns,
-                                          unsigned long long& waited) {
-    const int stage = static_cast<int>(chunk % ring.stages);
-    const long long t0 = clock64();
-    mbar_wait(&ring.full[stage], (chunk / ring.stages) & 1u, watchdog_ns);
-    waited += clock64() - t0;  // read from thread 0's copy only
-    return stage;
-}
-// This warp is done reading the stage.
-__device__ __forceinline__ void release_stage(const Ring& ring, int stage) {
-    __syncwarp();
-    if (threadIdx.x % 32 == 0) mbar_arrive(&ring.empty[stage]);
-}
-
-// The consumers' side of one matrix with the fixed split: acc[local row] += W[row, :] . xs for the block's
-// rows. `chunk` counts the ring's chunks over the whole step (the producer's i).
 template <typename T>
 __device__ void consume(const Ring& ring, uint32_t& chunk, const T* xs, const Matrix<T>& m, float* acc,
                         uint64_t watchdog_ns, unsigned long long& waited) {
-    const int warp = static_cast<int>(threadIdx.x / 32);
+    const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
+    const int k = m.k;
+    const ChunkShape shape = chunk_shape<T>(k);
+    const int parts = row_parts(k, static_cast<int>(sizeof(T))), part = warp % parts, stride = parts * 32;
+    const int row_vecs = k / 8;
+    const bool x_in_regs = shape.piece == k && row_vecs <= kXRegs * stride;
+    const auto* xv_all = reinterpret_cast<const uint4*>(xs);
     uint4 xr[kXRegs];
-    const RowPart p = row_part(m.k, xs, xr);
-    const int parts = p.parts;
-    for_each_chunk(m.w, m.k, m.rows, [&](const T*, int rows, int local, int c0, int cols) {
-        const int stage = wait_chunk(ring, chunk, watchdog_ns, waited);
-        const auto* buf = reinterpret_cast<const uint4*>(ring.stage(stage));
+#pragma unroll
+    for (int j = 0; j < kXRegs; ++j) {
+        const int v = part * 32 + lane + j * stride;
+        xr[j] = x_in_regs && v < row_vecs ? xv_all[v] : make_uint4(0, 0, 0, 0);
+    }
+    for_each_chunk(m.w, k, m.rows, [&](const T*, int rows, int local, int c0, int cols) {
+        const int stage = static_cast<int>(chunk % ring.stages);
+        const long long t0 = clock64();
+        mbar_wait(&ring.full[stage], (chunk / ring.stages) & 1u, watchdog_ns);
+        waited += clock64() - t0;  // read from thread 0's copy only
+        const auto* buf = reinterpret_cast<const uint4*>(ring.data + static_cast<size_t>(stage) * kStageBytes);
         const int vecs = cols / 8;
         for (int u = warp; u < rows * parts; u += kConsumerWarps) {
-            const float sum = row_dot(p, xr, xs, buf + (u / parts) * vecs, vecs, c0);
-            if (p.lane == 0) acc[(local + u / parts) * parts + p.part] += sum;  // this warp's slot only
+            const uint4* wr = buf + (u / parts) * vecs;
+            float sum0 = 0.0f, sum1 = 0.0f;  // two chains of FMAs
+            if (x_in_regs) {
+#pragma unroll
+                for (int j = 0; j < kXRegs; ++j) {
+                    const int v = part * 32 + lane + j * stride;
+                    if (v < vecs) {
+                        const uint4 wv = wr[v];
+                        if (j % 2 == 0) sum0 = dot8<T>(wv, xr[j], sum0);
+                        else sum1 = dot8<T>(wv, xr[j], sum1);
+                    }
+                }
+            } else {
+                const auto* xv = reinterpret_cast<const uint4*>(xs + c0);
+#pragma unroll 4
+                for (int v = part * 32 + lane; v < vecs; v += stride) {
+                    const uint4 wv = wr[v], x = xv[v];
+                    sum0 = dot8<T>(wv, x, sum0);
+                }
+            }
+            const float sum = cuda::warp_sum(sum0 + sum1);
+            if (lane == 0) acc[(local + u / parts) * parts + part] += sum;  // this warp's slot only
         }
-        release_stage(ring, stage);
+        __syncwarp();
+        if (lane == 0) mbar_arrive(&ring.empty[stage]);
         ++chunk;
     });
 }
@@ -525,86 +436,22 @@ __device__ __forceinline__ float take_row_sum(float* acc, int lr, int parts) {
     return sum;
 }
 
-// What an output row's epilogue reads besides its sums: its bias (and its up row's), and for Out::Add the
-// value it adds to.
-struct RowInputs {
-    float bias, up_bias, prior;
-};
-template <typename T>
-__device__ __forceinline__ RowInputs row_inputs(Out o, const float* bias, int row, int up_row, const T* out) {
-    return {bias ? bias[row] : 0.0f, bias && o == Out::SwiGlu ? bias[up_row] : 0.0f,
-            o == Out::Add ? cuda::to_float(__ldcg(out + row)) : 0.0f};
-}
-// One output row from its sum (and for SwiGlu its up row's sum).
-template <typename T>
-__device__ __forceinline__ void store_row(Out o, float sum, float up_sum, const RowInputs in, int row, T* out) {
-    const float y = cuda::to_float(cuda::from_float<T>(sum + in.bias));
-    if (o == Out::Store) {
-        out[row] = cuda::from_float<T>(y);
-    } else if (o == Out::Add) {
-        out[row] = cuda::from_float<T>(in.prior + y);
-    } else {
-        const float u = cuda::to_float(cuda::from_float<T>(up_sum + in.up_bias));
-        out[row] = cuda::from_float<T>(y / (1.0f + __expf(-y)) * u);
-    }
-}
-
 template <typename T>
 __device__ void finish(const Matrix<T>& m, Out o, float* acc, const float* bias, T* out) {
     consumer_sync();
     const Slice& s = m.rows;
     const int n0 = s.end[0] - s.begin[0], parts = row_parts(m.k, static_cast<int>(sizeof(T)));
     for (int lr = static_cast<int>(threadIdx.x); lr < n0; lr += kConsumers) {
-        const float sum = take_row_sum(acc, lr, parts);
-        const float up_sum = o == Out::SwiGlu ? take_row_sum(acc, n0 + lr, parts) : 0.0f;
         const int row = s.begin[0] + lr;
-        store_row(o, sum, up_sum, row_inputs(o, bias, row, s.begin[1] + lr, out), row, out);
-    }
-}
-
-// The consumers' side of one matrix in the claimed mode: the chunks the producer took for this block, each
-// finished at once: the warps' parts of its rows into one of two halves of `red` (a chunk's epilogue reads
-// one half while the next chunk's sums go to the other), a block barrier, then its output rows. Up to the
-// producer's end marker. The same sums in the same order as the fixed split's. With 9 warps a thread has at
-// most 168 registers (a quarter of the SM's file holds 3 warps); the two modes are separate kernels
-// (decode_step_kernel's kClaimed): in one kernel the claimed mode's loop spilled 120 bytes, and as a call
-// it changed the fixed split's register allocation.
-template <typename T>
-__device__ void consume_claimed(const Ring& ring, uint32_t& chunk, const T* xs, const Matrix<T>& m, const Claimed cl,
-                                Out o, const float* bias, T* out, float* red, int red_half, uint64_t watchdog_ns,
-                                unsigned long long& waited) {
-    const int warp = static_cast<int>(threadIdx.x / 32);
-    uint4 xr[kXRegs];
-    const RowPart p = row_part(m.k, xs, xr);
-    const int parts = p.parts, vecs = m.k / 8;
-    for (int n = 0;; ++n) {
-        const int stage = wait_chunk(ring, chunk, watchdog_ns, waited);
-        ++chunk;
-        const int c = ring.chunk[stage];
-        if (c < 0) {
-            release_stage(ring, stage);
-            return;
-        }
-        const int r0 = c * cl.per, h = min(cl.per, cl.m - r0), rows = cl.paired ? 2 * h : h;
-        // The thread's first output row's other inputs, read now so that the epilogue does not wait for them
-        // (only this block writes the chunk's rows in this phase).
-        const int r_first = static_cast<int>(threadIdx.x);
-        const RowInputs first = r_first < h ? row_inputs(o, bias, r0 + r_first, cl.m + r0 + r_first, out) : RowInputs{};
-        float* sums = red + (n % 2) * red_half;
-        const auto* buf = reinterpret_cast<const uint4*>(ring.stage(stage));
-        for (int u = warp; u < rows * parts; u += kConsumerWarps) {
-            const float sum = row_dot(p, xr, xs, buf + (u / parts) * vecs, vecs, 0);
-            if (p.lane == 0) sums[u] = sum;  // u = row * parts + part
-        }
-        release_stage(ring, stage);
-        consumer_sync();
-        for (int r = static_cast<int>(threadIdx.x); r < h; r += kConsumers) {
-            float sum = 0.0f, up_sum = 0.0f;
-            for (int q = 0; q < parts; ++q) sum += sums[r * parts + q];  // the parts in order, as take_row_sum
-            if (cl.paired)
-                for (int q = 0; q < parts; ++q) up_sum += sums[(h + r) * parts + q];
-            const RowInputs in = r == r_first ? first : row_inputs(o, bias, r0 + r, cl.m + r0 + r, out);
-            store_row(o, sum, up_sum, in, r0 + r, out);
+        const float y = cuda::to_float(cuda::from_float<T>(take_row_sum(acc, lr, parts) + (bias ? bias[row] : 0.0f)));
+        if (o == Out::Store) {
+            out[row] = cuda::from_float<T>(y);
+        } else if (o == Out::Add) {
+            out[row] = cuda::from_float<T>(cuda::to_float(__ldcg(out + row)) + y);
+        } else {
+            const int up_row = s.begin[1] + lr;
+            const float u = cuda::to_float(cuda::from_float<T>(take_row_sum(acc, n0 + lr, parts) + (bias ? bias[up_row] : 0.0f)));
+            out[row] = cuda::from_float<T>(y / (1.0f + __expf(-y)) * u);
         }
     }
 }
@@ -771,17 +618,15 @@ __device__ void attention_items(const StepArgs<T>& a, int layer, int pos, int sl
     }
 }
 
-template <typename T, int E, bool kClaimed>
+template <typename T, int E>
 __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(const __grid_constant__ StepArgs<T> a) {
     extern __shared__ __align__(128) uint8_t dyn[];
     __shared__ __align__(8) uint64_t full[kMaxStages], empty[kMaxStages];
-    __shared__ int chunk_of[kMaxStages];
     __shared__ float red[kConsumerWarps];
     __shared__ AttentionSmem att;
     T* xs = reinterpret_cast<T*>(dyn);
     float* acc = reinterpret_cast<float*>(dyn + a.x_bytes);
-    const Ring ring{dyn + a.x_bytes + static_cast<size_t>(a.acc_floats) * sizeof(float), full, empty, chunk_of,
-                    a.stages};
+    const Ring ring{dyn + a.x_bytes + static_cast<size_t>(a.acc_floats) * sizeof(float), full, empty, a.stages};
     if (threadIdx.x == 0) {
         for (int s = 0; s < a.stages; ++s) {
             mbar_init(&full[s], 1);
@@ -792,7 +637,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(const __grid_c
     for (int i = static_cast<int>(threadIdx.x); i < a.acc_floats; i += kThreads) acc[i] = 0.0f;
     __syncthreads();
     if (threadIdx.x >= kConsumers) {  // the producer warp: one thread streams, the others are done
-        if (threadIdx.x == kConsumers) produce<T, kClaimed>(a, ring);
+        if (threadIdx.x == kConsumers) produce(a, ring);
         return;
     }
 
@@ -811,16 +656,10 @@ __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(const __grid_c
     // One matrix: the block's rows of it against xs, their outputs, then (unless last) the grid barrier
     // that makes them visible to every block.
     auto gemv = [&](const Matrix<T>& m, Out o, const float* bias, T* out, bool barrier) {
-        if constexpr (kClaimed) {  // the epilogues are inside, chunk by chunk
-            consume_claimed(ring, chunk, xs, m, claimed_chunks(a, m), o, bias, out, acc, a.acc_floats / 2,
-                            a.watchdog_ns, prof[kWeightWait]);
-            lap(kConsume);
-        } else {
-            consume(ring, chunk, xs, m, acc, a.watchdog_ns, prof[kWeightWait]);
-            lap(kConsume);
-            finish(m, o, acc, bias, out);
-            lap(kFinish);
-        }
+        consume(ring, chunk, xs, m, acc, a.watchdog_ns, prof[kWeightWait]);
+        lap(kConsume);
+        finish(m, o, acc, bias, out);
+        lap(kFinish);
         if (!barrier) return;
         grid_sync(a.sync, a.watchdog_ns, barriers);
         lap(kGridBarrier);
@@ -926,21 +765,8 @@ bool CudaBackend::decode_step(const LlamaWeights& w, float eps, const StepTokens
     const auto sums = [&](int64_t m, int64_t k) {
         return ((m + grid - 1) / grid + 1) * row_parts(static_cast<int>(k), static_cast<int>(elem));
     };
-    // The claimed mode (LAMINA_STEP_CLAIMED=1, where every matrix's rows fit a stage whole and a stage holds a
-    // gate row with its up row): two chunks' sums instead.
-    const auto whole_rows = [&](int64_t k) {
-        return chunk_shape(static_cast<int>(k), static_cast<int>(elem)).piece == k;
-    };
-    const auto chunk_sums = [&](int64_t k) {
-        const int r = chunk_shape(static_cast<int>(k), static_cast<int>(elem)).rows;
-        return static_cast<int64_t>(r) * row_parts(static_cast<int>(k), static_cast<int>(elem));
-    };
-    const bool claimed = step_claimed_ && whole_rows(E) && whole_rows(q_dim) && whole_rows(n_ff) &&
-                         chunk_shape(static_cast<int>(E), static_cast<int>(elem)).rows >= 2;
     const int64_t acc_floats =
-        claimed ? 2 * std::max({chunk_sums(E), chunk_sums(q_dim), chunk_sums(n_ff)})
-                : std::max({sums(q_dim + 2 * kv_dim, E), sums(E, q_dim), 2 * sums(n_ff, E), sums(E, n_ff),
-                            sums(n_vocab, E)});
+        std::max({sums(q_dim + 2 * kv_dim, E), sums(E, q_dim), 2 * sums(n_ff, E), sums(E, n_ff), sums(n_vocab, E)});
     const auto round128 = [](size_t b) { return (b + 127) / 128 * 128; };
     const size_t x_bytes = round128(static_cast<size_t>(std::max({E, q_dim, n_ff})) * elem);
     const size_t acc_bytes = round128(static_cast<size_t>(acc_floats) * sizeof(float));
@@ -949,8 +775,7 @@ bool CudaBackend::decode_step(const LlamaWeights& w, float eps, const StepTokens
     bool launched = false;
     cuda::dispatch_dtype(act_, [&]<typename T>() {
         if constexpr (!std::is_same_v<T, float>) {
-            auto k = s.head_dim == 64 ? (claimed ? decode_step_kernel<T, 2, true> : decode_step_kernel<T, 2, false>)
-                                      : (claimed ? decode_step_kernel<T, 4, true> : decode_step_kernel<T, 4, false>);
+            auto k = s.head_dim == 64 ? decode_step_kernel<T, 2> : decode_step_kernel<T, 4>;
             cudaFuncAttributes attr{};
             CUDA_CHECK(cudaFuncGetAttributes(&attr, reinterpret_cast<const void*>(k)));
             const int64_t room = static_cast<int64_t>(optin) - static_cast<int64_t>(attr.sharedSizeBytes + x_bytes + acc_bytes);
@@ -1015,8 +840,8 @@ bool CudaBackend::decode_step(const LlamaWeights& w, float eps, const StepTokens
                 return static_cast<uint64_t>(v ? std::max(0, std::atoi(v)) : kDefaultWatchdogSeconds) * 1000000000ull;
             }();
             a.watchdog_ns = watchdog_ns;
-            // the barrier's count and the chunk counters start from zero in every step (a graph node when captured)
-            CUDA_CHECK(cudaMemsetAsync(step_sync_, 0, sizeof(GridSync), stream_));
+            // the barrier's count starts from zero in every step (a graph node when captured)
+            CUDA_CHECK(cudaMemsetAsync(&static_cast<GridSync*>(step_sync_)->arrivals, 0, sizeof(unsigned), stream_));
             a.stages = stages, a.x_bytes = static_cast<int>(x_bytes), a.acc_floats = static_cast<int>(acc_bytes / sizeof(float));
 
             cudaLaunchConfig_t cfg{};
@@ -1036,15 +861,9 @@ bool CudaBackend::decode_step(const LlamaWeights& w, float eps, const StepTokens
             }
             CUDA_CHECK(e);
             launched = true;
-            if (claimed) ++claimed_steps_;
         }
     });
     return launched;
-}
-
-int64_t cuda_claimed_decode_steps(const Backend& backend) {
-    const auto* cuda = dynamic_cast<const CudaBackend*>(&backend);
-    return cuda ? cuda->claimed_steps() : 0;
 }
 
 void CudaBackend::print_step_profile() {
