@@ -6,7 +6,7 @@ namespace lamina {
 
 namespace {
 [[noreturn]] void no_fused_decode(const Backend& b) {
-    throw Error("the " + b.name() + " backend has no fused decode ops (supports_fused_decode() is false)");
+    throw Error("the " + b.name() + " backend has no fused decode ops (its fused_decode_mode() is None)");
 }
 }  // namespace
 

@@ -101,6 +101,8 @@ public:
     virtual void rope_kv_write(TensorView qkv, const StepTokens& tok, const TensorView& rope_cos_sin,
                                const AttentionShape& shape, int64_t layer, KvCache& cache) = 0;
     // Causal GQA attention of each token's q (from qkv) over its slot's cache [0, pos]; out [n, n_head*head_dim].
+    // (CUDA: in a one-token step it reads the cache rows before `pos` while the op before it may still run, so
+    // that op may write no cache row but `pos`: see cuda::pdl_wait.)
     virtual void attention(const TensorView& qkv, const StepTokens& tok, const AttentionShape& shape, int64_t layer,
                            const KvCache& cache, TensorView out) = 0;
     // out[n, n_ff] = silu(gate_up[:, :n_ff]) * gate_up[:, n_ff:]
@@ -121,17 +123,25 @@ public:
                              std::span<const double> uniforms, int32_t* ids) = 0;
 
     // Fused decode ops: for steps of at most kFusedDecodeMaxTokens tokens, each sublayer as one pass over
-    // its weight matrix with the ops around it folded in (backend/cuda/decode_gemv.cu). Backends without
-    // them return false from supports_fused_decode() and the model composes the plain ops above.
-    virtual bool supports_fused_decode() const { return false; }
-    // qkv = rms_norm(x) * g @ wqkv^T + b; RoPE on q and k; k and v into the cache at each token's
-    // (slot, position); q into qkv's q columns (its k and v columns are left as they were).
+    // its weight matrix with the ops around it folded in (backend/cuda/decode_gemv.cu). Which of them the
+    // model uses is the backend's fused_decode_mode(); backends without them say None and the model composes
+    // the plain ops above.
+    enum class FusedDecode {
+        None,       // the plain ops
+        Epilogues,  // the plain norms and matmuls, with RoPE + KV write and SwiGLU folded into the qkv and
+                    // gate/up passes (decode_qkv and decode_gate_up without a norm)
+        Full,       // every decode_* op: the norms, residual adds and the final norm folded in too
+    };
+    virtual FusedDecode fused_decode_mode() const { return FusedDecode::None; }
+    // qkv = rms_norm(x) * g @ wqkv^T + b (x @ wqkv^T + b when g is empty: x is already normalized); RoPE on q
+    // and k; k and v into the cache at each token's (slot, position); q into qkv's q columns (its k and v
+    // columns are left as they were).
     virtual void decode_qkv(const TensorView& x, const TensorView& g, float eps, const TensorView& wqkv,
                             const TensorView* bqkv, const StepTokens& tok, const TensorView& rope_cos_sin,
                             const AttentionShape& shape, int64_t layer, KvCache& cache, TensorView qkv);
     // residual += x @ w^T + b
     virtual void decode_matmul_add(const TensorView& x, const TensorView& w, const TensorView* bias, TensorView residual);
-    // out = silu(gate) * up, [gate | up] = rms_norm(x) * g @ w_gate_up^T + b
+    // out = silu(gate) * up, [gate | up] = rms_norm(x) * g @ w_gate_up^T + b (x @ w_gate_up^T + b when g is empty)
     virtual void decode_gate_up(const TensorView& x, const TensorView& g, float eps, const TensorView& w_gate_up,
                                 const TensorView* bias, TensorView out);
     // out[t] = rms_norm(x[rows[t]]) * g @ w^T for t < out.rows (rows in backend memory): final norm + LM head.

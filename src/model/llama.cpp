@@ -233,11 +233,11 @@ void LlamaModel::forward_sample(std::span<const int32_t> ids, std::span<const in
     backend_.to_host(next_ids, next_ids_, logit_rows.size() * sizeof(int32_t));
 }
 
-// A decode step (a few tokens, no prefill tiles) as one pass over each weight matrix: the norms,
-// residual adds, RoPE + KV write and SwiGLU folded into the matrix passes (Backend::decode_*). The
+// Whether this step takes the backend's fused decode ops of `mode` (Backend::FusedDecode): a decode step (a few
+// tokens, no prefill tiles) with the ops around a matrix pass folded into it (Backend::decode_*). The
 // plugin-off ablation, traced runs and tensor-parallel ranks keep the plain ops.
-bool LlamaModel::fused_decode(const StepTokens& tok, int64_t n_logits) const {
-    return backend_.supports_fused_decode() && rmsnorm_plugin_ && comm_ == nullptr && !on_intermediate &&
+bool LlamaModel::fused_decode(const StepTokens& tok, int64_t n_logits, Backend::FusedDecode mode) const {
+    return backend_.fused_decode_mode() == mode && rmsnorm_plugin_ && comm_ == nullptr && !on_intermediate &&
            tok.n_tiles == 0 && tok.n_tokens <= kFusedDecodeMaxTokens && n_logits == tok.n_tokens;
 }
 
@@ -274,7 +274,10 @@ bool LlamaModel::whole_step_decode(const StepTokens& tok, int64_t n_logits, bool
 
 void LlamaModel::step_ops(const StepTokens& tok, int64_t n_logits, bool argmax) {
     if (whole_step_decode(tok, n_logits, argmax)) return;
-    if (fused_decode(tok, n_logits)) return fused_decode_ops(tok, argmax);
+    if (fused_decode(tok, n_logits, Backend::FusedDecode::Full)) return fused_decode_ops(tok, argmax);
+    // The plain ops, or with RoPE + KV write and SwiGLU in the qkv and gate/up passes (FusedDecode::Epilogues).
+    const bool epilogues = fused_decode(tok, n_logits, Backend::FusedDecode::Epilogues);
+    auto opt = [](const TensorView& b) { return b.empty() ? nullptr : &b; };
     const ModelConfig& c = config_;
     const int64_t n = tok.n_tokens;
     TensorView x = rows_of(x_, n), h = rows_of(h_, n), qkv = rows_of(qkv_, n), attn = rows_of(attn_, n);
@@ -301,20 +304,28 @@ void LlamaModel::step_ops(const StepTokens& tok, int64_t n_logits, bool argmax) 
         else if (rmsnorm_plugin_) backend_.rms_norm(x, L.attn_norm, eps, h);
         else backend_.rms_norm_unfused(x, L.attn_norm, eps, h);
         trace(prefix + "attn_norm", h);
-        backend_.matmul(h, L.wqkv, L.bqkv.empty() ? nullptr : &L.bqkv, qkv);
-        backend_.rope_kv_write(qkv, tok, rope_cos_sin_, attn_shape_, l, kv_);
+        if (epilogues) {
+            backend_.decode_qkv(h, TensorView{}, eps, L.wqkv, opt(L.bqkv), tok, rope_cos_sin_, attn_shape_, l, kv_, qkv);
+        } else {
+            backend_.matmul(h, L.wqkv, opt(L.bqkv), qkv);
+            backend_.rope_kv_write(qkv, tok, rope_cos_sin_, attn_shape_, l, kv_);
+        }
         trace(prefix + "qkv_rope", qkv);
         backend_.attention(qkv, tok, attn_shape_, l, kv_, attn);
         trace(prefix + "attn", attn);
-        backend_.matmul(attn, L.wo, L.bo.empty() ? nullptr : &L.bo, proj);
+        backend_.matmul(attn, L.wo, opt(L.bo), proj);
         all_reduce(proj);  // row-parallel o_proj: partial sums over each rank's heads
         trace(prefix + "attn_out", proj);
 
         add_and_norm(L.ffn_norm);
         trace(prefix + "ffn_norm", h);
-        backend_.matmul(h, L.w_gate_up, L.b_gate_up.empty() ? nullptr : &L.b_gate_up, gate_up);
-        backend_.swiglu(gate_up, ff);
-        backend_.matmul(ff, L.w_down, L.b_down.empty() ? nullptr : &L.b_down, proj);
+        if (epilogues) {
+            backend_.decode_gate_up(h, TensorView{}, eps, L.w_gate_up, opt(L.b_gate_up), ff);
+        } else {
+            backend_.matmul(h, L.w_gate_up, opt(L.b_gate_up), gate_up);
+            backend_.swiglu(gate_up, ff);
+        }
+        backend_.matmul(ff, L.w_down, opt(L.b_down), proj);
         all_reduce(proj);  // row-parallel down: partial sums over each rank's n_ff columns
         trace(prefix + "ffn_out", proj);
     }

@@ -76,7 +76,7 @@ private:
     // Issues every op of a step (no host synchronization): embedding to logits, and argmax if asked.
     void step_ops(const StepTokens& tok, int64_t n_logits, bool argmax);
     bool whole_step_decode(const StepTokens& tok, int64_t n_logits, bool argmax);
-    bool fused_decode(const StepTokens& tok, int64_t n_logits) const;
+    bool fused_decode(const StepTokens& tok, int64_t n_logits, Backend::FusedDecode mode) const;
     void fused_decode_ops(const StepTokens& tok, bool argmax);
     // Runs step_ops, from a captured graph on a graph backend (decode steps; prefill shapes seen before).
     void run_step(const StepTokens& tok, int64_t n_logits, bool argmax);

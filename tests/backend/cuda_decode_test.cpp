@@ -1,5 +1,5 @@
 // The fused decode ops (backend/cuda/decode_gemv.cu) against the plain CPU ops they replace, on random
-// inputs: 1, 3 and 4 tokens, vectorized and scalar widths, biases, a GQA RoPE + KV write at scattered
+// inputs: 1 to 4 tokens, vectorized and scalar widths, biases, a GQA RoPE + KV write at scattered
 // slots and positions, poisoned outputs. Then the CUDA model with and without fusion, and the whole-step
 // decode kernel (backend/cuda/decode_step.cu) against the separate ops. Skipped without a GPU.
 #ifdef LAMINA_HAS_CUDA
@@ -57,7 +57,7 @@ TEST_P(CudaDecode, MatmulAddGateUpAndNormMatmul) {
     // 198, 2050: not a whole number of 16-byte vectors in half precision; 4104 and 2050 give the GEMV 2-4 warps
     // per unit (split-K), and 4104 at 3-4 rows of f32 stages over 48 KB of shared memory.
     for (int64_t k : {512, 200, 198, 4104, 2050}) {
-        for (int64_t n : {1, 3, 4}) {
+        for (int64_t n : {1, 2, 3, 4}) {
             const int64_t m = 301, ff = 173;
             const auto x = rounded(random_vec(n * k, seed++), t), g = random_vec(k, seed++);
             const auto w = rounded(random_vec(m * k, seed++, 0.05f), t), b = random_vec(m, seed++);
@@ -85,6 +85,14 @@ TEST_P(CudaDecode, MatmulAddGateUpAndNormMatmul) {
             std::vector<float> sw(n * ff);
             cpu.swiglu(make_view(const_cast<float*>(gu.data()), DType::F32, n, 2 * ff), make_view(sw.data(), DType::F32, n, ff));
             expect_close(dff.download(), sw, t, "gate_up" + what, rms(sw) + rms(gu));
+            // The same without a gain: x as it is (FusedDecode::Epilogues, after the plain norm).
+            DeviceMatrix dff_plain(*gpu, t, n, ff);
+            gpu->decode_gate_up(dx.view(), TensorView{}, 1e-5f, dwgu.view(), &bguv, dff_plain.view());
+            const auto gu_plain = cpu_matmul(x, wgu, &bgu, n, 2 * ff, k);
+            std::vector<float> sw_plain(n * ff);
+            cpu.swiglu(make_view(const_cast<float*>(gu_plain.data()), DType::F32, n, 2 * ff),
+                       make_view(sw_plain.data(), DType::F32, n, ff));
+            expect_close(dff_plain.download(), sw_plain, t, "gate_up, no norm" + what, rms(sw_plain) + rms(gu_plain));
 
             // out[r] = rms_norm(x[rows[r]]) * g @ w^T, rows permuted
             std::vector<int32_t> rows;
@@ -107,19 +115,19 @@ TEST_P(CudaDecode, QkvNormRopeAndKvWrite) {
     const DType t = GetParam();
     uint32_t seed = 300;
     for (int64_t head_dim : {64, 128, 48}) {
-        for (int64_t k : {256, 100, 4104}) {
+        for (int64_t k : {256, 100, 102, 4104}) {  // 102: not whole 16-byte vectors in f32 either
             const AttentionShape s{6, 2, head_dim, 1.0f / std::sqrt(static_cast<float>(head_dim))};
             const int64_t n_ctx = 40, n_slot = 8, n_layer = 2, layer = 1, kv_dim = s.n_head_kv * head_dim;
             const int64_t qkv_dim = (s.n_head + 2 * s.n_head_kv) * head_dim;
             const std::vector<float> table = test::rope_table(n_ctx, head_dim);
             DeviceMatrix dtable(*gpu, DType::F32, n_ctx, head_dim);
             dtable.upload(table);
-            for (int64_t n : {1, 3, 4}) {
+            for (int64_t n : {1, 2, 3, 4}) {
                 std::vector<int32_t> pos, slots;
                 for (int64_t i = 0; i < n; ++i) pos.push_back(static_cast<int32_t>((i * 13 + 5) % n_ctx)), slots.push_back(static_cast<int32_t>(7 - i));
                 const auto x = rounded(random_vec(n * k, seed++), t), g = random_vec(k, seed++);
                 const auto w = rounded(random_vec(qkv_dim * k, seed++, 0.05f), t), b = random_vec(qkv_dim, seed++);
-                DeviceMatrix dx(*gpu, t, n, k), dw(*gpu, t, qkv_dim, k), db(*gpu, DType::F32, 1, qkv_dim), dg(*gpu, DType::F32, 1, k);
+                DeviceMatrix dx(*gpu, t, n, k, k + 8), dw(*gpu, t, qkv_dim, k), db(*gpu, DType::F32, 1, qkv_dim), dg(*gpu, DType::F32, 1, k);
                 DeviceMatrix dqkv(*gpu, t, n, qkv_dim);
                 DeviceMatrix dk(*gpu, t, n_slot * n_layer * n_ctx, kv_dim), dv(*gpu, t, n_slot * n_layer * n_ctx, kv_dim);
                 dx.upload(x), dw.upload(w), db.upload(b), dg.upload(g);
@@ -130,32 +138,39 @@ TEST_P(CudaDecode, QkvNormRopeAndKvWrite) {
                 KvCache gkv{dk.data, dv.data, t, n_slot, n_layer, n_ctx, kv_dim};
                 const StepTokens gtok{nullptr, dpos, dslots, n, nullptr, 0};
                 const TensorView bv = db.view();
-                gpu->decode_qkv(dx.view(), dg.view(), 1e-5f, dw.view(), &bv, gtok, dtable.view(), s, layer, gkv, dqkv.view());
+                // With the norm, and without it (the Epilogues mode: x already normalized).
+                for (const bool norm : {true, false}) {
+                    dqkv.poison(), dk.poison(), dv.poison();
+                    gpu->decode_qkv(dx.view(), norm ? dg.view() : TensorView{}, 1e-5f, dw.view(), &bv, gtok, dtable.view(), s,
+                                    layer, gkv, dqkv.view());
 
-                // CPU: norm, matmul + bias, rope_kv_write into an f32 cache.
-                auto qkv = cpu_matmul(cpu_norm(x, g, n, k), w, &b, n, qkv_dim, k);
-                const double scale = rms(qkv);
-                std::vector<float> ck(n_slot * n_layer * n_ctx * kv_dim, 0.0f), cv(ck.size(), 0.0f);
-                KvCache ckv{ck.data(), cv.data(), DType::F32, n_slot, n_layer, n_ctx, kv_dim};
-                const StepTokens ctok{nullptr, pos.data(), slots.data(), n, nullptr, 0};
-                cpu.rope_kv_write(make_view(qkv.data(), DType::F32, n, qkv_dim), ctok, make_view(table.data(), DType::F32, n_ctx, head_dim), s, layer, ckv);
+                    // CPU: norm, matmul + bias, rope_kv_write into an f32 cache.
+                    auto qkv = cpu_matmul(norm ? cpu_norm(x, g, n, k) : x, w, &b, n, qkv_dim, k);
+                    const double scale = rms(qkv);
+                    std::vector<float> ck(n_slot * n_layer * n_ctx * kv_dim, 0.0f), cv(ck.size(), 0.0f);
+                    KvCache ckv{ck.data(), cv.data(), DType::F32, n_slot, n_layer, n_ctx, kv_dim};
+                    const StepTokens ctok{nullptr, pos.data(), slots.data(), n, nullptr, 0};
+                    cpu.rope_kv_write(make_view(qkv.data(), DType::F32, n, qkv_dim), ctok,
+                                      make_view(table.data(), DType::F32, n_ctx, head_dim), s, layer, ckv);
 
-                const std::string what = " head_dim=" + std::to_string(head_dim) + " k=" + std::to_string(k) + " n=" + std::to_string(n);
-                const auto got_qkv = dqkv.download();
-                const auto got_k = dk.download(), got_v = dv.download();
-                std::vector<float> gq, wq, gk, wk, gv, wv;
-                for (int64_t i = 0; i < n; ++i) {
-                    gq.insert(gq.end(), got_qkv.begin() + i * qkv_dim, got_qkv.begin() + i * qkv_dim + s.n_head * head_dim);
-                    wq.insert(wq.end(), qkv.begin() + i * qkv_dim, qkv.begin() + i * qkv_dim + s.n_head * head_dim);
-                    const int64_t row = ckv.offset(slots[i], layer, pos[i]);
-                    gk.insert(gk.end(), got_k.begin() + row, got_k.begin() + row + kv_dim);
-                    wk.insert(wk.end(), ck.begin() + row, ck.begin() + row + kv_dim);
-                    gv.insert(gv.end(), got_v.begin() + row, got_v.begin() + row + kv_dim);
-                    wv.insert(wv.end(), cv.begin() + row, cv.begin() + row + kv_dim);
+                    const std::string what = " head_dim=" + std::to_string(head_dim) + " k=" + std::to_string(k) +
+                                             " n=" + std::to_string(n) + (norm ? "" : " (no norm)");
+                    const auto got_qkv = dqkv.download();
+                    const auto got_k = dk.download(), got_v = dv.download();
+                    std::vector<float> gq, wq, gk, wk, gv, wv;
+                    for (int64_t i = 0; i < n; ++i) {
+                        gq.insert(gq.end(), got_qkv.begin() + i * qkv_dim, got_qkv.begin() + i * qkv_dim + s.n_head * head_dim);
+                        wq.insert(wq.end(), qkv.begin() + i * qkv_dim, qkv.begin() + i * qkv_dim + s.n_head * head_dim);
+                        const int64_t row = ckv.offset(slots[i], layer, pos[i]);
+                        gk.insert(gk.end(), got_k.begin() + row, got_k.begin() + row + kv_dim);
+                        wk.insert(wk.end(), ck.begin() + row, ck.begin() + row + kv_dim);
+                        gv.insert(gv.end(), got_v.begin() + row, got_v.begin() + row + kv_dim);
+                        wv.insert(wv.end(), cv.begin() + row, cv.begin() + row + kv_dim);
+                    }
+                    expect_close(gq, wq, t, "q" + what, scale);
+                    expect_close(gk, wk, t, "k cache" + what, scale);
+                    expect_close(gv, wv, t, "v cache" + what, scale);
                 }
-                expect_close(gq, wq, t, "q" + what, scale);
-                expect_close(gk, wk, t, "k cache" + what, scale);
-                expect_close(gv, wv, t, "v cache" + what, scale);
                 gpu->free(dpos);
                 gpu->free(dslots);
             }
@@ -166,28 +181,31 @@ TEST_P(CudaDecode, QkvNormRopeAndKvWrite) {
 INSTANTIATE_TEST_SUITE_P(Dtypes, CudaDecode, ::testing::Values(DType::F16, DType::BF16, DType::F32),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
-// The whole model: greedy tokens with the fused decode path equal those of the plain ops (f32, where
+// The whole model: greedy tokens with each fused decode mode equal those of the plain ops (f32, where
 // the only difference is summation order) on the tiny fixtures.
 TEST(CudaDecodeModel, FusedDecodeMatchesPlainOps) {
     if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device here";
+    using Mode = Backend::FusedDecode;
     for (const char* name : {"tiny_llama", "tiny_llama_b", "tiny_llama_c"}) {
         test::TempDir dir;
         test::build_from(test::data_dir() / name, dir.path(), DType::F32, 24, 20, 4);
         Engine engine(dir.path());
-        setenv("LAMINA_FUSED_DECODE", "1", 1);  // opt-in (backend/cuda/cuda_backend_impl.h)
-        auto fused = make_cuda_backend(DType::F32);
-        unsetenv("LAMINA_FUSED_DECODE");
-        ASSERT_TRUE(fused->supports_fused_decode());
         const std::vector<std::vector<int32_t>> prompts = {{1, 40, 41, 42}, {1, 7}, {1, 100, 200, 300}};
         GenerationParams p;
         p.max_new_tokens = 16;
         p.sampling.temperature = 0.0f;
-        Generator gf(engine, *fused, 3);
-        const auto with = gf.generate(prompts, p);
         auto plain = make_cuda_backend(DType::F32);
-        ASSERT_FALSE(plain->supports_fused_decode());
+        ASSERT_EQ(plain->fused_decode_mode(), Mode::None);
         Generator gp(engine, *plain, 3);
-        EXPECT_EQ(gp.generate(prompts, p), with) << name;
+        const auto want = gp.generate(prompts, p);
+        for (const auto& [value, mode] : {std::pair{"1", Mode::Full}, std::pair{"epilogues", Mode::Epilogues}}) {
+            setenv("LAMINA_FUSED_DECODE", value, 1);  // opt-in (backend/cuda/cuda_backend_impl.h)
+            auto fused = make_cuda_backend(DType::F32);
+            unsetenv("LAMINA_FUSED_DECODE");
+            ASSERT_EQ(fused->fused_decode_mode(), mode) << value;
+            Generator gf(engine, *fused, 3);
+            EXPECT_EQ(gf.generate(prompts, p), want) << name << " with LAMINA_FUSED_DECODE=" << value;
+        }
     }
 }
 

@@ -150,16 +150,20 @@ TEST_P(CudaOps, RopeKvWriteAndAttention) {
         DeviceMatrix dtable(*gpu, DType::F32, n_ctx, head_dim);
         dtable.upload(table);
         // Step 1: prefill 100 tokens of slot 0 and 30 of slot 1 (tiles of <= 64). Step 2: decode both.
-        // Step 3: a second prefill chunk of each, starting mid-tile (positions 101.. and 31..).
+        // Step 3: a second prefill chunk of each, starting mid-tile (positions 101.. and 31..). Steps 4 and 5:
+        // decode one token (the attention's keys loaded before the PDL wait, its own after): positions 141 and
+        // 34, each in its warp's first group of keys, with the group's keys past the end clamped to it.
         struct Step {
             std::vector<int32_t> pos, slots;
         };
-        std::vector<Step> steps(3);
+        std::vector<Step> steps(5);
         for (int i = 0; i < 100; ++i) steps[0].pos.push_back(i), steps[0].slots.push_back(0);
         for (int i = 0; i < 30; ++i) steps[0].pos.push_back(i), steps[0].slots.push_back(1);
         steps[1] = {{100, 30}, {0, 1}};
         for (int i = 101; i < 141; ++i) steps[2].pos.push_back(i), steps[2].slots.push_back(0);
         for (int i = 31; i < 34; ++i) steps[2].pos.push_back(i), steps[2].slots.push_back(1);
+        steps[3] = {{141}, {0}};
+        steps[4] = {{34}, {1}};
         uint32_t seed = 10;
         for (const Step& st : steps) {
             const auto n = static_cast<int64_t>(st.pos.size());

@@ -33,10 +33,10 @@ struct DeviceMatrix {
     void* data;
     DeviceMatrix(Backend& b, DType t, int64_t r, int64_t c, int64_t s = 0)
         : be(b), dtype(t), rows(r), cols(c), stride(s ? s : c), data(b.alloc(static_cast<size_t>(r * (s ? s : c)) * dtype_size(t))) {
-        std::vector<float> nan(static_cast<size_t>(rows * stride), NAN);  // poison
-        upload_padded(nan);
+        poison();
     }
     ~DeviceMatrix() { be.free(data); }
+    void poison() { upload_padded(std::vector<float>(static_cast<size_t>(rows * stride), NAN)); }
     void upload_padded(const std::vector<float>& v) {
         std::vector<char> buf(v.size() * dtype_size(dtype));
         convert_from_f32(dtype, v.data(), buf.data(), v.size());

@@ -11,6 +11,7 @@
 //   launch, no separate combine kernel). Bytes: the K and V cache of each token's sequence, read once
 //   per query head (the group shares through L2).
 #include <algorithm>
+#include <type_traits>
 
 #include "backend/cuda/cuda_backend_impl.h"
 
@@ -32,14 +33,20 @@ struct LaneRaw {
     using Word = cuda::Packed<T, E>;
     Word w;
 
-    // One vector load when `vec`, else element by element (elements past head_dim read as 0).
+    // One vector load when `vec`, else element by element (elements past head_dim read as 0). kL2: through L2
+    // only (ld.global.cg), leaving no line in this SM's L1.
+    template <bool kL2 = false>
     __device__ __forceinline__ void load(const T* row, int e0, int head_dim, bool vec) {
         if (vec && e0 < head_dim) {
-            w = *reinterpret_cast<const Word*>(row + e0);
+            const Word* p = reinterpret_cast<const Word*>(row + e0);
+            if constexpr (!kL2) w = *p;
+            else if constexpr (std::is_same_v<Word, cuda::Bytes32>) w = {__ldcg(&p->a), __ldcg(&p->b)};
+            else w = __ldcg(p);
         } else {
             T* v = reinterpret_cast<T*>(&w);
 #pragma unroll
-            for (int j = 0; j < E; ++j) v[j] = e0 + j < head_dim ? row[e0 + j] : cuda::from_float<T>(0.0f);
+            for (int j = 0; j < E; ++j)
+                v[j] = e0 + j >= head_dim ? cuda::from_float<T>(0.0f) : kL2 ? __ldcg(row + e0 + j) : row[e0 + j];
         }
     }
     __device__ __forceinline__ float operator[](int j) const { return cuda::to_float(reinterpret_cast<const T*>(&w)[j]); }
@@ -65,7 +72,9 @@ __device__ __forceinline__ float block_max(float x) {
 // before runs. Of the keys read, only the token's own position is written by that kernel (RoPE with the cache
 // write, or the fused qkv GEMV); every other key was written by a kernel that has finished (under PDL only the
 // kernel just before overlaps this one), and positions and slots are copied from the host before the step.
-// The token's own key and value are loaded again after the wait.
+// The token's own key and value are loaded again after the wait. The early loads go through L2 only
+// (ld.global.cg): a line they left in this SM's L1 might answer a load after the wait with what the kernel before
+// has since overwritten (with a small kv_dim, a line holds parts of two positions).
 // At most 64 registers where a lane holds at most 8 bytes of a row (f16/bf16 up to head_dim 128): 8 blocks an
 // SM, so a 32-head step of 20 splits is one wave. Unbounded, the Early kernel took 105 registers (the loads held
 // across the wait) and the other 86. Early is a template parameter so that the kernel of several-token steps
@@ -84,15 +93,15 @@ __global__ void __launch_bounds__(kSplitWarps * 32, E * sizeof(T) <= 8 ? 8 : 1)
     LaneRaw<T, E> kv[kKeysPerStep], vv[kKeysPerStep];
     // Key p0 + u of the warp's step, or the range's last key past its end (masked below).
     const auto key = [&](int p0, int u) { return base + static_cast<int64_t>(min(p0 + u, end - 1)) * g.kv_dim; };
-    const auto load_keys = [&](int p0) {
+    const auto load_keys = [&]<bool kL2>(int p0) {
 #pragma unroll
         for (int u = 0; u < kKeysPerStep; ++u) {
-            kv[u].load(k_cache + key(p0, u), e0, head_dim, vec);
-            vv[u].load(v_cache + key(p0, u), e0, head_dim, vec);
+            kv[u].template load<kL2>(k_cache + key(p0, u), e0, head_dim, vec);
+            vv[u].template load<kL2>(v_cache + key(p0, u), e0, head_dim, vec);
         }
     };
     const int first = begin + warp * kKeysPerStep;
-    if (Early && first < end) load_keys(first);
+    if (Early && first < end) load_keys.template operator()<true>(first);
     cuda::pdl_wait();
     float* head_parts = partials + (static_cast<int64_t>(t) * n_head + h) * n_splits * (head_dim + 2);
     float* part = head_parts + static_cast<int64_t>(split) * (head_dim + 2);
@@ -106,7 +115,7 @@ __global__ void __launch_bounds__(kSplitWarps * 32, E * sizeof(T) <= 8 ? 8 : 1)
         for (int j = 0; j < E; ++j) qv[j] = q[j] * scale;
         for (int p0 = first; p0 < end; p0 += kSplitWarps * kKeysPerStep) {
             if (!Early || p0 != first) {
-                load_keys(p0);
+                load_keys.template operator()<false>(p0);
             } else if (end == n_pos) {  // the token's own key and value, written by the kernel just before
 #pragma unroll
                 for (int u = 0; u < kKeysPerStep; ++u)

@@ -139,6 +139,11 @@ using Packed = std::conditional_t<
 // overlaps at most this one). A kernel launched so must call pdl_wait() before it reads or writes
 // anything an earlier kernel touches, in every block that does; a block that does neither may return
 // without it. Without the attribute (LAMINA_PDL=0, or a plain <<<>>> launch) the wait returns at once.
+// Two rules that the early reads rely on, as long as at least one block of every kernel waits (so only the
+// kernel just before can still be running when a kernel starts): before its wait, a kernel reads only what
+// that kernel cannot be writing: weights, and in the decode attention of a one-token step (attention.cu)
+// the KV cache rows of earlier positions. So the kernel just before that attention (RoPE with the cache
+// write, or the fused qkv GEMV) may write no cache row but each token's own.
 __device__ __forceinline__ void pdl_wait() {
     cudaGridDependencySynchronize();
     cudaTriggerProgrammaticLaunchCompletion();

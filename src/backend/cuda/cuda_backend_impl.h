@@ -72,9 +72,10 @@ public:
                      std::span<const double> uniforms, int32_t* ids) override;  // sampling.cu
 
     // decode_gemv.cu: the decode GEMV with the norms, residual adds, RoPE + KV write and SwiGLU folded in.
-    // Off unless LAMINA_FUSED_DECODE=1 when the backend is made: on the H200 it measured 1% slower than the
-    // plain ops with programmatic dependent launch (bench/results/2026-11-29-h200).
-    bool supports_fused_decode() const override { return fused_decode_; }
+    // Off unless set when the backend is made: LAMINA_FUSED_DECODE=1 (Full; on the H200 1% slower than the
+    // plain ops with programmatic dependent launch, bench/results/2026-11-29-h200) or =epilogues (Epilogues:
+    // the plain norms, RoPE and SwiGLU in the GEMVs' epilogues; not yet run on a GPU).
+    FusedDecode fused_decode_mode() const override { return fused_decode_; }
     void decode_qkv(const TensorView& x, const TensorView& g, float eps, const TensorView& wqkv, const TensorView* bqkv,
                     const StepTokens& tok, const TensorView& rope_cos_sin, const AttentionShape& shape, int64_t layer,
                     KvCache& cache, TensorView qkv) override;
@@ -110,7 +111,7 @@ private:
 
     DType act_;
     int device_ = 0;
-    bool fused_decode_ = false;
+    FusedDecode fused_decode_ = FusedDecode::None;
     bool persistent_decode_ = false;
     cudaStream_t stream_ = nullptr;
     cublasLtHandle_t lt_ = nullptr;

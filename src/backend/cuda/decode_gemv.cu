@@ -7,6 +7,7 @@
 //   decode_matmul_add:  residual += x @ W^T + b                       (o_proj, down)
 //   decode_gate_up:     out = silu(g) * u, [g | u] = rmsnorm(x) @ Wgu^T + b
 //   decode_norm_matmul: out[t] = rmsnorm(x[rows[t]]) @ W^T          (final norm + LM head)
+//   (decode_qkv and decode_gate_up with no gain take x as it is, already normalized: the Epilogues mode)
 //
 // Prologue (the norm variants): each block stages its n normalized rows of x in shared memory, rounded
 // to T as the RMSNorm op stores them (y = T(w * (x * rsqrt(mean(x^2) + eps)))), so the product reads
@@ -336,6 +337,8 @@ GemvArgs<T> gemv_args(const TensorView& x, const TensorView* g, float eps, const
 }
 
 const float* bias_of(const TensorView* b) { return b ? static_cast<const float*>(b->data) : nullptr; }
+// The norm's gain, or none (decode_qkv and decode_gate_up on an x that is already normalized).
+const TensorView* gain_of(const TensorView& g) { return g.empty() ? nullptr : &g; }
 
 }  // namespace
 
@@ -351,20 +354,21 @@ void CudaBackend::decode_qkv(const TensorView& x, const TensorView& g, float eps
                              const TensorView* bqkv, const StepTokens& tok, const TensorView& rope_cos_sin,
                              const AttentionShape& s, int64_t layer, KvCache& cache, TensorView qkv) {
     LAMINA_CHECK(x.dtype == act_ && wqkv.dtype == act_ && qkv.dtype == act_ && cache.dtype == act_);
-    LAMINA_CHECK(g.dtype == DType::F32 && g.n_elements() == x.cols && rope_cos_sin.dtype == DType::F32);
+    LAMINA_CHECK((g.empty() || (g.dtype == DType::F32 && g.n_elements() == x.cols)) && rope_cos_sin.dtype == DType::F32);
     const int64_t qkv_dim = (s.n_head + 2 * s.n_head_kv) * s.head_dim;
     LAMINA_CHECK(wqkv.rows == qkv_dim && wqkv.cols == x.cols && qkv.cols == qkv_dim && qkv.rows == x.rows &&
                  x.rows == tok.n_tokens && s.head_dim % 2 == 0 && rope_cos_sin.cols == s.head_dim);
     LAMINA_CHECK(cache.kv_dim == s.n_head_kv * s.head_dim);
     cuda::dispatch_dtype(act_, [&]<typename T>() {
         bool vec = false;
-        GemvArgs<T> a = gemv_args<T>(x, &g, eps, wqkv, bias_of(bqkv), qkv, static_cast<int>(qkv_dim / 2), vec);
+        GemvArgs<T> a = gemv_args<T>(x, gain_of(g), eps, wqkv, bias_of(bqkv), qkv, static_cast<int>(qkv_dim / 2), vec);
         a.positions = tok.positions, a.slots = tok.slots, a.cos_sin = static_cast<const float*>(rope_cos_sin.data);
         a.head_dim = static_cast<int>(s.head_dim), a.n_head = static_cast<int>(s.n_head),
         a.n_head_kv = static_cast<int>(s.n_head_kv);
         a.k_cache = static_cast<T*>(cache.k), a.v_cache = static_cast<T*>(cache.v);
         a.cache = cuda::CacheGeometry::of(cache), a.layer = layer;
-        launch<T, Epi::RopeKv, true>(a, x.rows, vec, stream_);
+        if (g.empty()) launch<T, Epi::RopeKv, false>(a, x.rows, vec, stream_);
+        else launch<T, Epi::RopeKv, true>(a, x.rows, vec, stream_);
     });
 }
 
@@ -382,13 +386,14 @@ void CudaBackend::decode_matmul_add(const TensorView& x, const TensorView& w, co
 void CudaBackend::decode_gate_up(const TensorView& x, const TensorView& g, float eps, const TensorView& w_gate_up,
                                  const TensorView* bias, TensorView out) {
     LAMINA_CHECK(x.dtype == act_ && w_gate_up.dtype == act_ && out.dtype == act_);
-    LAMINA_CHECK(g.dtype == DType::F32 && g.n_elements() == x.cols);
+    LAMINA_CHECK(g.empty() || (g.dtype == DType::F32 && g.n_elements() == x.cols));
     LAMINA_CHECK(w_gate_up.cols == x.cols && w_gate_up.rows == 2 * out.cols && out.rows == x.rows);
     cuda::dispatch_dtype(act_, [&]<typename T>() {
         bool vec = false;
-        GemvArgs<T> a = gemv_args<T>(x, &g, eps, w_gate_up, bias_of(bias), out, static_cast<int>(out.cols), vec);
+        GemvArgs<T> a = gemv_args<T>(x, gain_of(g), eps, w_gate_up, bias_of(bias), out, static_cast<int>(out.cols), vec);
         a.pair_offset = static_cast<int>(out.cols);
-        launch<T, Epi::SwiGlu, true>(a, x.rows, vec, stream_);
+        if (g.empty()) launch<T, Epi::SwiGlu, false>(a, x.rows, vec, stream_);
+        else launch<T, Epi::SwiGlu, true>(a, x.rows, vec, stream_);
     });
 }
 
