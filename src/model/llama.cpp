@@ -23,6 +23,9 @@ TensorView rebase(const TensorView& v, const uint8_t* file_base, void* device_ba
     r.data = static_cast<char*>(device_base) + (static_cast<const uint8_t*>(v.data) - file_base);
     return r;
 }
+
+// An optional tensor (a bias) as the ops take it: null when the model has none.
+const TensorView* opt(const TensorView& v) { return v.empty() ? nullptr : &v; }
 }  // namespace
 
 LlamaModel::LlamaModel(const Engine& engine, Backend& backend, const ModelLimits& limits, Communicator* comm)
@@ -245,7 +248,6 @@ void LlamaModel::fused_decode_ops(const StepTokens& tok, bool argmax) {
     const ModelConfig& c = config_;
     const int64_t n = tok.n_tokens;
     TensorView x = rows_of(x_, n), qkv = rows_of(qkv_, n), attn = rows_of(attn_, n), ff = rows_of(ff_, n);
-    auto opt = [](const TensorView& b) { return b.empty() ? nullptr : &b; };
     backend_.embedding(weights_.tok_embd, tok, x);
     for (int64_t l = 0; l < c.n_layer; ++l) {
         const LayerWeights& L = weights_.layers[l];
@@ -277,7 +279,6 @@ void LlamaModel::step_ops(const StepTokens& tok, int64_t n_logits, bool argmax) 
     if (fused_decode(tok, n_logits, Backend::FusedDecode::Full)) return fused_decode_ops(tok, argmax);
     // The plain ops, or with RoPE + KV write and SwiGLU in the qkv and gate/up passes (FusedDecode::Epilogues).
     const bool epilogues = fused_decode(tok, n_logits, Backend::FusedDecode::Epilogues);
-    auto opt = [](const TensorView& b) { return b.empty() ? nullptr : &b; };
     const ModelConfig& c = config_;
     const int64_t n = tok.n_tokens;
     TensorView x = rows_of(x_, n), h = rows_of(h_, n), qkv = rows_of(qkv_, n), attn = rows_of(attn_, n);

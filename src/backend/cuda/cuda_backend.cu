@@ -24,10 +24,9 @@ std::unique_ptr<Backend> make_cuda_backend(DType activation_dtype, int device) {
 
 CudaBackend::CudaBackend(DType activation_dtype, int device) : act_(activation_dtype), device_(device) {
     CUDA_CHECK(cudaSetDevice(device_));
-    const char* fused = std::getenv("LAMINA_FUSED_DECODE");
-    fused_decode_ = fused && std::string(fused) == "epilogues" ? FusedDecode::Epilogues
-                    : cuda::env_switch("LAMINA_FUSED_DECODE", false) ? FusedDecode::Full
-                                                                     : FusedDecode::None;
+    const char* fused_env = std::getenv("LAMINA_FUSED_DECODE");
+    const std::string fused = fused_env ? fused_env : "";
+    fused_decode_ = fused == "epilogues" ? FusedDecode::Epilogues : fused == "1" ? FusedDecode::Full : FusedDecode::None;
     persistent_decode_ = cuda::env_switch("LAMINA_PERSISTENT_DECODE", false);
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     if (cublasLtCreate(&lt_) != CUBLAS_STATUS_SUCCESS) throw Error("cuBLASLt: cannot create a handle");
