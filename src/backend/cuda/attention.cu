@@ -239,7 +239,8 @@ void CudaBackend::attention(const TensorView& qkv, const StepTokens& tok, const 
             cuda::launch_pdl(early ? split_kernel<T, E, true> : split_kernel<T, E, false>, grid, kSplitWarps * 32, 0, stream_,
                 static_cast<const T*>(qkv.data), qkv.row_stride, tok.positions, tok.slots, static_cast<const T*>(cache.k),
                 static_cast<const T*>(cache.v), cuda::CacheGeometry::of(cache), layer, static_cast<int>(s.n_head),
-                static_cast<int>(s.n_head / s.n_head_kv), static_cast<int>(s.head_dim), s.scale, chunk, vec, attn_partials_, attn_counters_, static_cast<T*>(out.data), out.row_stride);
+                static_cast<int>(s.n_head / s.n_head_kv), static_cast<int>(s.head_dim), s.scale, chunk, vec,
+                attn_partials_, attn_counters_, static_cast<T*>(out.data), out.row_stride);
         };
         // Elements per lane: the head split over a warp's 32 lanes.
         if (s.head_dim <= 32) go.template operator()<1>();
