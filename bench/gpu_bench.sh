@@ -130,11 +130,11 @@ for b in 1 8 32 64; do
 done
 ./build-gpu/lamina bench --device cuda --engine_dir /tmp/llama7b-fp16-off --batch_size 1 --input_len 512 \
     --output_len 128 --repeats 3 --json "$out/bench_b1_plugin_off.json" > "$out/bench_b1_plugin_off.md"
-# Ablations of the decode path on the plugin-on engine: the fused decode GEMVs (opt-in); those without PDL.
-LAMINA_FUSED_DECODE=1 ./build-gpu/lamina bench --device cuda --engine_dir /tmp/llama7b-fp16-on --batch_size 1 \
-    --input_len 512 --output_len 128 --repeats 2 --json "$out/bench_b1_fused_decode.json" > "$out/bench_b1_fused_decode.md"
-LAMINA_FUSED_DECODE=1 LAMINA_PDL=0 ./build-gpu/lamina bench --device cuda --engine_dir /tmp/llama7b-fp16-on --batch_size 1 \
-    --input_len 512 --output_len 128 --repeats 2 --json "$out/bench_b1_fused_no_pdl.json" > "$out/bench_b1_fused_no_pdl.md"
+# Ablations of the decode path on the plugin-on engine: the plain ops, the full fusion, no PDL.
+for v in plain_ops:LAMINA_FUSED_DECODE=0 fused_full:LAMINA_FUSED_DECODE=1 no_pdl:LAMINA_PDL=0; do
+    env "${v#*:}" ./build-gpu/lamina bench --device cuda --engine_dir /tmp/llama7b-fp16-on --batch_size 1 \
+        --input_len 512 --output_len 128 --repeats 2 --json "$out/bench_b1_${v%%:*}.json" > "$out/bench_b1_${v%%:*}.md"
+done
 # Where a prefill step's time goes (op groups synchronized one by one: the plain, unfused ops, no graphs).
 ./build-gpu/lamina bench --device cuda --engine_dir /tmp/llama7b-fp16-on --batch_size 1 --input_len 512 \
     --output_len 16 --repeats 1 --profile > "$out/profile_b1.md"

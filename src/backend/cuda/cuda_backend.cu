@@ -14,6 +14,20 @@ int cuda_device_count() {
     return n;
 }
 
+namespace {
+// LAMINA_FUSED_DECODE (cuda_backend_impl.h); a value it does not name is an error, not a silent default.
+Backend::FusedDecode fused_decode_from_env() {
+    using Mode = Backend::FusedDecode;
+    const char* env = std::getenv("LAMINA_FUSED_DECODE");
+    const std::string v = env ? env : "epilogues";
+    if (v == "epilogues") return Mode::Epilogues;
+    if (v == "epilogues_norm") return Mode::EpiloguesNorm;
+    if (v == "0") return Mode::None;
+    if (v == "1") return Mode::Full;
+    throw Error("LAMINA_FUSED_DECODE=" + v + ": expected epilogues (the default), epilogues_norm, 0 or 1");
+}
+}  // namespace
+
 std::unique_ptr<Backend> make_cuda_backend(DType activation_dtype, int device) {
     const int n = cuda_device_count();
     if (n == 0) throw Error("--device cuda: no CUDA device is visible");
@@ -24,9 +38,7 @@ std::unique_ptr<Backend> make_cuda_backend(DType activation_dtype, int device) {
 
 CudaBackend::CudaBackend(DType activation_dtype, int device) : act_(activation_dtype), device_(device) {
     CUDA_CHECK(cudaSetDevice(device_));
-    const char* fused_env = std::getenv("LAMINA_FUSED_DECODE");
-    const std::string fused = fused_env ? fused_env : "";
-    fused_decode_ = fused == "epilogues" ? FusedDecode::Epilogues : fused == "1" ? FusedDecode::Full : FusedDecode::None;
+    fused_decode_ = fused_decode_from_env();
     persistent_decode_ = cuda::env_switch("LAMINA_PERSISTENT_DECODE", false);
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     if (cublasLtCreate(&lt_) != CUBLAS_STATUS_SUCCESS) throw Error("cuBLASLt: cannot create a handle");
@@ -44,6 +56,7 @@ CudaBackend::~CudaBackend() {
     for (void* p : retired_) cudaFree(p);
     if (attn_partials_) cudaFree(attn_partials_);
     if (attn_counters_) cudaFree(attn_counters_);
+    if (gemv_counter_) cudaFree(gemv_counter_);
     if (step_partials_) cudaFree(step_partials_);
     if (step_sync_) cudaFree(step_sync_);
     if (step_heads_) cudaFree(step_heads_);
