@@ -164,15 +164,19 @@ __device__ __forceinline__ void epilogue(const GemvArgs<T>& a, int unit, const i
 
 // AddNorm, after every block's epilogue: the last block to arrive writes norm_out[t] = T(g * (r * rsqrt(mean(r^2)
 // + eps))) for each token's residual row r (rounded to T as stored), in V-element vectors, and leaves the counter
-// at zero. Every thread fences its residual writes before its block is counted; the last block reads the rows
-// through L2 (ld.global.cg): this SM's L1 may hold lines of them from before the other blocks' writes.
+// at zero. The block's barrier, then one fence by the thread that counts it, release its residual writes (the
+// fence is cumulative over what the barrier ordered before it, as in a cooperative-groups grid sync); the last
+// block reads the rows through L2 (ld.global.cg): this SM's L1 may hold lines of them from before the other
+// blocks' writes.
 template <typename T, int N, int V>
 __device__ __forceinline__ void last_block_norm(const GemvArgs<T>& a) {
     __shared__ bool last;
     __shared__ float partial[N][kWarps];
-    __threadfence();
     __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(a.counter, 1) == static_cast<int>(gridDim.x) - 1;
+    if (threadIdx.x == 0) {
+        __threadfence();
+        last = atomicAdd(a.counter, 1) == static_cast<int>(gridDim.x) - 1;
+    }
     __syncthreads();
     if (!last) return;
     __threadfence();
