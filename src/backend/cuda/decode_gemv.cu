@@ -331,10 +331,12 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvArgs<T> a) 
     }
 }
 
-// Warps per unit: enough for about two waves of resident warps (4 blocks of 8 warps per SM at these
-// kernels' 56-95 registers) when there are few units, while each warp keeps at least one full batch of
-// loads. LAMINA_GEMV_KSPLIT sets it (1, 2 or 4) for A/B measurements.
-int choose_ksplit(int units, int k, int vec_elems, int r) {
+// Warps per unit. One token: 4, as long as each warp keeps at least 4 vectors per lane (at 7B on the H200, 256.4
+// against 249.8 tok/s for the rule below, which keeps each warp a full batch; bench/results/2026-11-29-h200-step
+// run21). Several tokens: enough for about two waves of resident warps (4 blocks of 8 warps per SM at these kernels'
+// 56-95 registers) when there are few units, while each warp keeps at least one full batch of loads (at batch 4,
+// 756 against 699 tok/s for 4 warps per unit). LAMINA_GEMV_KSPLIT sets it (1, 2, 4 or 8) for A/B measurements.
+int choose_ksplit(int units, int k, int vec_elems, int r, int64_t n_tokens) {
     static const int forced = cuda::env_int("LAMINA_GEMV_KSPLIT", 0);
     static const int sms = [] {
         int device = 0, n = 0;
@@ -342,8 +344,13 @@ int choose_ksplit(int units, int k, int vec_elems, int r) {
         CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
         return n;
     }();
+    if (forced == 1 || forced == 2 || forced == 4 || forced == 8) return forced;
+    if (n_tokens == 1) {
+        int ks = 4;
+        while (ks > 1 && k / ks < 4 * 32 * vec_elems) ks /= 2;
+        return ks;
+    }
     const int batch = kLoadsInFlight / r * 32 * vec_elems;  // elements one warp loads per batch
-    if (forced == 1 || forced == 2 || forced == 4) return forced;
     int ks = 1;
     while (ks < 4 && static_cast<int64_t>(units) * ks < static_cast<int64_t>(sms) * 64 && k / (2 * ks) >= batch) ks *= 2;
     return ks;
@@ -373,7 +380,7 @@ void launch(const GemvArgs<T>& a, int64_t n_tokens, bool vec, cudaStream_t strea
     const size_t smem = Norm ? static_cast<size_t>(n_tokens) * a.k * sizeof(T) : 0;  // the staged rows
     constexpr int R = rows_per_unit(E);
     GemvArgs<T> args = a;
-    args.ksplit = choose_ksplit(a.units, a.k, vec ? 16 / static_cast<int>(sizeof(T)) : 1, R);
+    args.ksplit = choose_ksplit(a.units, a.k, vec ? 16 / static_cast<int>(sizeof(T)) : 1, R, n_tokens);
     const auto grid = static_cast<unsigned>(cuda::ceil_div(a.units, kWarps / args.ksplit));
     auto go = [&]<int N>() {
         auto kernel = vec ? gemv_kernel<T, N, E, Norm, true> : gemv_kernel<T, N, E, Norm, false>;
