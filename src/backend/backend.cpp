@@ -17,10 +17,6 @@ void Backend::decode_qkv(const TensorView&, const TensorView&, float, const Tens
 void Backend::decode_matmul_add(const TensorView&, const TensorView&, const TensorView*, TensorView) {
     no_fused_decode(*this);
 }
-void Backend::decode_matmul_add_norm(const TensorView&, const TensorView&, const TensorView*, TensorView,
-                                     const TensorView&, float, TensorView) {
-    no_fused_decode(*this);
-}
 void Backend::decode_gate_up(const TensorView&, const TensorView&, float, const TensorView&, const TensorView*,
                              TensorView) {
     no_fused_decode(*this);

@@ -128,12 +128,10 @@ public:
     // the plain ops above.
     enum class FusedDecode {
         None,       // the plain ops
-        Epilogues,      // the plain norms and matmuls, with RoPE + KV write and SwiGLU folded into the qkv and
-                        // gate/up passes (decode_qkv and decode_gate_up without a norm)
-        EpiloguesNorm,  // Epilogues, and the o_proj and down passes add into the residual and write the next
-                        // RMSNorm of it (decode_matmul_add_norm): five kernels a layer
-        Full,           // every decode_* op: the norms in the passes' prologues, the residual adds and the final
-                        // norm folded in too
+        Epilogues,  // the plain norms and matmuls, with RoPE + KV write and SwiGLU folded into the qkv and
+                    // gate/up passes (decode_qkv and decode_gate_up without a norm)
+        Full,       // every decode_* op: the norms in the passes' prologues, the residual adds and the final
+                    // norm folded in too
     };
     virtual FusedDecode fused_decode_mode() const { return FusedDecode::None; }
     // qkv = rms_norm(x) * g @ wqkv^T + b (x @ wqkv^T + b when g is empty: x is already normalized); RoPE on q
@@ -144,9 +142,6 @@ public:
                             const AttentionShape& shape, int64_t layer, KvCache& cache, TensorView qkv);
     // residual += x @ w^T + b
     virtual void decode_matmul_add(const TensorView& x, const TensorView& w, const TensorView* bias, TensorView residual);
-    // residual += x @ w^T + b; out = rms_norm(residual) * g (rounded as rms_norm_fused_add rounds them)
-    virtual void decode_matmul_add_norm(const TensorView& x, const TensorView& w, const TensorView* bias,
-                                        TensorView residual, const TensorView& g, float eps, TensorView out);
     // out = silu(gate) * up, [gate | up] = rms_norm(x) * g @ w_gate_up^T + b (x @ w_gate_up^T + b when g is empty)
     virtual void decode_gate_up(const TensorView& x, const TensorView& g, float eps, const TensorView& w_gate_up,
                                 const TensorView* bias, TensorView out);

@@ -277,10 +277,8 @@ bool LlamaModel::whole_step_decode(const StepTokens& tok, int64_t n_logits, bool
 void LlamaModel::step_ops(const StepTokens& tok, int64_t n_logits, bool argmax) {
     if (whole_step_decode(tok, n_logits, argmax)) return;
     if (fused_decode(tok, n_logits, Backend::FusedDecode::Full)) return fused_decode_ops(tok, argmax);
-    // The plain ops, or with RoPE + KV write and SwiGLU in the qkv and gate/up passes (FusedDecode::Epilogues),
-    // and also the residual adds and norms in the o_proj and down passes (FusedDecode::EpiloguesNorm).
-    const bool norm_epilogues = fused_decode(tok, n_logits, Backend::FusedDecode::EpiloguesNorm);
-    const bool epilogues = norm_epilogues || fused_decode(tok, n_logits, Backend::FusedDecode::Epilogues);
+    // The plain ops, or with RoPE + KV write and SwiGLU in the qkv and gate/up passes (FusedDecode::Epilogues).
+    const bool epilogues = fused_decode(tok, n_logits, Backend::FusedDecode::Epilogues);
     const ModelConfig& c = config_;
     const int64_t n = tok.n_tokens;
     TensorView x = rows_of(x_, n), h = rows_of(h_, n), qkv = rows_of(qkv_, n), attn = rows_of(attn_, n);
@@ -303,9 +301,8 @@ void LlamaModel::step_ops(const StepTokens& tok, int64_t n_logits, bool argmax) 
     for (int64_t l = 0; l < c.n_layer; ++l) {
         const LayerWeights& L = weights_.layers[l];
         const std::string prefix = "blk." + std::to_string(l) + ".";
-        if (l > 0) {
-            if (!norm_epilogues) add_and_norm(L.attn_norm);  // else the previous layer's down pass wrote h
-        } else if (rmsnorm_plugin_) backend_.rms_norm(x, L.attn_norm, eps, h);
+        if (l > 0) add_and_norm(L.attn_norm);
+        else if (rmsnorm_plugin_) backend_.rms_norm(x, L.attn_norm, eps, h);
         else backend_.rms_norm_unfused(x, L.attn_norm, eps, h);
         trace(prefix + "attn_norm", h);
         if (epilogues) {
@@ -317,14 +314,11 @@ void LlamaModel::step_ops(const StepTokens& tok, int64_t n_logits, bool argmax) 
         trace(prefix + "qkv_rope", qkv);
         backend_.attention(qkv, tok, attn_shape_, l, kv_, attn);
         trace(prefix + "attn", attn);
-        if (norm_epilogues) {
-            backend_.decode_matmul_add_norm(attn, L.wo, opt(L.bo), x, L.ffn_norm, eps, h);
-        } else {
-            backend_.matmul(attn, L.wo, opt(L.bo), proj);
-            all_reduce(proj);  // row-parallel o_proj: partial sums over each rank's heads
-            trace(prefix + "attn_out", proj);
-            add_and_norm(L.ffn_norm);
-        }
+        backend_.matmul(attn, L.wo, opt(L.bo), proj);
+        all_reduce(proj);  // row-parallel o_proj: partial sums over each rank's heads
+        trace(prefix + "attn_out", proj);
+
+        add_and_norm(L.ffn_norm);
         trace(prefix + "ffn_norm", h);
         if (epilogues) {
             backend_.decode_gate_up(h, TensorView{}, eps, L.w_gate_up, opt(L.b_gate_up), ff);
@@ -332,16 +326,11 @@ void LlamaModel::step_ops(const StepTokens& tok, int64_t n_logits, bool argmax) 
             backend_.matmul(h, L.w_gate_up, opt(L.b_gate_up), gate_up);
             backend_.swiglu(gate_up, ff);
         }
-        if (norm_epilogues) {  // and the next norm: the next layer's, or the output norm after the last
-            const TensorView& next = l + 1 < c.n_layer ? weights_.layers[l + 1].attn_norm : weights_.output_norm;
-            backend_.decode_matmul_add_norm(ff, L.w_down, opt(L.b_down), x, next, eps, h);
-        } else {
-            backend_.matmul(ff, L.w_down, opt(L.b_down), proj);
-            all_reduce(proj);  // row-parallel down: partial sums over each rank's n_ff columns
-            trace(prefix + "ffn_out", proj);
-        }
+        backend_.matmul(ff, L.w_down, opt(L.b_down), proj);
+        all_reduce(proj);  // row-parallel down: partial sums over each rank's n_ff columns
+        trace(prefix + "ffn_out", proj);
     }
-    if (!norm_epilogues) add_and_norm(weights_.output_norm);
+    add_and_norm(weights_.output_norm);
     trace("output_norm", h);
 
     TensorView last = rows_of(last_, n_logits), out = rows_of(logits_, n_logits);

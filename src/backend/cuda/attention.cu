@@ -83,7 +83,7 @@ template <typename T, int E, bool Early>
 __global__ void __launch_bounds__(kSplitWarps * 32, E * sizeof(T) <= 8 ? 8 : 1)
     split_kernel(const T* qkv, int64_t qkv_stride, const int32_t* positions, const int32_t* slots, const T* k_cache,
                  const T* v_cache, cuda::CacheGeometry g, int64_t layer, int n_head, int group, int head_dim, float scale,
-                 int chunk, bool vec, float* partials, int* counters, T* out, int64_t out_stride, bool fence_all) {
+                 int chunk, bool vec, float* partials, int* counters, T* out, int64_t out_stride) {
     const int t = blockIdx.z, h = blockIdx.y, split = blockIdx.x, n_splits = gridDim.x;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int e0 = lane * E;
@@ -168,8 +168,8 @@ __global__ void __launch_bounds__(kSplitWarps * 32, E * sizeof(T) <= 8 ? 8 : 1)
     }
 
     // The last split block of this (token, head) to arrive merges them all. The barrier, then one fence by the
-    // thread that counts the block, release the partial (fence_all: a fence in every thread, LAMINA_ATTN_FENCE_ALL=1, A/B).
-    if (fence_all) __threadfence();
+    // thread that counts the block, release the partial (the fence is cumulative over what the barrier ordered
+    // before it, as in a cooperative-groups grid sync; a fence in every thread measured the same, run19).
     __syncthreads();
     int* counter = counters + static_cast<int64_t>(t) * n_head + h;
     if (threadIdx.x == 0) {
@@ -235,7 +235,6 @@ void CudaBackend::attention(const TensorView& qkv, const StepTokens& tok, const 
     // keys that another one reads. LAMINA_ATTN_EARLY=0 turns it off (A/B).
     static const bool early_on = cuda::env_switch("LAMINA_ATTN_EARLY", true);
     const bool early = early_on && tok.n_tokens == 1;
-    static const bool fence_all = cuda::env_switch("LAMINA_ATTN_FENCE_ALL", false);
     cuda::dispatch_dtype(act_, [&]<typename T>() {
         auto go = [&]<int E>() {
             const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % (E * sizeof(T)) == 0; };
@@ -245,7 +244,7 @@ void CudaBackend::attention(const TensorView& qkv, const StepTokens& tok, const 
                 static_cast<const T*>(qkv.data), qkv.row_stride, tok.positions, tok.slots, static_cast<const T*>(cache.k),
                 static_cast<const T*>(cache.v), cuda::CacheGeometry::of(cache), layer, static_cast<int>(s.n_head),
                 static_cast<int>(s.n_head / s.n_head_kv), static_cast<int>(s.head_dim), s.scale, chunk, vec,
-                attn_partials_, attn_counters_, static_cast<T*>(out.data), out.row_stride, fence_all);
+                attn_partials_, attn_counters_, static_cast<T*>(out.data), out.row_stride);
         };
         // Elements per lane: the head split over a warp's 32 lanes.
         if (s.head_dim <= 32) go.template operator()<1>();

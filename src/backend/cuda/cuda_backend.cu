@@ -21,10 +21,9 @@ Backend::FusedDecode fused_decode_from_env() {
     const char* env = std::getenv("LAMINA_FUSED_DECODE");
     const std::string v = env ? env : "epilogues";
     if (v == "epilogues") return Mode::Epilogues;
-    if (v == "epilogues_norm") return Mode::EpiloguesNorm;
     if (v == "0") return Mode::None;
     if (v == "1") return Mode::Full;
-    throw Error("LAMINA_FUSED_DECODE=" + v + ": expected epilogues (the default), epilogues_norm, 0 or 1");
+    throw Error("LAMINA_FUSED_DECODE=" + v + ": expected epilogues (the default), 0 or 1");
 }
 }  // namespace
 
@@ -56,7 +55,6 @@ CudaBackend::~CudaBackend() {
     for (void* p : retired_) cudaFree(p);
     if (attn_partials_) cudaFree(attn_partials_);
     if (attn_counters_) cudaFree(attn_counters_);
-    if (gemv_counter_) cudaFree(gemv_counter_);
     if (step_partials_) cudaFree(step_partials_);
     if (step_sync_) cudaFree(step_sync_);
     if (step_heads_) cudaFree(step_heads_);

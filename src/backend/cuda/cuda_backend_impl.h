@@ -74,15 +74,12 @@ public:
     // decode_gemv.cu: the decode GEMV with the norms, residual adds, RoPE + KV write and SwiGLU folded in.
     // The mode is read when the backend is made, from LAMINA_FUSED_DECODE: unset or `epilogues` (the default:
     // RoPE + KV write and SwiGLU in the GEMVs' epilogues, 249.4 against 237.1 tok/s for the plain ops on the
-    // H200, bench/results/2026-11-29-h200-step run17), `epilogues_norm` (also the residual add and the next norm
-    // in the o_proj and down GEMVs), `0` (the plain ops) or `1` (Full: 231.9 tok/s there).
+    // H200, bench/results/2026-11-29-h200-step run17), `0` (the plain ops) or `1` (Full: 231.9 tok/s there).
     FusedDecode fused_decode_mode() const override { return fused_decode_; }
     void decode_qkv(const TensorView& x, const TensorView& g, float eps, const TensorView& wqkv, const TensorView* bqkv,
                     const StepTokens& tok, const TensorView& rope_cos_sin, const AttentionShape& shape, int64_t layer,
                     KvCache& cache, TensorView qkv) override;
     void decode_matmul_add(const TensorView& x, const TensorView& w, const TensorView* bias, TensorView residual) override;
-    void decode_matmul_add_norm(const TensorView& x, const TensorView& w, const TensorView* bias, TensorView residual,
-                                const TensorView& g, float eps, TensorView out) override;
     void decode_gate_up(const TensorView& x, const TensorView& g, float eps, const TensorView& w_gate_up,
                         const TensorView* bias, TensorView out) override;
     void decode_norm_matmul(const TensorView& x, const int32_t* rows, const TensorView& g, float eps,
@@ -127,7 +124,6 @@ private:
     size_t attn_partials_n_ = 0;
     int* attn_counters_ = nullptr;  // per (token, head): split blocks done (attention.cu)
     size_t attn_counters_n_ = 0;
-    int* gemv_counter_ = nullptr;  // decode_matmul_add_norm: blocks done (decode_gemv.cu)
     float* step_partials_ = nullptr;  // decode_step: attention partials
     size_t step_partials_n_ = 0;
     void* step_sync_ = nullptr;  // decode_step: its grid barrier

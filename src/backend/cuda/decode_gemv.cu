@@ -5,7 +5,6 @@
 //   plain (matmul):     out = x @ W^T + b
 //   decode_qkv:         [q|k|v] = rmsnorm(x) @ Wqkv^T + b; RoPE on q, k; k, v -> cache[slot, layer, pos]; q -> qkv
 //   decode_matmul_add:  residual += x @ W^T + b                       (o_proj, down)
-//   decode_matmul_add_norm: the same, then out = rmsnorm(residual) * g  (o_proj, down: the next norm)
 //   decode_gate_up:     out = silu(g) * u, [g | u] = rmsnorm(x) @ Wgu^T + b
 //   decode_norm_matmul: out[t] = rmsnorm(x[rows[t]]) @ W^T          (final norm + LM head)
 //   (decode_qkv and decode_gate_up with no gain take x as it is, already normalized: the Epilogues mode)
@@ -14,16 +13,14 @@
 // to T as the RMSNorm op stores them (y = T(w * (x * rsqrt(mean(x^2) + eps)))), so the product reads
 // them as the unfused ops would; the only difference from those is the order of the sum of squares.
 // Epilogue: each product is rounded to T as the unfused matmul stores it, then bias, residual add, SwiGLU
-// or RoPE run in f32 with one rounding per output. decode_matmul_add_norm: the grid's last block to finish
-// (an arrival counter) then normalizes the n residual rows, read back through L2, as the fused RMSNorm
-// op would (one block, a few KB: the norm kernel it replaces, without its launch and grid boundary).
+// or RoPE run in f32 with one rounding per output.
 // Shapes: x [n, k] (row stride), W [m, k] (row stride), gain/bias f32; n <= 4; T = float, half, bf16.
 // Threads: one warp per unit of output — a row, or the pair of rows an epilogue needs together (gate row
-// i with up row i; RoPE's rows i and i + head_dim/2 of a head) — or 2-4 warps per unit splitting k when a
-// matrix has few rows (choose_ksplit), their sums added through shared memory; 8 warps per block. Lanes stream W in
-// 16-byte vectors (evict-first: read once), eight per lane in flight. The kernel is launched with
-// programmatic dependent launch: the first batch of weight loads is issued before cuda::pdl_wait(), so
-// it overlaps the previous kernel. Bytes: the weight matrix once, m * k * sizeof(T) — at batch 1 the
+// i with up row i; RoPE's rows i and i + head_dim/2 of a head) — or 2-4 warps per unit splitting k
+// (choose_ksplit: 4 at one token, else when a matrix has few rows), their sums added through shared memory;
+// 8 warps per block. Lanes stream W in 16-byte vectors (evict-first: read once), eight per lane in flight.
+// The kernel is launched with programmatic dependent launch: the first batch of weight loads is issued
+// before cuda::pdl_wait(), so it overlaps the previous kernel. Bytes: the weight matrix once, m * k * sizeof(T) — at batch 1 the
 // whole cost, so the target is the copy bandwidth; x, gains and bias (a few KB) come from L1/L2.
 #include "backend/cuda/cuda_backend_impl.h"
 
@@ -34,7 +31,7 @@ namespace {
 constexpr int kWarps = 8;
 constexpr int kLoadsInFlight = 8;  // 16-byte weight loads per lane issued before their first use
 
-enum class Epi { Store, Add, AddNorm, SwiGlu, RopeKv };
+enum class Epi { Store, Add, SwiGlu, RopeKv };
 
 // Weight rows per unit of output: the pair an epilogue combines (gate with up; RoPE's i with i + head_dim/2).
 constexpr int rows_per_unit(Epi e) { return e == Epi::SwiGlu || e == Epi::RopeKv ? 2 : 1; }
@@ -63,17 +60,10 @@ struct GemvArgs {
     T* v_cache = nullptr;
     cuda::CacheGeometry cache{};
     int64_t layer = 0;
-    // AddNorm: out is the residual; norm_out[t] = rmsnorm(residual[t]) * norm_gain (eps), written by the block
-    // that takes the last arrival at *counter (zero between launches)
-    const float* norm_gain = nullptr;
-    T* norm_out = nullptr;
-    int64_t norm_out_stride = 0;
-    int* counter = nullptr;
-    bool norm_vec = false;  // residual and norm_out rows in 16-byte vectors
 };
 
-template <typename T, int V, typename Raw>
-__device__ __forceinline__ void to_floats(const Raw& raw, float (&f)[V]) {
+template <typename T, int V>
+__device__ __forceinline__ void to_floats(const uint4 raw, float (&f)[V]) {
     const T* v = reinterpret_cast<const T*>(&raw);
 #pragma unroll
     for (int j = 0; j < V; ++j) f[j] = cuda::to_float(v[j]);
@@ -134,7 +124,7 @@ __device__ __forceinline__ void epilogue(const GemvArgs<T>& a, int unit, const i
         T* orow = a.out + static_cast<int64_t>(t) * a.out_stride;
         if constexpr (E == Epi::Store) {
             orow[rows[0]] = cuda::from_float<T>(y[0]);
-        } else if constexpr (E == Epi::Add || E == Epi::AddNorm) {
+        } else if constexpr (E == Epi::Add) {
             orow[rows[0]] = cuda::from_float<T>(cuda::to_float(orow[rows[0]]) + y[0]);
         } else if constexpr (E == Epi::SwiGlu) {
             orow[unit] = cuda::from_float<T>(y[0] / (1.0f + __expf(-y[0])) * y[1]);
@@ -160,61 +150,6 @@ __device__ __forceinline__ void epilogue(const GemvArgs<T>& a, int unit, const i
             }
         }
     }
-}
-
-// AddNorm, after every block's epilogue: the last block to arrive writes norm_out[t] = T(g * (r * rsqrt(mean(r^2)
-// + eps))) for each token's residual row r (rounded to T as stored), in V-element vectors, and leaves the counter
-// at zero. The block's barrier, then one fence by the thread that counts it, release its residual writes (the
-// fence is cumulative over what the barrier ordered before it, as in a cooperative-groups grid sync); the last
-// block reads the rows through L2 (ld.global.cg): this SM's L1 may hold lines of them from before the other
-// blocks' writes.
-template <typename T, int N, int V>
-__device__ __forceinline__ void last_block_norm(const GemvArgs<T>& a) {
-    __shared__ bool last;
-    __shared__ float partial[N][kWarps];
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        __threadfence();
-        last = atomicAdd(a.counter, 1) == static_cast<int>(gridDim.x) - 1;
-    }
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    using Raw = cuda::Packed<T, V>;
-    const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32), m = a.units;
-    const auto load = [&](int t, int i) { return __ldcg(reinterpret_cast<const Raw*>(a.out + t * a.out_stride + i)); };
-#pragma unroll
-    for (int t = 0; t < N; ++t) {
-        float ss = 0.0f;
-#pragma unroll 4
-        for (int i = static_cast<int>(threadIdx.x) * V; i < m; i += kWarps * 32 * V) {
-            float f[V];
-            to_floats<T, V>(load(t, i), f);
-#pragma unroll
-            for (int j = 0; j < V; ++j) ss += f[j] * f[j];
-        }
-        ss = cuda::warp_sum(ss);
-        if (lane == 0) partial[t][warp] = ss;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int t = 0; t < N; ++t) {
-        float total = 0.0f;
-#pragma unroll
-        for (int w = 0; w < kWarps; ++w) total += partial[t][w];
-        const float inv = rsqrtf(total / static_cast<float>(m) + a.eps);
-#pragma unroll 4
-        for (int i = static_cast<int>(threadIdx.x) * V; i < m; i += kWarps * 32 * V) {
-            float f[V];
-            to_floats<T, V>(load(t, i), f);
-            Raw raw;
-            T* v = reinterpret_cast<T*>(&raw);
-#pragma unroll
-            for (int j = 0; j < V; ++j) v[j] = cuda::from_float<T>(a.norm_gain[i + j] * (f[j] * inv));
-            *reinterpret_cast<Raw*>(a.norm_out + t * a.norm_out_stride + i) = raw;
-        }
-    }
-    if (threadIdx.x == 0) *a.counter = 0;  // ready for the next launch (and the next replay of a graph)
 }
 
 template <typename T, int N, Epi E, bool Norm, bool Vec>
@@ -317,26 +252,25 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvArgs<T> a) 
 #pragma unroll
                 for (int t = 0; t < N; ++t) partial[warp][r * N + t] = acc[r][t];
         __syncthreads();
-        if (part == 0)
-            for (int p = 1; p < ks; ++p)
+        if (part != 0) return;
+        for (int p = 1; p < ks; ++p)
 #pragma unroll
-                for (int r = 0; r < R; ++r)
+            for (int r = 0; r < R; ++r)
 #pragma unroll
-                    for (int t = 0; t < N; ++t) acc[r][t] += partial[warp + p][r * N + t];
+                for (int t = 0; t < N; ++t) acc[r][t] += partial[warp + p][r * N + t];
     }
-    if (active && part == 0) epilogue<T, N, E, R>(a, unit, rows, acc, lane);
-    if constexpr (E == Epi::AddNorm) {  // every thread of the block reaches this (none has returned)
-        if (a.norm_vec) last_block_norm<T, N, 16 / sizeof(T)>(a);
-        else last_block_norm<T, N, 1>(a);
-    }
+    if (active) epilogue<T, N, E, R>(a, unit, rows, acc, lane);
 }
 
-// Warps per unit. One token: 4, as long as each warp keeps at least 4 vectors per lane (at 7B on the H200, 256.4
-// against 249.8 tok/s for the rule below, which keeps each warp a full batch; bench/results/2026-11-29-h200-step
-// run21). Several tokens: enough for about two waves of resident warps (4 blocks of 8 warps per SM at these kernels'
-// 56-95 registers) when there are few units, while each warp keeps at least one full batch of loads (at batch 4,
-// 756 against 699 tok/s for 4 warps per unit). LAMINA_GEMV_KSPLIT sets it (1, 2, 4 or 8) for A/B measurements.
-int choose_ksplit(int units, int k, int vec_elems, int r, int64_t n_tokens) {
+// Warps per unit. One token, x as given: 4, as long as each warp keeps at least 4 vectors per lane (at 7B on
+// the H200, 256.4 against 249.8 tok/s for the rule below, which keeps each warp a full batch; 8 warps: 233.0;
+// bench/results/2026-11-29-h200-step run21-run23). The norm variants (Norm: each block normalizes x first)
+// keep the rule below: with 4 warps per unit, four times the blocks repeat that work (the Full mode fell from
+// 231.5 to 194.8 tok/s). Several tokens: enough for about two waves of resident warps (4 blocks of 8 warps per
+// SM at these kernels' 56-95 registers) when there are few units, while each warp keeps at least one full batch
+// of loads (at batch 4, 756 against 699 tok/s for 4 warps per unit). LAMINA_GEMV_KSPLIT sets it (1, 2, 4 or 8)
+// for A/B measurements.
+int choose_ksplit(int units, int k, int vec_elems, int r, int64_t n_tokens, bool norm) {
     static const int forced = cuda::env_int("LAMINA_GEMV_KSPLIT", 0);
     static const int sms = [] {
         int device = 0, n = 0;
@@ -345,7 +279,7 @@ int choose_ksplit(int units, int k, int vec_elems, int r, int64_t n_tokens) {
         return n;
     }();
     if (forced == 1 || forced == 2 || forced == 4 || forced == 8) return forced;
-    if (n_tokens == 1) {
+    if (n_tokens == 1 && !norm) {
         int ks = 4;
         while (ks > 1 && k / ks < 4 * 32 * vec_elems) ks /= 2;
         return ks;
@@ -380,7 +314,7 @@ void launch(const GemvArgs<T>& a, int64_t n_tokens, bool vec, cudaStream_t strea
     const size_t smem = Norm ? static_cast<size_t>(n_tokens) * a.k * sizeof(T) : 0;  // the staged rows
     constexpr int R = rows_per_unit(E);
     GemvArgs<T> args = a;
-    args.ksplit = choose_ksplit(a.units, a.k, vec ? 16 / static_cast<int>(sizeof(T)) : 1, R, n_tokens);
+    args.ksplit = choose_ksplit(a.units, a.k, vec ? 16 / static_cast<int>(sizeof(T)) : 1, R, n_tokens, Norm);
     const auto grid = static_cast<unsigned>(cuda::ceil_div(a.units, kWarps / args.ksplit));
     auto go = [&]<int N>() {
         auto kernel = vec ? gemv_kernel<T, N, E, Norm, true> : gemv_kernel<T, N, E, Norm, false>;
@@ -456,28 +390,6 @@ void CudaBackend::decode_matmul_add(const TensorView& x, const TensorView& w, co
         bool vec = false;
         const GemvArgs<T> a = gemv_args<T>(x, nullptr, 0.0f, w, bias_of(bias), residual, static_cast<int>(w.rows), vec);
         launch<T, Epi::Add, false>(a, x.rows, vec, stream_);
-    });
-}
-
-void CudaBackend::decode_matmul_add_norm(const TensorView& x, const TensorView& w, const TensorView* bias,
-                                         TensorView residual, const TensorView& g, float eps, TensorView out) {
-    LAMINA_CHECK(x.dtype == act_ && w.dtype == act_ && residual.dtype == act_ && out.dtype == act_);
-    LAMINA_CHECK(w.cols == x.cols && residual.cols == w.rows && residual.rows == x.rows);
-    LAMINA_CHECK(g.dtype == DType::F32 && g.n_elements() == residual.cols && out.rows == residual.rows &&
-                 out.cols == residual.cols);
-    if (gemv_counter_ == nullptr) {
-        CUDA_CHECK(cudaMalloc(&gemv_counter_, sizeof(int)));
-        // Zeroed once; each launch leaves it zero. Inside a capture, the memset becomes a graph node.
-        CUDA_CHECK(cudaMemsetAsync(gemv_counter_, 0, sizeof(int), stream_));
-    }
-    cuda::dispatch_dtype(act_, [&]<typename T>() {
-        bool vec = false;
-        GemvArgs<T> a = gemv_args<T>(x, nullptr, 0.0f, w, bias_of(bias), residual, static_cast<int>(w.rows), vec);
-        a.eps = eps, a.norm_gain = static_cast<const float*>(g.data);
-        a.norm_out = static_cast<T*>(out.data), a.norm_out_stride = out.row_stride, a.counter = gemv_counter_;
-        constexpr int64_t V = 16 / sizeof(T);
-        a.norm_vec = vector_rows(residual, V) && vector_rows(out, V) && reinterpret_cast<uintptr_t>(g.data) % 16 == 0;
-        launch<T, Epi::AddNorm, false>(a, x.rows, vec, stream_);
     });
 }
 
