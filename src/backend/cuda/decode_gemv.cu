@@ -20,8 +20,9 @@
 // (choose_ksplit: 4 at one token, else when a matrix has few rows), their sums added through shared memory;
 // 8 warps per block. Lanes stream W in 16-byte vectors (evict-first: read once), eight per lane in flight.
 // The kernel is launched with programmatic dependent launch: the first batch of weight loads is issued
-// before cuda::pdl_wait(), so it overlaps the previous kernel. Bytes: the weight matrix once, m * k * sizeof(T) — at batch 1 the
-// whole cost, so the target is the copy bandwidth; x, gains and bias (a few KB) come from L1/L2.
+// before cuda::pdl_wait(), so it overlaps the previous kernel. Bytes: the weight matrix once,
+// m * k * sizeof(T) — at batch 1 the whole cost, so the target is the copy bandwidth; x, gains and bias
+// (a few KB) come from L1/L2.
 #include "backend/cuda/cuda_backend_impl.h"
 
 namespace lamina {
