@@ -11,7 +11,8 @@
 #   bash bench/gpu_bench.sh tp       on a multi-GPU machine: CUDA tensor-parallel tests, NCCL all-reduce latency,
 #                                    random LLaMA-7B at tp 1/2/4/8 (prefill, decode b1/b32, greedy vs tp 1)
 #   bash bench/gpu_bench.sh ab       quick A/B of development switches (AB_VARIANTS="label:ENV=1+ENV2=0:batch ...";
-#                                    AB_TESTS=1 runs the decode tests first; with a carried .ab-base/ from
+#                                    AB_TESTS=1 runs the decode tests first, and AB_TEST_ENV="ENV=1" runs them
+#                                    again under that switch; with a carried .ab-base/ from
 #                                    bench/ab_base.sh REV, each variant also runs on that revision's build)
 # Logs and JSON go to /tmp/lamina-run, packed into $OUT/results-<mode>.tgz at exit (the device tool
 # returns at most 8 files); the summary table is printed last.
@@ -39,6 +40,11 @@ if [ "$mode" = "test" ] || [ "$mode" = "prepare" ] || { [ "$mode" = "ab" ] && [ 
 [ "$mode" = "ab" ] && filter='*CudaDecode*:*CudaWholeStep*:CudaModel*:*CudaOps*' || filter='*Cuda*:*TinyParity*:CpuMatmul*:CpuNorm*:*Sampl*'
 ./build-gpu/lamina_tests --gtest_filter="$filter" > "$out/tests.log" 2>&1 || true
 grep -E "^\[ *(FAILED|PASSED) |greedy|identical" "$out/tests.log" | sort | uniq | tail -30 || true
+if [ -n "${AB_TEST_ENV:-}" ]; then  # ab: the same tests again under a switch (AB_TEST_ENV="ENV=1+ENV2=0")
+    echo "tests with $AB_TEST_ENV:"
+    env ${AB_TEST_ENV//+/ } ./build-gpu/lamina_tests --gtest_filter="$filter" > "$out/tests_env.log" 2>&1 || true
+    grep -E "^\[ *(FAILED|PASSED) |greedy|identical" "$out/tests_env.log" | sort | uniq | tail -30 || true
+fi
 fi
 [ "$mode" = "test" ] && exit 0
 

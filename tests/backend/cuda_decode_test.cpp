@@ -112,69 +112,111 @@ TEST_P(CudaDecode, MatmulAddGateUpAndNormMatmul) {
     }
 }
 
+// One token through the GEMV at a 7B layer's widths, where its grid is thousands of blocks, more than fit on the
+// device at once (with LAMINA_GEMV_LOOP=1, a resident grid takes several groups per block): the plain matmul (k
+// 512: one warp per row; k 4096: four), the residual add, and SwiGLU without a norm (the Epilogues mode).
+TEST_P(CudaDecode, OneTokenLargeGrids) {
+    const DType t = GetParam();
+    uint32_t seed = 500;
+    for (const auto& [m, k] : {std::pair<int64_t, int64_t>{20000, 512}, {6000, 4096}}) {
+        const std::string what = " m=" + std::to_string(m) + " k=" + std::to_string(k);
+        const auto x = rounded(random_vec(k, seed++), t), w = rounded(random_vec(m * k, seed++, 0.05f), t);
+        const auto res0 = rounded(random_vec(m, seed++), t);
+        DeviceMatrix dx(*gpu, t, 1, k), dw(*gpu, t, m, k), dout(*gpu, t, 1, m), dres(*gpu, t, 1, m);
+        dx.upload(x), dw.upload(w), dres.upload(res0);
+        dout.poison();
+        gpu->matmul(dx.view(), dw.view(), nullptr, dout.view());
+        auto ref = cpu_matmul(x, w, nullptr, 1, m, k);
+        expect_close(dout.download(), ref, t, "matmul" + what, rms(ref));
+        gpu->decode_matmul_add(dx.view(), dw.view(), nullptr, dres.view());
+        const double scale = rms(ref);
+        for (int64_t i = 0; i < m; ++i) ref[i] += res0[i];
+        expect_close(dres.download(), ref, t, "matmul_add" + what, scale);
+
+        const int64_t ff = m / 2;  // gate rows [0, ff), up rows [ff, m)
+        DeviceMatrix dff(*gpu, t, 1, ff);
+        dff.poison();
+        gpu->decode_gate_up(dx.view(), TensorView{}, 1e-5f, dw.view(), nullptr, dff.view());
+        const auto gu = cpu_matmul(x, w, nullptr, 1, m, k);
+        std::vector<float> sw(ff);
+        cpu.swiglu(make_view(const_cast<float*>(gu.data()), DType::F32, 1, m), make_view(sw.data(), DType::F32, 1, ff));
+        expect_close(dff.download(), sw, t, "gate_up" + what, rms(sw) + rms(gu));
+    }
+}
+
 TEST_P(CudaDecode, QkvNormRopeAndKvWrite) {
     const DType t = GetParam();
     uint32_t seed = 300;
-    for (int64_t head_dim : {64, 128, 48}) {
-        for (int64_t k : {256, 100, 102, 4104}) {  // 102: not whole 16-byte vectors in f32 either
-            const AttentionShape s{6, 2, head_dim, 1.0f / std::sqrt(static_cast<float>(head_dim))};
-            const int64_t n_ctx = 40, n_slot = 8, n_layer = 2, layer = 1, kv_dim = s.n_head_kv * head_dim;
-            const int64_t qkv_dim = (s.n_head + 2 * s.n_head_kv) * head_dim;
-            const std::vector<float> table = test::rope_table(n_ctx, head_dim);
-            DeviceMatrix dtable(*gpu, DType::F32, n_ctx, head_dim);
-            dtable.upload(table);
-            for (int64_t n : {1, 2, 3, 4}) {
-                std::vector<int32_t> pos, slots;
-                for (int64_t i = 0; i < n; ++i) pos.push_back(static_cast<int32_t>((i * 13 + 5) % n_ctx)), slots.push_back(static_cast<int32_t>(7 - i));
-                const auto x = rounded(random_vec(n * k, seed++), t), g = random_vec(k, seed++);
-                const auto w = rounded(random_vec(qkv_dim * k, seed++, 0.05f), t), b = random_vec(qkv_dim, seed++);
-                DeviceMatrix dx(*gpu, t, n, k, k + 8), dw(*gpu, t, qkv_dim, k), db(*gpu, DType::F32, 1, qkv_dim), dg(*gpu, DType::F32, 1, k);
-                DeviceMatrix dqkv(*gpu, t, n, qkv_dim);
-                DeviceMatrix dk(*gpu, t, n_slot * n_layer * n_ctx, kv_dim), dv(*gpu, t, n_slot * n_layer * n_ctx, kv_dim);
-                dx.upload(x), dw.upload(w), db.upload(b), dg.upload(g);
-                auto* dpos = static_cast<int32_t*>(gpu->alloc(n * 4));
-                auto* dslots = static_cast<int32_t*>(gpu->alloc(n * 4));
-                gpu->to_device(dpos, pos.data(), n * 4);
-                gpu->to_device(dslots, slots.data(), n * 4);
-                KvCache gkv{dk.data, dv.data, t, n_slot, n_layer, n_ctx, kv_dim};
-                const StepTokens gtok{nullptr, dpos, dslots, n, nullptr, 0};
-                const TensorView bv = db.view();
-                // With the norm, and without it (the Epilogues mode: x already normalized).
-                for (const bool norm : {true, false}) {
-                    dqkv.poison(), dk.poison(), dv.poison();
-                    gpu->decode_qkv(dx.view(), norm ? dg.view() : TensorView{}, 1e-5f, dw.view(), &bv, gtok, dtable.view(), s,
-                                    layer, gkv, dqkv.view());
+    // (heads, KV heads, head_dim, k, token counts): small GQA shapes, then a 7B-wide qkv of one token (6,144 RoPE
+    // pairs over 4,096 columns: thousands of GEMV blocks).
+    struct Case {
+        int64_t n_head, n_head_kv, head_dim, k;
+        std::vector<int64_t> ns;
+    };
+    std::vector<Case> cases;
+    for (int64_t head_dim : {64, 128, 48})
+        for (int64_t k : {256, 100, 102, 4104})  // 102: not whole 16-byte vectors in f32 either
+            cases.push_back({6, 2, head_dim, k, {1, 2, 3, 4}});
+    cases.push_back({64, 16, 128, 4096, {1}});
+    for (const Case& c : cases) {
+        const int64_t head_dim = c.head_dim, k = c.k;
+        const AttentionShape s{c.n_head, c.n_head_kv, head_dim, 1.0f / std::sqrt(static_cast<float>(head_dim))};
+        const int64_t n_ctx = 40, n_slot = 8, n_layer = 2, layer = 1, kv_dim = s.n_head_kv * head_dim;
+        const int64_t qkv_dim = (s.n_head + 2 * s.n_head_kv) * head_dim;
+        const std::vector<float> table = test::rope_table(n_ctx, head_dim);
+        DeviceMatrix dtable(*gpu, DType::F32, n_ctx, head_dim);
+        dtable.upload(table);
+        for (int64_t n : c.ns) {
+            std::vector<int32_t> pos, slots;
+            for (int64_t i = 0; i < n; ++i) pos.push_back(static_cast<int32_t>((i * 13 + 5) % n_ctx)), slots.push_back(static_cast<int32_t>(7 - i));
+            const auto x = rounded(random_vec(n * k, seed++), t), g = random_vec(k, seed++);
+            const auto w = rounded(random_vec(qkv_dim * k, seed++, 0.05f), t), b = random_vec(qkv_dim, seed++);
+            DeviceMatrix dx(*gpu, t, n, k, k + 8), dw(*gpu, t, qkv_dim, k), db(*gpu, DType::F32, 1, qkv_dim), dg(*gpu, DType::F32, 1, k);
+            DeviceMatrix dqkv(*gpu, t, n, qkv_dim);
+            DeviceMatrix dk(*gpu, t, n_slot * n_layer * n_ctx, kv_dim), dv(*gpu, t, n_slot * n_layer * n_ctx, kv_dim);
+            dx.upload(x), dw.upload(w), db.upload(b), dg.upload(g);
+            auto* dpos = static_cast<int32_t*>(gpu->alloc(n * 4));
+            auto* dslots = static_cast<int32_t*>(gpu->alloc(n * 4));
+            gpu->to_device(dpos, pos.data(), n * 4);
+            gpu->to_device(dslots, slots.data(), n * 4);
+            KvCache gkv{dk.data, dv.data, t, n_slot, n_layer, n_ctx, kv_dim};
+            const StepTokens gtok{nullptr, dpos, dslots, n, nullptr, 0};
+            const TensorView bv = db.view();
+            // With the norm, and without it (the Epilogues mode: x already normalized).
+            for (const bool norm : {true, false}) {
+                dqkv.poison(), dk.poison(), dv.poison();
+                gpu->decode_qkv(dx.view(), norm ? dg.view() : TensorView{}, 1e-5f, dw.view(), &bv, gtok, dtable.view(), s,
+                                layer, gkv, dqkv.view());
 
-                    // CPU: norm, matmul + bias, rope_kv_write into an f32 cache.
-                    auto qkv = cpu_matmul(norm ? cpu_norm(x, g, n, k) : x, w, &b, n, qkv_dim, k);
-                    const double scale = rms(qkv);
-                    std::vector<float> ck(n_slot * n_layer * n_ctx * kv_dim, 0.0f), cv(ck.size(), 0.0f);
-                    KvCache ckv{ck.data(), cv.data(), DType::F32, n_slot, n_layer, n_ctx, kv_dim};
-                    const StepTokens ctok{nullptr, pos.data(), slots.data(), n, nullptr, 0};
-                    cpu.rope_kv_write(make_view(qkv.data(), DType::F32, n, qkv_dim), ctok,
-                                      make_view(table.data(), DType::F32, n_ctx, head_dim), s, layer, ckv);
+                // CPU: norm, matmul + bias, rope_kv_write into an f32 cache.
+                auto qkv = cpu_matmul(norm ? cpu_norm(x, g, n, k) : x, w, &b, n, qkv_dim, k);
+                const double scale = rms(qkv);
+                std::vector<float> ck(n_slot * n_layer * n_ctx * kv_dim, 0.0f), cv(ck.size(), 0.0f);
+                KvCache ckv{ck.data(), cv.data(), DType::F32, n_slot, n_layer, n_ctx, kv_dim};
+                const StepTokens ctok{nullptr, pos.data(), slots.data(), n, nullptr, 0};
+                cpu.rope_kv_write(make_view(qkv.data(), DType::F32, n, qkv_dim), ctok,
+                                  make_view(table.data(), DType::F32, n_ctx, head_dim), s, layer, ckv);
 
-                    const std::string what = " head_dim=" + std::to_string(head_dim) + " k=" + std::to_string(k) +
-                                             " n=" + std::to_string(n) + (norm ? "" : " (no norm)");
-                    const auto got_qkv = dqkv.download();
-                    const auto got_k = dk.download(), got_v = dv.download();
-                    std::vector<float> gq, wq, gk, wk, gv, wv;
-                    for (int64_t i = 0; i < n; ++i) {
-                        gq.insert(gq.end(), got_qkv.begin() + i * qkv_dim, got_qkv.begin() + i * qkv_dim + s.n_head * head_dim);
-                        wq.insert(wq.end(), qkv.begin() + i * qkv_dim, qkv.begin() + i * qkv_dim + s.n_head * head_dim);
-                        const int64_t row = ckv.offset(slots[i], layer, pos[i]);
-                        gk.insert(gk.end(), got_k.begin() + row, got_k.begin() + row + kv_dim);
-                        wk.insert(wk.end(), ck.begin() + row, ck.begin() + row + kv_dim);
-                        gv.insert(gv.end(), got_v.begin() + row, got_v.begin() + row + kv_dim);
-                        wv.insert(wv.end(), cv.begin() + row, cv.begin() + row + kv_dim);
-                    }
-                    expect_close(gq, wq, t, "q" + what, scale);
-                    expect_close(gk, wk, t, "k cache" + what, scale);
-                    expect_close(gv, wv, t, "v cache" + what, scale);
+                const std::string what = " head_dim=" + std::to_string(head_dim) + " k=" + std::to_string(k) +
+                                         " n=" + std::to_string(n) + (norm ? "" : " (no norm)");
+                const auto got_qkv = dqkv.download();
+                const auto got_k = dk.download(), got_v = dv.download();
+                std::vector<float> gq, wq, gk, wk, gv, wv;
+                for (int64_t i = 0; i < n; ++i) {
+                    gq.insert(gq.end(), got_qkv.begin() + i * qkv_dim, got_qkv.begin() + i * qkv_dim + s.n_head * head_dim);
+                    wq.insert(wq.end(), qkv.begin() + i * qkv_dim, qkv.begin() + i * qkv_dim + s.n_head * head_dim);
+                    const int64_t row = ckv.offset(slots[i], layer, pos[i]);
+                    gk.insert(gk.end(), got_k.begin() + row, got_k.begin() + row + kv_dim);
+                    wk.insert(wk.end(), ck.begin() + row, ck.begin() + row + kv_dim);
+                    gv.insert(gv.end(), got_v.begin() + row, got_v.begin() + row + kv_dim);
+                    wv.insert(wv.end(), cv.begin() + row, cv.begin() + row + kv_dim);
                 }
-                gpu->free(dpos);
-                gpu->free(dslots);
+                expect_close(gq, wq, t, "q" + what, scale);
+                expect_close(gk, wk, t, "k cache" + what, scale);
+                expect_close(gv, wv, t, "v cache" + what, scale);
             }
+            gpu->free(dpos);
+            gpu->free(dslots);
         }
     }
 }

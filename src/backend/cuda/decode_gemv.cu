@@ -23,6 +23,8 @@
 // before cuda::pdl_wait(), so it overlaps the previous kernel. Bytes: the weight matrix once,
 // m * k * sizeof(T) — at batch 1 the whole cost, so the target is the copy bandwidth; x, gains and bias
 // (a few KB) come from L1/L2.
+#include <algorithm>
+
 #include "backend/cuda/cuda_backend_impl.h"
 
 namespace lamina {
@@ -153,6 +155,25 @@ __device__ __forceinline__ void epilogue(const GemvArgs<T>& a, int unit, const i
     }
 }
 
+// The weight rows of `unit` (rows_per_unit(E) of them) and where they start; row 0 for a unit past the end
+// (its warp loads nothing and writes nothing).
+template <typename T, Epi E>
+__device__ __forceinline__ void unit_rows(const GemvArgs<T>& a, int unit, int (&rows)[rows_per_unit(E)],
+                                          const T* (&wr)[rows_per_unit(E)]) {
+    if constexpr (E == Epi::RopeKv) {
+        const int half = a.head_dim / 2;
+        rows[0] = (unit / half) * a.head_dim + unit % half;
+        rows[1] = rows[0] + half;
+    } else if constexpr (E == Epi::SwiGlu) {
+        rows[0] = unit;
+        rows[1] = unit + a.pair_offset;
+    } else {
+        rows[0] = unit;
+    }
+#pragma unroll
+    for (int r = 0; r < rows_per_unit(E); ++r) wr[r] = a.w + static_cast<int64_t>(unit < a.units ? rows[r] : 0) * a.w_stride;
+}
+
 template <typename T, int N, Epi E, bool Norm, bool Vec>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvArgs<T> a) {
     constexpr int R = rows_per_unit(E);
@@ -164,19 +185,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvArgs<T> a) 
     const bool active = unit < a.units;
 
     int rows[R];
-    if constexpr (E == Epi::RopeKv) {
-        const int half = a.head_dim / 2;
-        rows[0] = (unit / half) * a.head_dim + unit % half;
-        rows[1] = rows[0] + half;
-    } else if constexpr (E == Epi::SwiGlu) {
-        rows[0] = unit;
-        rows[1] = unit + a.pair_offset;
-    } else {
-        rows[0] = unit;
-    }
     const T* wr[R];
-#pragma unroll
-    for (int r = 0; r < R; ++r) wr[r] = a.w + static_cast<int64_t>(active ? rows[r] : 0) * a.w_stride;
+    unit_rows<T, E>(a, unit, rows, wr);
     float acc[R][N];
 #pragma unroll
     for (int r = 0; r < R; ++r)
@@ -263,6 +273,83 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvArgs<T> a) 
     if (active) epilogue<T, N, E, R>(a, unit, rows, acc, lane);
 }
 
+// The one-token GEMV on a resident grid (LAMINA_GEMV_LOOP=1, an A/B switch; x as given, 16-byte rows): as many
+// blocks as fit on the device at once, each taking groups of kWarps / ksplit units, blockIdx.x, + gridDim.x, ...
+// A warp issues the next group's first loads before it reduces and writes this group's sums, so the weight stream
+// does not wait for a finished block to be replaced by a new one. The same loads, sums, order and roundings as
+// gemv_kernel<T, 1, E, false, true>.
+template <typename T, Epi E>
+__global__ void __launch_bounds__(kWarps * 32) gemv_loop_kernel(const GemvArgs<T> a) {
+    constexpr int R = rows_per_unit(E), V = 16 / sizeof(T), kUnroll = kLoadsInFlight / R;
+    __shared__ float partial[kWarps][R];  // ksplit > 1: each warp's sums
+    const int ks = a.ksplit, warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
+    const int part = warp % ks, per_block = kWarps / ks;
+    const int step = 32 * V * ks, first = (part * 32 + lane) * V, batch = kUnroll * step;
+    int group = static_cast<int>(blockIdx.x), unit = group * per_block + warp / ks;
+    int rows[R];
+    const T* wr[R];
+    uint4 wv[kUnroll][R];
+    auto load = [&](int base) {
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) {
+            const int i = base + u * step;
+#pragma unroll
+            for (int r = 0; r < R; ++r)
+                wv[u][r] = unit < a.units && i < a.k ? __ldcs(reinterpret_cast<const uint4*>(wr[r] + i)) : make_uint4(0, 0, 0, 0);
+        }
+    };
+    unit_rows<T, E>(a, unit, rows, wr);
+    load(first);  // weights only: no kernel writes them, so issued before the wait
+    cuda::pdl_wait();
+    for (;;) {
+        const bool active = unit < a.units;
+        float acc[R][1] = {};
+        for (int base = first; active && base < a.k; base += batch) {
+            if (base != first) load(base);  // the first batch was issued ahead
+#pragma unroll
+            for (int u = 0; u < kUnroll; ++u) {
+                const int i = base + u * step;
+                if (i >= a.k) break;
+                float wf[R][V], xf[V];
+#pragma unroll
+                for (int r = 0; r < R; ++r) to_floats<T, V>(wv[u][r], wf[r]);
+                to_floats<T, V>(*reinterpret_cast<const uint4*>(a.x + i), xf);  // plain load: see gemv_kernel
+#pragma unroll
+                for (int j = 0; j < V; ++j)
+#pragma unroll
+                    for (int r = 0; r < R; ++r) acc[r][0] += wf[r][j] * xf[j];
+            }
+        }
+        // This group's unit and rows, for the epilogue; then the next group's first batch, before the sums.
+        const int done_unit = unit;
+        int done_rows[R];
+#pragma unroll
+        for (int r = 0; r < R; ++r) done_rows[r] = rows[r];
+        const bool more = (group + static_cast<int>(gridDim.x)) * per_block < a.units;  // the same in the whole block
+        if (more) {
+            group += static_cast<int>(gridDim.x);
+            unit = group * per_block + warp / ks;
+            unit_rows<T, E>(a, unit, rows, wr);
+            load(first);
+        }
+#pragma unroll
+        for (int r = 0; r < R; ++r) acc[r][0] = cuda::warp_sum(acc[r][0]);
+        if (ks > 1) {  // the unit's first warp adds the others' sums; partial[] is free again after the second barrier
+            if (lane == 0)
+#pragma unroll
+                for (int r = 0; r < R; ++r) partial[warp][r] = acc[r][0];
+            __syncthreads();
+            if (part == 0)
+                for (int p = 1; p < ks; ++p)
+#pragma unroll
+                    for (int r = 0; r < R; ++r) acc[r][0] += partial[warp + p][r];
+            __syncthreads();
+        }
+        if (active && part == 0) epilogue<T, 1, E, R>(a, done_unit, done_rows, acc, lane);
+        if (!more) break;
+    }
+}
+
 // Warps per unit. One token, x as given: 4, as long as each warp keeps at least 4 vectors per lane (at 7B on
 // the H200, 256.4 against 249.8 tok/s for the rule below, which keeps each warp a full batch; 8 warps: 233.0;
 // bench/results/2026-11-29-h200-step run21-run23). The norm variants (Norm: each block normalizes x first)
@@ -317,6 +404,19 @@ void launch(const GemvArgs<T>& a, int64_t n_tokens, bool vec, cudaStream_t strea
     GemvArgs<T> args = a;
     args.ksplit = choose_ksplit(a.units, a.k, vec ? 16 / static_cast<int>(sizeof(T)) : 1, R, n_tokens, Norm);
     const auto grid = static_cast<unsigned>(cuda::ceil_div(a.units, kWarps / args.ksplit));
+    static const bool loop = cuda::env_switch("LAMINA_GEMV_LOOP", false);
+    if (loop && n_tokens == 1 && vec && !Norm) {
+        const auto kernel = gemv_loop_kernel<T, E>;
+        static const int resident = [&] {  // blocks of it that fit on the device at once (per E and T)
+            int device = 0, sms = 0, per_sm = 0;
+            CUDA_CHECK(cudaGetDevice(&device));
+            CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+            CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarps * 32, 0));
+            return std::max(1, per_sm) * sms;
+        }();
+        cuda::launch_pdl(kernel, std::min(grid, static_cast<unsigned>(resident)), kWarps * 32, 0, stream, args);
+        return;
+    }
     auto go = [&]<int N>() {
         auto kernel = vec ? gemv_kernel<T, N, E, Norm, true> : gemv_kernel<T, N, E, Norm, false>;
         if (smem > 0) allow_dynamic_smem(reinterpret_cast<const void*>(kernel), smem, n_tokens, a.k);
