@@ -113,12 +113,14 @@ TEST_P(CudaDecode, MatmulAddGateUpAndNormMatmul) {
 }
 
 // One token through the GEMV at a 7B layer's widths, where its grid is thousands of blocks, more than fit on the
-// device at once (with LAMINA_GEMV_LOOP=1, a resident grid takes several groups per block): the plain matmul (k
-// 512: one warp per row; k 4096: four), the residual add, and SwiGLU without a norm (the Epilogues mode).
+// device at once: the plain matmul, the residual add, and SwiGLU without a norm (the Epilogues mode). k 512, 2048
+// and 4096 give 1, 2 and 4 warps per row in half precision; the row counts leave the last block part empty. Run
+// with LAMINA_GEMV_LOOP=1 (read once per process: bench/gpu_bench.sh ab with AB_TEST_ENV), a resident grid takes
+// several groups of rows per block.
 TEST_P(CudaDecode, OneTokenLargeGrids) {
     const DType t = GetParam();
     uint32_t seed = 500;
-    for (const auto& [m, k] : {std::pair<int64_t, int64_t>{20000, 512}, {6000, 4096}}) {
+    for (const auto& [m, k] : {std::pair<int64_t, int64_t>{20002, 512}, {6002, 2048}, {6002, 4096}}) {
         const std::string what = " m=" + std::to_string(m) + " k=" + std::to_string(k);
         const auto x = rounded(random_vec(k, seed++), t), w = rounded(random_vec(m * k, seed++, 0.05f), t);
         const auto res0 = rounded(random_vec(m, seed++), t);

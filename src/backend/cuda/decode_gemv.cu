@@ -281,7 +281,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvArgs<T> a) 
 template <typename T, Epi E>
 __global__ void __launch_bounds__(kWarps * 32) gemv_loop_kernel(const GemvArgs<T> a) {
     constexpr int R = rows_per_unit(E), V = 16 / sizeof(T), kUnroll = kLoadsInFlight / R;
-    __shared__ float partial[kWarps][R];  // ksplit > 1: each warp's sums
+    __shared__ float partial[2][kWarps][R];  // ksplit > 1: each warp's sums, by the parity of the iteration
     const int ks = a.ksplit, warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
     const int part = warp % ks, per_block = kWarps / ks;
     const int step = 32 * V * ks, first = (part * 32 + lane) * V, batch = kUnroll * step;
@@ -301,7 +301,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_loop_kernel(const GemvArgs<T
     unit_rows<T, E>(a, unit, rows, wr);
     load(first);  // weights only: no kernel writes them, so issued before the wait
     cuda::pdl_wait();
-    for (;;) {
+    for (int parity = 0;; parity ^= 1) {
         const bool active = unit < a.units;
         float acc[R][1] = {};
         for (int base = first; active && base < a.k; base += batch) {
@@ -334,16 +334,17 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_loop_kernel(const GemvArgs<T
         }
 #pragma unroll
         for (int r = 0; r < R; ++r) acc[r][0] = cuda::warp_sum(acc[r][0]);
-        if (ks > 1) {  // the unit's first warp adds the others' sums; partial[] is free again after the second barrier
+        // The unit's first warp adds the others' sums. One barrier an iteration: the next one writes the other half
+        // of partial[], and the one after that rewrites this half only once every warp has passed the next barrier.
+        if (ks > 1) {
             if (lane == 0)
 #pragma unroll
-                for (int r = 0; r < R; ++r) partial[warp][r] = acc[r][0];
+                for (int r = 0; r < R; ++r) partial[parity][warp][r] = acc[r][0];
             __syncthreads();
             if (part == 0)
                 for (int p = 1; p < ks; ++p)
 #pragma unroll
-                    for (int r = 0; r < R; ++r) acc[r][0] += partial[warp + p][r];
-            __syncthreads();
+                    for (int r = 0; r < R; ++r) acc[r][0] += partial[parity][warp + p][r];
         }
         if (active && part == 0) epilogue<T, 1, E, R>(a, done_unit, done_rows, acc, lane);
         if (!more) break;
