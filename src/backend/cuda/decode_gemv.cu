@@ -273,13 +273,14 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvArgs<T> a) 
     if (active) epilogue<T, N, E, R>(a, unit, rows, acc, lane);
 }
 
-// The one-token GEMV on a resident grid (LAMINA_GEMV_LOOP=1, an A/B switch; x as given, 16-byte rows): as many
+// The one-token GEMV on a resident grid (LAMINA_GEMV_LOOP=1 or 2, an A/B switch; x as given, 16-byte rows): as many
 // blocks as fit on the device at once, each taking groups of kWarps / ksplit units, blockIdx.x, + gridDim.x, ...
 // A warp issues the next group's first loads before it reduces and writes this group's sums, so the weight stream
 // does not wait for a finished block to be replaced by a new one. The same loads, sums, order and roundings as
-// gemv_kernel<T, 1, E, false, true>.
-template <typename T, Epi E>
-__global__ void __launch_bounds__(kWarps * 32) gemv_loop_kernel(const GemvArgs<T> a) {
+// gemv_kernel<T, 1, E, false, true>. MinBlocks: 4 (LAMINA_GEMV_LOOP=2) holds it to 64 registers so that four
+// blocks fit per SM (8 bytes of spill in the f16/bf16 RoPE form); with 1 it takes 77-88 (three blocks per SM).
+template <typename T, Epi E, int MinBlocks>
+__global__ void __launch_bounds__(kWarps * 32, MinBlocks) gemv_loop_kernel(const GemvArgs<T> a) {
     constexpr int R = rows_per_unit(E), V = 16 / sizeof(T), kUnroll = kLoadsInFlight / R;
     __shared__ float partial[2][kWarps][R];  // ksplit > 1: each warp's sums, by the parity of the iteration
     const int ks = a.ksplit, warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
@@ -405,10 +406,10 @@ void launch(const GemvArgs<T>& a, int64_t n_tokens, bool vec, cudaStream_t strea
     GemvArgs<T> args = a;
     args.ksplit = choose_ksplit(a.units, a.k, vec ? 16 / static_cast<int>(sizeof(T)) : 1, R, n_tokens, Norm);
     const auto grid = static_cast<unsigned>(cuda::ceil_div(a.units, kWarps / args.ksplit));
-    static const bool loop = cuda::env_switch("LAMINA_GEMV_LOOP", false);
-    if (loop && n_tokens == 1 && vec && !Norm) {
-        const auto kernel = gemv_loop_kernel<T, E>;
-        static const int resident = [&] {  // blocks of it that fit on the device at once (per E and T)
+    static const int loop = cuda::env_int("LAMINA_GEMV_LOOP", 0);
+    if ((loop == 1 || loop == 2) && n_tokens == 1 && vec && !Norm) {
+        const auto kernel = loop == 2 ? gemv_loop_kernel<T, E, 4> : gemv_loop_kernel<T, E, 1>;
+        static const int resident = [&] {  // blocks of it that fit on the device at once (per E, T and switch)
             int device = 0, sms = 0, per_sm = 0;
             CUDA_CHECK(cudaGetDevice(&device));
             CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
