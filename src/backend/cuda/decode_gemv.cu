@@ -174,6 +174,20 @@ __device__ __forceinline__ void unit_rows(const GemvArgs<T>& a, int unit, int (&
     for (int r = 0; r < rows_per_unit(E); ++r) wr[r] = a.w + static_cast<int64_t>(unit < a.units ? rows[r] : 0) * a.w_stride;
 }
 
+// A batch of a warp's weight loads: for each of the R rows, the 16-byte vectors at base, + step, ... (U of
+// them), evict-first (read once); zeros past k or for an inactive unit.
+template <typename T, int U, int R>
+__device__ __forceinline__ void load_weights(uint4 (&wv)[U][R], const T* const (&wr)[R], int base, int step, int k,
+                                             bool active) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        const int i = base + u * step;
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+            wv[u][r] = active && i < k ? __ldcs(reinterpret_cast<const uint4*>(wr[r] + i)) : make_uint4(0, 0, 0, 0);
+    }
+}
+
 template <typename T, int N, Epi E, bool Norm, bool Vec>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvArgs<T> a) {
     constexpr int R = rows_per_unit(E);
@@ -198,15 +212,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvArgs<T> a) 
         constexpr int kUnroll = kLoadsInFlight / R;  // per row: the same bytes in flight per warp for R = 1, 2
         const int step = 32 * V * ks, first = (part * 32 + lane) * V, batch = kUnroll * step;
         uint4 wv[kUnroll][R];
-        auto load = [&](int base) {
-#pragma unroll
-            for (int u = 0; u < kUnroll; ++u) {
-                const int i = base + u * step;
-#pragma unroll
-                for (int r = 0; r < R; ++r)
-                    wv[u][r] = active && i < a.k ? __ldcs(reinterpret_cast<const uint4*>(wr[r] + i)) : make_uint4(0, 0, 0, 0);
-            }
-        };
+        auto load = [&](int base) { load_weights<T, kUnroll, R>(wv, wr, base, step, a.k, active); };
         load(first);  // weights only: no kernel writes them, so issued before the wait
         cuda::pdl_wait();
         if constexpr (Norm) stage_normalized<T, N, V>(a, reinterpret_cast<T*>(staged_words));
@@ -290,15 +296,7 @@ __global__ void __launch_bounds__(kWarps * 32, MinBlocks) gemv_loop_kernel(const
     int rows[R];
     const T* wr[R];
     uint4 wv[kUnroll][R];
-    auto load = [&](int base) {
-#pragma unroll
-        for (int u = 0; u < kUnroll; ++u) {
-            const int i = base + u * step;
-#pragma unroll
-            for (int r = 0; r < R; ++r)
-                wv[u][r] = unit < a.units && i < a.k ? __ldcs(reinterpret_cast<const uint4*>(wr[r] + i)) : make_uint4(0, 0, 0, 0);
-        }
-    };
+    auto load = [&](int base) { load_weights<T, kUnroll, R>(wv, wr, base, step, a.k, unit < a.units); };
     unit_rows<T, E>(a, unit, rows, wr);
     load(first);  // weights only: no kernel writes them, so issued before the wait
     cuda::pdl_wait();
