@@ -407,14 +407,8 @@ void launch(const GemvArgs<T>& a, int64_t n_tokens, bool vec, cudaStream_t strea
     static const int loop = cuda::env_int("LAMINA_GEMV_LOOP", 0);
     if ((loop == 1 || loop == 2) && n_tokens == 1 && vec && !Norm) {
         const auto kernel = loop == 2 ? gemv_loop_kernel<T, E, 4> : gemv_loop_kernel<T, E, 1>;
-        static const int resident = [&] {  // blocks of it that fit on the device at once (per E, T and switch)
-            int device = 0, sms = 0, per_sm = 0;
-            CUDA_CHECK(cudaGetDevice(&device));
-            CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-            CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarps * 32, 0));
-            return std::max(1, per_sm) * sms;
-        }();
-        cuda::launch_pdl(kernel, std::min(grid, static_cast<unsigned>(resident)), kWarps * 32, 0, stream, args);
+        const auto resident = static_cast<unsigned>(cuda::resident_blocks(kernel, kWarps * 32));
+        cuda::launch_pdl(kernel, std::min(grid, resident), kWarps * 32, 0, stream, args);
         return;
     }
     auto go = [&]<int N>() {
