@@ -203,6 +203,54 @@ TEST_P(CudaOps, RopeKvWriteAndAttention) {
     }
 }
 
+// A long cache and few heads: a one-token decode step cut into more than 32 splits (46 here: the merge takes
+// them 32 at a time, the second batch part empty), for a head of 128 and one of 40 (warps part past the head).
+TEST_P(CudaOps, DecodeAttentionOverManySplits) {
+    const DType t = GetParam();
+    for (int64_t head_dim : {128, 40}) {
+        const AttentionShape s{2, 1, head_dim, 2.0f / std::sqrt(static_cast<float>(head_dim))};
+        const int64_t n_ctx = 1500, filled = 1450, qkv_dim = (s.n_head + 2 * s.n_head_kv) * head_dim;
+        KvCache cpu_kv{nullptr, nullptr, DType::F32, 1, 1, n_ctx, s.n_head_kv * head_dim};
+        KvCache gpu_kv{nullptr, nullptr, t, 1, 1, n_ctx, s.n_head_kv * head_dim};
+        std::vector<float> ck(cpu_kv.bytes() / 8, 0.0f), cv(ck.size(), 0.0f);
+        cpu_kv.k = ck.data();
+        cpu_kv.v = cv.data();
+        gpu_kv.k = gpu->alloc(gpu_kv.bytes() / 2);
+        gpu_kv.v = gpu->alloc(gpu_kv.bytes() / 2);
+        const std::vector<float> table = test::rope_table(n_ctx, head_dim);
+        DeviceMatrix dtable(*gpu, DType::F32, n_ctx, head_dim);
+        dtable.upload(table);
+        // Positions 0..filled-1 written to the cache (no attention), then two one-token decode steps.
+        uint32_t seed = 40;
+        for (int64_t first : {int64_t{0}, filled, filled + 1}) {
+            const int64_t n = first == 0 ? filled : 1;
+            std::vector<int32_t> pos(static_cast<size_t>(n)), slots(static_cast<size_t>(n), 0);
+            for (int64_t i = 0; i < n; ++i) pos[i] = static_cast<int32_t>(first + i);
+            auto cq = rounded(random_vec(n * qkv_dim, seed++), t);
+            auto* dpos = static_cast<int32_t*>(gpu->alloc(n * 4));
+            auto* dslots = static_cast<int32_t*>(gpu->alloc(n * 4));
+            gpu->to_device(dpos, pos.data(), n * 4);
+            gpu->to_device(dslots, slots.data(), n * 4);
+            const StepTokens ctok{nullptr, pos.data(), slots.data(), n, nullptr, 0};
+            const StepTokens gtok{nullptr, dpos, dslots, n, nullptr, 0};
+            DeviceMatrix dqkv(*gpu, t, n, qkv_dim), dout(*gpu, t, n, s.n_head * head_dim);
+            dqkv.upload(cq);
+            cpu.rope_kv_write(make_view(cq.data(), DType::F32, n, qkv_dim), ctok, make_view(table.data(), DType::F32, n_ctx, head_dim), s, 0, cpu_kv);
+            gpu->rope_kv_write(dqkv.view(), gtok, dtable.view(), s, 0, gpu_kv);
+            if (n == 1) {
+                std::vector<float> ref(s.n_head * head_dim);
+                cpu.attention(make_view(cq.data(), DType::F32, 1, qkv_dim), ctok, s, 0, cpu_kv, make_view(ref.data(), DType::F32, 1, s.n_head * head_dim));
+                gpu->attention(dqkv.view(), gtok, s, 0, gpu_kv, dout.view());
+                expect_close(dout.download(), ref, t, "attention head_dim " + std::to_string(head_dim) + " position " + std::to_string(first), 1.0);
+            }
+            gpu->free(dpos);
+            gpu->free(dslots);
+        }
+        gpu->free(gpu_kv.k);
+        gpu->free(gpu_kv.v);
+    }
+}
+
 TEST_P(CudaOps, SmallOps) {
     const DType t = GetParam();
     const int64_t n = 3, ff = 1001, vocab = 5003;

@@ -10,6 +10,8 @@
 //   max/sum/accumulator; the last split block of each (token, head) merges the splits' partials (one
 //   launch, no separate combine kernel). Bytes: the K and V cache of each token's sequence, read once
 //   per query head (the group shares through L2).
+//   Partials: per (token, head, split), the accumulators padded to 32 * E floats (a lane's E at lane * E,
+//   so the merge reads them as one vector per lane), and after all of them the (max, sum) pairs.
 #include <algorithm>
 #include <type_traits>
 
@@ -22,7 +24,6 @@ namespace {
 constexpr int kSplitWarps = 4;
 constexpr int kMaxHeadDim = 256;
 constexpr int64_t kTargetBlocks = 1024;  // enough split blocks to fill 132 SMs several times over
-constexpr int kMaxSplits = static_cast<int>(kTargetBlocks);
 constexpr int kMinSplitKeys = 32;
 constexpr int kKeysPerStep = 8;  // keys a warp has in flight at once (a 32-key split: one step per warp)
 
@@ -52,16 +53,25 @@ struct LaneRaw {
     __device__ __forceinline__ float operator[](int j) const { return cuda::to_float(reinterpret_cast<const T*>(&w)[j]); }
 };
 
-__device__ __forceinline__ float block_max(float x) {
-    __shared__ float partial[32];
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    x = cuda::warp_max(x);
-    __syncthreads();
-    if (lane == 0) partial[warp] = x;
-    __syncthreads();
-    x = lane < static_cast<int>(blockDim.x / 32) ? partial[lane] : -INFINITY;
-    return cuda::warp_max(x);
-}
+// A split's softmax state (max m, sum l), merged with another's; l == 0 marks an empty state.
+struct SoftmaxStat {
+    float m = -INFINITY, l = 0.0f;
+    __device__ __forceinline__ void merge(float m2, float l2) {
+        if (l2 <= 0.0f) return;
+        if (l <= 0.0f) {
+            m = m2;
+            l = l2;
+            return;
+        }
+        const float top = fmaxf(m, m2);
+        l = l * __expf(m - top) + l2 * __expf(m2 - top);
+        m = top;
+    }
+    __device__ __forceinline__ void warp_merge() {
+#pragma unroll
+        for (int o = 16; o > 0; o /= 2) merge(__shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, l, o));
+    }
+};
 
 // One (split, head, token): the keys [split * chunk, +chunk) of the token's sequence up to its position.
 // Each warp streams kKeysPerStep keys at a time (all their K and V loads issued before the first is
@@ -103,8 +113,11 @@ __global__ void __launch_bounds__(kSplitWarps * 32, E * sizeof(T) <= 8 ? 8 : 1)
     const int first = begin + warp * kKeysPerStep;
     if (Early && first < end) load_keys.template operator()<true>(first);
     cuda::pdl_wait();
-    float* head_parts = partials + (static_cast<int64_t>(t) * n_head + h) * n_splits * (head_dim + 2);
-    float* part = head_parts + static_cast<int64_t>(split) * (head_dim + 2);
+    constexpr int kAccStride = 32 * E;  // a split's accumulators, padded: lane * E is its E floats
+    const int64_t head = static_cast<int64_t>(t) * n_head + h;
+    float* head_acc = partials + head * n_splits * kAccStride;
+    float2* head_stats = reinterpret_cast<float2*>(partials + static_cast<int64_t>(gridDim.z) * n_head * n_splits * kAccStride) +
+                         head * n_splits;
 
     float m = -INFINITY, l = 0.0f, acc[E] = {};
     if (begin < end) {
@@ -140,7 +153,6 @@ __global__ void __launch_bounds__(kSplitWarps * 32, E * sizeof(T) <= 8 ? 8 : 1)
     }
     // Merge the warps' running states into this split's partial.
     __shared__ float sm_m[kSplitWarps], sm_l[kSplitWarps], sm_acc[kSplitWarps][kMaxHeadDim];
-    __shared__ float weights[kMaxSplits];
     __shared__ bool last;
     if (lane == 0) {
         sm_m[warp] = m;
@@ -153,9 +165,10 @@ __global__ void __launch_bounds__(kSplitWarps * 32, E * sizeof(T) <= 8 ? 8 : 1)
     float big = -INFINITY;
     for (int w = 0; w < kSplitWarps; ++w)
         if (sm_l[w] > 0.0f) big = fmaxf(big, sm_m[w]);
-    for (int e = threadIdx.x; e < head_dim; e += blockDim.x) {
+    float* part = head_acc + static_cast<int64_t>(split) * kAccStride;
+    for (int e = threadIdx.x; e < kAccStride; e += blockDim.x) {
         float a = 0.0f;
-        for (int w = 0; w < kSplitWarps; ++w)
+        for (int w = 0; e < head_dim && w < kSplitWarps; ++w)
             if (sm_l[w] > 0.0f) a += sm_acc[w][e] * __expf(sm_m[w] - big);
         part[e] = a;
     }
@@ -163,15 +176,14 @@ __global__ void __launch_bounds__(kSplitWarps * 32, E * sizeof(T) <= 8 ? 8 : 1)
         float sum = 0.0f;
         for (int w = 0; w < kSplitWarps; ++w)
             if (sm_l[w] > 0.0f) sum += sm_l[w] * __expf(sm_m[w] - big);
-        part[head_dim] = big;
-        part[head_dim + 1] = sum;
+        head_stats[split] = make_float2(big, sum);
     }
 
     // The last split block of this (token, head) to arrive merges them all. The barrier, then one fence by the
     // thread that counts the block, release the partial (the fence is cumulative over what the barrier ordered
     // before it, as in a cooperative-groups grid sync; a fence in every thread measured the same, run19).
     __syncthreads();
-    int* counter = counters + static_cast<int64_t>(t) * n_head + h;
+    int* counter = counters + head;
     if (threadIdx.x == 0) {
         __threadfence();
         last = atomicAdd(counter, 1) == n_splits - 1;
@@ -179,26 +191,34 @@ __global__ void __launch_bounds__(kSplitWarps * 32, E * sizeof(T) <= 8 ? 8 : 1)
     __syncthreads();
     if (!last) return;
     __threadfence();
-    float top = -INFINITY;
-    for (int sp = threadIdx.x; sp < n_splits; sp += blockDim.x) {
-        const float* p = head_parts + static_cast<int64_t>(sp) * (head_dim + 2);
-        const float ms = __ldcg(p + head_dim), ls = __ldcg(p + head_dim + 1);
-        weights[sp] = ls > 0.0f ? ms : -INFINITY;
-        top = fmaxf(top, weights[sp]);
+    // Every warp merges all the splits' (max, sum) itself (lane-strided, then across lanes: the same result in
+    // every lane and warp, no barrier). Then each thread sums its own output elements over the splits, 32 splits
+    // at a time: lane s holds split s's weight (shuffled to the others) and every load of the 32 is issued
+    // before the first is added.
+    const float2 own = lane < n_splits ? __ldcg(head_stats + lane) : make_float2(-INFINITY, 0.0f);
+    SoftmaxStat total;
+    total.merge(own.x, own.y);
+    for (int sp = lane + 32; sp < n_splits; sp += 32) {
+        const float2 st = __ldcg(head_stats + sp);
+        total.merge(st.x, st.y);
     }
-    top = block_max(top);
-    float sum = 0.0f;
-    for (int sp = threadIdx.x; sp < n_splits; sp += blockDim.x) {
-        const float w = weights[sp] == -INFINITY ? 0.0f : __expf(weights[sp] - top);
-        sum += w * __ldcg(head_parts + static_cast<int64_t>(sp) * (head_dim + 2) + head_dim + 1);
-        weights[sp] = w;
-    }
-    sum = cuda::block_sum(sum);  // its barrier also publishes weights[]
-    for (int e = threadIdx.x; e < head_dim; e += blockDim.x) {
+    total.warp_merge();
+    for (int e_base = warp * 32; e_base < head_dim; e_base += blockDim.x) {  // uniform in a warp: shuffles below
+        const int e = e_base + lane;
         float a = 0.0f;
-#pragma unroll 4
-        for (int sp = 0; sp < n_splits; ++sp) a += weights[sp] * __ldcg(head_parts + static_cast<int64_t>(sp) * (head_dim + 2) + e);
-        out[static_cast<int64_t>(t) * out_stride + static_cast<int64_t>(h) * head_dim + e] = cuda::from_float<T>(a / sum);
+        for (int sp0 = 0; sp0 < n_splits; sp0 += 32) {
+            const float2 st = sp0 == 0 ? own
+                              : sp0 + lane < n_splits ? __ldcg(head_stats + sp0 + lane)
+                                                      : make_float2(-INFINITY, 0.0f);
+            const float wgt = __expf(st.y > 0.0f ? st.x - total.m : -INFINITY);
+            const int n = min(32, n_splits - sp0);
+            float v[32];
+#pragma unroll
+            for (int i = 0; i < 32; ++i) v[i] = i < n && e < head_dim ? __ldcg(head_acc + static_cast<int64_t>(sp0 + i) * kAccStride + e) : 0.0f;
+#pragma unroll
+            for (int i = 0; i < 32; ++i) a += __shfl_sync(0xffffffffu, wgt, i) * v[i];
+        }
+        if (e < head_dim) out[static_cast<int64_t>(t) * out_stride + static_cast<int64_t>(h) * head_dim + e] = cuda::from_float<T>(a / total.l);
     }
     if (threadIdx.x == 0) *counter = 0;  // ready for the next step (and the next replay of a graph)
 }
@@ -216,7 +236,9 @@ void CudaBackend::attention(const TensorView& qkv, const StepTokens& tok, const 
     const int64_t max_splits = std::max<int64_t>(1, cache.n_ctx / min_split_keys);
     const int64_t n_splits = std::clamp<int64_t>(kTargetBlocks / (tok.n_tokens * s.n_head), 1, max_splits);
     const int chunk = cuda::ceil_div(cache.n_ctx, n_splits);
-    const size_t need = static_cast<size_t>(tok.n_tokens * s.n_head * n_splits * (s.head_dim + 2));
+    // Accumulators padded to 32 floats per lane-element (E = 1, 2, 4 or 8 below), then (max, sum) pairs.
+    const int64_t acc_stride = 32 * (s.head_dim <= 32 ? 1 : s.head_dim <= 64 ? 2 : s.head_dim <= 128 ? 4 : 8);
+    const size_t need = static_cast<size_t>(tok.n_tokens * s.n_head * n_splits * (acc_stride + 2));
     if (need > attn_partials_n_) {
         if (attn_partials_) retired_.push_back(attn_partials_);  // a captured graph may still point here
         CUDA_CHECK(cudaMalloc(&attn_partials_, need * sizeof(float)));
