@@ -114,9 +114,7 @@ TEST_P(CudaDecode, MatmulAddGateUpAndNormMatmul) {
 
 // One token through the GEMV at a 7B layer's widths, where its grid is thousands of blocks, more than fit on the
 // device at once: the plain matmul, the residual add, and SwiGLU without a norm (the Epilogues mode). k 512, 2048
-// and 4096 give 1, 2 and 4 warps per row in half precision; the row counts leave the last block part empty. Run
-// with LAMINA_GEMV_LOOP=1 (read once per process: bench/gpu_bench.sh ab with AB_TEST_ENV), a resident grid takes
-// several groups of rows per block.
+// and 4096 give 1, 2 and 4 warps per row in half precision; the row counts leave the last block part empty.
 TEST_P(CudaDecode, OneTokenLargeGrids) {
     const DType t = GetParam();
     uint32_t seed = 500;

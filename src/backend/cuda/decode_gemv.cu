@@ -279,77 +279,6 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvArgs<T> a) 
     if (active) epilogue<T, N, E, R>(a, unit, rows, acc, lane);
 }
 
-// The one-token GEMV on a resident grid (LAMINA_GEMV_LOOP=1 or 2, an A/B switch; x as given, 16-byte rows): as many
-// blocks as fit on the device at once, each taking groups of kWarps / ksplit units, blockIdx.x, + gridDim.x, ...
-// A warp issues the next group's first loads before it reduces and writes this group's sums, so the weight stream
-// does not wait for a finished block to be replaced by a new one. The same loads, sums, order and roundings as
-// gemv_kernel<T, 1, E, false, true>. MinBlocks: 4 (LAMINA_GEMV_LOOP=2) holds it to 64 registers so that four
-// blocks fit per SM (8 bytes of spill in the f16/bf16 RoPE form); with 1 it takes 77-88 (three blocks per SM).
-template <typename T, Epi E, int MinBlocks>
-__global__ void __launch_bounds__(kWarps * 32, MinBlocks) gemv_loop_kernel(const GemvArgs<T> a) {
-    constexpr int R = rows_per_unit(E), V = 16 / sizeof(T), kUnroll = kLoadsInFlight / R;
-    __shared__ float partial[2][kWarps][R];  // ksplit > 1: each warp's sums, by the parity of the iteration
-    const int ks = a.ksplit, warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
-    const int part = warp % ks, per_block = kWarps / ks;
-    const int step = 32 * V * ks, first = (part * 32 + lane) * V, batch = kUnroll * step;
-    int group = static_cast<int>(blockIdx.x), unit = group * per_block + warp / ks;
-    int rows[R];
-    const T* wr[R];
-    uint4 wv[kUnroll][R];
-    auto load = [&](int base) { load_weights<T, kUnroll, R>(wv, wr, base, step, a.k, unit < a.units); };
-    unit_rows<T, E>(a, unit, rows, wr);
-    load(first);  // weights only: no kernel writes them, so issued before the wait
-    cuda::pdl_wait();
-    for (int parity = 0;; parity ^= 1) {
-        const bool active = unit < a.units;
-        float acc[R][1] = {};
-        for (int base = first; active && base < a.k; base += batch) {
-            if (base != first) load(base);  // the first batch was issued ahead
-#pragma unroll
-            for (int u = 0; u < kUnroll; ++u) {
-                const int i = base + u * step;
-                if (i >= a.k) break;
-                float wf[R][V], xf[V];
-#pragma unroll
-                for (int r = 0; r < R; ++r) to_floats<T, V>(wv[u][r], wf[r]);
-                to_floats<T, V>(*reinterpret_cast<const uint4*>(a.x + i), xf);  // plain load: see gemv_kernel
-#pragma unroll
-                for (int j = 0; j < V; ++j)
-#pragma unroll
-                    for (int r = 0; r < R; ++r) acc[r][0] += wf[r][j] * xf[j];
-            }
-        }
-        // This group's unit and rows, for the epilogue; then the next group's first batch, before the sums.
-        const int done_unit = unit;
-        int done_rows[R];
-#pragma unroll
-        for (int r = 0; r < R; ++r) done_rows[r] = rows[r];
-        const bool more = (group + static_cast<int>(gridDim.x)) * per_block < a.units;  // the same in the whole block
-        if (more) {
-            group += static_cast<int>(gridDim.x);
-            unit = group * per_block + warp / ks;
-            unit_rows<T, E>(a, unit, rows, wr);
-            load(first);
-        }
-#pragma unroll
-        for (int r = 0; r < R; ++r) acc[r][0] = cuda::warp_sum(acc[r][0]);
-        // The unit's first warp adds the others' sums. One barrier an iteration: the next one writes the other half
-        // of partial[], and the one after that rewrites this half only once every warp has passed the next barrier.
-        if (ks > 1) {
-            if (lane == 0)
-#pragma unroll
-                for (int r = 0; r < R; ++r) partial[parity][warp][r] = acc[r][0];
-            __syncthreads();
-            if (part == 0)
-                for (int p = 1; p < ks; ++p)
-#pragma unroll
-                    for (int r = 0; r < R; ++r) acc[r][0] += partial[parity][warp + p][r];
-        }
-        if (active && part == 0) epilogue<T, 1, E, R>(a, done_unit, done_rows, acc, lane);
-        if (!more) break;
-    }
-}
-
 // Warps per unit. One token, x as given: 4, as long as each warp keeps at least 4 vectors per lane (at 7B on
 // the H200, 256.4 against 249.8 tok/s for the rule below, which keeps each warp a full batch; 8 warps: 233.0;
 // bench/results/2026-11-29-h200-step run21-run23). The norm variants (Norm: each block normalizes x first)
@@ -404,13 +333,6 @@ void launch(const GemvArgs<T>& a, int64_t n_tokens, bool vec, cudaStream_t strea
     GemvArgs<T> args = a;
     args.ksplit = choose_ksplit(a.units, a.k, vec ? 16 / static_cast<int>(sizeof(T)) : 1, R, n_tokens, Norm);
     const auto grid = static_cast<unsigned>(cuda::ceil_div(a.units, kWarps / args.ksplit));
-    static const int loop = cuda::env_int("LAMINA_GEMV_LOOP", 0);
-    if ((loop == 1 || loop == 2) && n_tokens == 1 && vec && !Norm) {
-        const auto kernel = loop == 2 ? gemv_loop_kernel<T, E, 4> : gemv_loop_kernel<T, E, 1>;
-        const auto resident = static_cast<unsigned>(cuda::resident_blocks(kernel, kWarps * 32));
-        cuda::launch_pdl(kernel, std::min(grid, resident), kWarps * 32, 0, stream, args);
-        return;
-    }
     auto go = [&]<int N>() {
         auto kernel = vec ? gemv_kernel<T, N, E, Norm, true> : gemv_kernel<T, N, E, Norm, false>;
         if (smem > 0) allow_dynamic_smem(reinterpret_cast<const void*>(kernel), smem, n_tokens, a.k);
