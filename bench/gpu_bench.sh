@@ -13,7 +13,9 @@
 #   bash bench/gpu_bench.sh ab       quick A/B of development switches (AB_VARIANTS="label:ENV=1+ENV2=0:batch ...";
 #                                    AB_TESTS=1 runs the decode tests first, and AB_TEST_ENV="ENV=1" runs them
 #                                    again under that switch; with a carried .ab-base/ from
-#                                    bench/ab_base.sh REV, each variant also runs on that revision's build)
+#                                    bench/ab_base.sh REV, each variant also runs on that revision's build;
+#                                    AB_TRACE="label ..." also records those variants' kernel timeline of one
+#                                    decode step in a -DLAMINA_KERNEL_TRACE=ON build, bench/trace_summary.py)
 # Logs and JSON go to /tmp/lamina-run, packed into $OUT/results-<mode>.tgz at exit (the device tool
 # returns at most 8 files); the summary table is printed last.
 set -euo pipefail
@@ -119,12 +121,29 @@ if [ "$mode" = "ab" ]; then  # quick A/B of the decode and prefill switches on o
             { echo "| $1 | b$3 | failed: $(tail -1 "$out/ab_$1.md" | cut -c1-80) | |"; return 0; }
         python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(f'| $1 | b$3 | {max(j[\"prefill_tokens_per_s\"]):,.0f} | {max(j[\"decode_tokens_per_s\"]):.1f} |')" "$out/ab_$1.json"
     }
+    variants="${AB_VARIANTS:-plain:LAMINA_X=1:1 fused:LAMINA_FUSED_DECODE=1:1 no_autotune:LAMINA_GEMM_AUTOTUNE=0:1}"
     echo "| variant | batch | prefill tok/s | decode tok/s |"
-    for v in ${AB_VARIANTS:-plain:LAMINA_X=1:1 fused:LAMINA_FUSED_DECODE=1:1 no_autotune:LAMINA_GEMM_AUTOTUNE=0:1}; do
+    for v in $variants; do
         IFS=: read -r label envs batch <<< "$v"
         ab "$label" "$envs" "$batch" ./build-gpu/lamina
         if [ -n "$base" ]; then ab "$label@base" "$envs" "$batch" "$base"; fi
     done
+    if [ -n "${AB_TRACE:-}" ]; then  # in-pipeline kernel timelines of the variants named (kernel_trace.cuh)
+        cmake -S . -B build-trace -DCMAKE_BUILD_TYPE=Release -DLAMINA_CUDA=ON -DLAMINA_KERNEL_TRACE=ON \
+            -DLAMINA_TESTS=OFF > "$out/cmake_trace.log" 2>&1 &&
+            cmake --build build-trace -j"$jobs" --target lamina > "$out/build_trace.log" 2>&1 ||
+            { echo "the trace build failed (build_trace.log)"; exit 1; }
+        for v in $variants; do
+            IFS=: read -r label envs batch <<< "$v"
+            case " $AB_TRACE " in *" $label "*) ;; *) continue ;; esac
+            env ${envs//+/ } LAMINA_KERNEL_TRACE="$out/trace_$label.csv" ./build-trace/lamina bench --device cuda \
+                --engine_dir "$eng" --batch_size "$batch" --input_len 512 --output_len 128 --repeats 1 \
+                > "$out/trace_$label.log" 2>&1 || { echo "trace $label failed: $(tail -1 "$out/trace_$label.log")"; continue; }
+            python3 bench/trace_summary.py "$out/trace_$label.csv" --launches "$out/trace_${label}_launches.csv" \
+                > "$out/trace_$label.md" 2>&1 && cat "$out/trace_$label.md"
+            rm -f "$out/trace_$label.csv"  # per block, tens of MB; the launches file keeps the timeline
+        done
+    fi
     exit 0
 fi
 

@@ -268,6 +268,19 @@ TEST(CudaDecodeModel, UnknownFusedDecodeModeIsRefused) {
     unsetenv("LAMINA_FUSED_DECODE");
 }
 
+// The kernel timeline (kernel_trace.cuh) exists only in -DLAMINA_KERNEL_TRACE=ON builds, which build no tests:
+// here the variable must be refused, not ignored.
+TEST(CudaDecodeModel, KernelTraceOutsideATraceBuildIsRefused) {
+    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device here";
+    setenv("LAMINA_KERNEL_TRACE", "/tmp/lamina_trace_test.csv", 1);
+    try {
+        auto backend = make_cuda_backend(DType::F16);
+        ADD_FAILURE() << "LAMINA_KERNEL_TRACE was accepted by a build without the recorder";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("-DLAMINA_KERNEL_TRACE=ON"), std::string::npos) << e.what();
+    }
+    unsetenv("LAMINA_KERNEL_TRACE");
+}
 
 // The whole-step decode kernel against the separate ops, on random models: a prompt in KV slot 1 of 2, then
 // 40 decode steps fed the same tokens (the separate ops' greedy choices), the logits compared at each

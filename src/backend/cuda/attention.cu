@@ -94,6 +94,7 @@ __global__ void __launch_bounds__(kSplitWarps * 32, E * sizeof(T) <= 8 ? 8 : 1)
     split_kernel(const T* qkv, int64_t qkv_stride, const int32_t* positions, const int32_t* slots, const T* k_cache,
                  const T* v_cache, cuda::CacheGeometry g, int64_t layer, int n_head, int group, int head_dim, float scale,
                  int chunk, bool vec, float* partials, int* counters, T* out, int64_t out_stride) {
+    LAMINA_TRACE_KERNEL(cuda::kTraceAttention);
     const int t = blockIdx.z, h = blockIdx.y, split = blockIdx.x, n_splits = gridDim.x;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int e0 = lane * E;

@@ -30,6 +30,12 @@ inline void check(cudaError_t e, const char* what, const char* file, int line) {
 // After a kernel launch: catches bad launch configurations at once.
 #define CUDA_CHECK_LAUNCH() ::lamina::cuda::check(cudaGetLastError(), "kernel launch", __FILE__, __LINE__)
 
+}  // namespace lamina::cuda
+
+#include "backend/cuda/kernel_trace.cuh"
+
+namespace lamina::cuda {
+
 // Element type <-> float, for the three activation/weight types.
 template <typename T>
 __device__ __forceinline__ float to_float(T v);
@@ -150,6 +156,7 @@ using Packed = std::conditional_t<
 // write, or the fused qkv GEMV) may write no cache row but each token's own.
 __device__ __forceinline__ void pdl_wait() {
     cudaGridDependencySynchronize();
+    LAMINA_TRACE_WAITED();
     cudaTriggerProgrammaticLaunchCompletion();
 }
 

@@ -1,4 +1,6 @@
 // CudaBackend: device, stream, memory, cuBLASLt handle and CUDA graphs. The ops live in their own files.
+#include <fstream>
+
 #include "backend/cuda/cuda_backend_impl.h"
 
 namespace lamina {
@@ -15,6 +17,18 @@ int cuda_device_count() {
 }
 
 namespace {
+// LAMINA_KERNEL_TRACE=path.csv: which graph replay to record (LAMINA_KERNEL_TRACE_REPLAY, default 100), 0 when
+// unset. A build without the recorder refuses the variable rather than ignoring it.
+int64_t kernel_trace_replay() {
+    const char* path = std::getenv("LAMINA_KERNEL_TRACE");
+    if (path == nullptr || *path == '\0') return 0;
+#ifdef LAMINA_KERNEL_TRACE
+    return cuda::env_int("LAMINA_KERNEL_TRACE_REPLAY", 100);
+#else
+    throw Error("LAMINA_KERNEL_TRACE is set, but this build records no kernel trace (configure with -DLAMINA_KERNEL_TRACE=ON)");
+#endif
+}
+
 // LAMINA_FUSED_DECODE (cuda_backend_impl.h); a value it does not name is an error, not a silent default.
 Backend::FusedDecode fused_decode_from_env() {
     using Mode = Backend::FusedDecode;
@@ -38,6 +52,7 @@ std::unique_ptr<Backend> make_cuda_backend(DType activation_dtype, int device) {
 CudaBackend::CudaBackend(DType activation_dtype, int device) : act_(activation_dtype), device_(device) {
     CUDA_CHECK(cudaSetDevice(device_));
     fused_decode_ = fused_decode_from_env();
+    trace_replay_ = kernel_trace_replay();
     persistent_decode_ = cuda::env_switch("LAMINA_PERSISTENT_DECODE", false);
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     if (cublasLtCreate(&lt_) != CUBLAS_STATUS_SUCCESS) throw Error("cuBLASLt: cannot create a handle");
@@ -110,8 +125,56 @@ float* CudaBackend::scratch_f32(size_t n) {
 bool CudaBackend::graph_replay(int64_t key) {
     auto it = graphs_.find(key);
     if (it == graphs_.end()) return false;
-    CUDA_CHECK(cudaGraphLaunch(it->second, stream_));
+    if (trace_replay_ > 0 && ++replays_ == trace_replay_) traced_graph_launch(it->second);
+    else CUDA_CHECK(cudaGraphLaunch(it->second, stream_));
     return true;
+}
+
+#ifdef LAMINA_KERNEL_TRACE
+namespace cuda {
+std::vector<TraceArm>& trace_arms() {
+    static std::vector<TraceArm> arms;
+    return arms;
+}
+}  // namespace cuda
+#endif
+
+// One replay with every translation unit's kernels recording their blocks, written as CSV to
+// $LAMINA_KERNEL_TRACE (start in ns from the replay's first block; bench/trace_summary.py reads it).
+void CudaBackend::traced_graph_launch(cudaGraphExec_t exec) {
+#ifdef LAMINA_KERNEL_TRACE
+    constexpr unsigned long long kCapacity = 4ull << 20;  // records: 128 MB, several LLaMA-7B steps' worth
+    const std::string path = std::getenv("LAMINA_KERNEL_TRACE");
+    std::ofstream csv(path);
+    if (!csv) throw Error("LAMINA_KERNEL_TRACE: cannot write " + path);
+    cuda::TraceRecord* records = nullptr;
+    cuda::TraceBuffer* buffer = nullptr;
+    CUDA_CHECK(cudaMalloc(&records, kCapacity * sizeof(cuda::TraceRecord)));
+    CUDA_CHECK(cudaMalloc(&buffer, sizeof(cuda::TraceBuffer)));
+    const cuda::TraceBuffer empty{0, kCapacity, records};
+    CUDA_CHECK(cudaMemcpy(buffer, &empty, sizeof empty, cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    for (const cuda::TraceArm arm : cuda::trace_arms()) arm(buffer);
+    CUDA_CHECK(cudaGraphLaunch(exec, stream_));
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    for (const cuda::TraceArm arm : cuda::trace_arms()) arm(nullptr);
+    cuda::TraceBuffer filled{};
+    CUDA_CHECK(cudaMemcpy(&filled, buffer, sizeof filled, cudaMemcpyDeviceToHost));
+    std::vector<cuda::TraceRecord> got(std::min(filled.count, kCapacity));
+    CUDA_CHECK(cudaMemcpy(got.data(), records, got.size() * sizeof(cuda::TraceRecord), cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaFree(records));
+    CUDA_CHECK(cudaFree(buffer));
+    uint64_t t0 = UINT64_MAX;
+    for (const auto& r : got) t0 = std::min(t0, r.start);
+    csv << "tag,block,grid,sm,start_ns,waited_ns,end_ns\n";
+    for (const auto& r : got)
+        csv << r.tag << ',' << r.block << ',' << r.grid << ',' << r.sm << ',' << r.start - t0 << ','
+            << (r.waited == UINT32_MAX ? -1 : static_cast<int64_t>(r.waited)) << ',' << r.end << '\n';
+    std::fprintf(stderr, "lamina: kernel trace of graph replay %lld: %zu blocks%s -> %s\n", static_cast<long long>(replays_),
+                 got.size(), filled.count > kCapacity ? " (buffer full: the rest dropped)" : "", path.c_str());
+#else
+    (void)exec;
+#endif
 }
 
 void CudaBackend::graph_begin() {

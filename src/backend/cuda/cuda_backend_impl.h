@@ -140,6 +140,9 @@ private:
     std::vector<void*> retired_;  // buffers replaced by larger ones; captured graphs may still use them
     std::map<int64_t, cudaGraphExec_t> graphs_;
     cudaGraph_t capturing_ = nullptr;
+    // LAMINA_KERNEL_TRACE (kernel_trace.cuh): the graph replay to record (0: none) and how many have run.
+    int64_t trace_replay_ = 0, replays_ = 0;
+    void traced_graph_launch(cudaGraphExec_t exec);
 };
 
 }  // namespace lamina

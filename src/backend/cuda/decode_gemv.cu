@@ -194,6 +194,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvArgs<T> a) 
     constexpr int V = Vec ? 16 / sizeof(T) : 1;
     extern __shared__ uint4 staged_words[];  // Norm: [N][k] normalized x, T
     __shared__ float partial[kWarps][R * N];  // ksplit > 1: each warp's sums
+    LAMINA_TRACE_KERNEL(cuda::kTraceGemv + 16 * static_cast<uint32_t>(E) + (Norm ? 256 : 0));
     const int ks = a.ksplit, warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
     const int unit = static_cast<int>(blockIdx.x) * (kWarps / ks) + warp / ks, part = warp % ks;
     const bool active = unit < a.units;

@@ -12,6 +12,7 @@ namespace {
 template <typename T>
 __global__ void embedding_kernel(const T* table, int64_t table_stride, const int32_t* ids, T* out, int64_t out_stride,
                                  int cols) {
+    LAMINA_TRACE_KERNEL(cuda::kTraceEmbedding);
     cuda::pdl_wait();
     const int64_t t = blockIdx.x;
     const T* src = table + static_cast<int64_t>(ids[t]) * table_stride;
@@ -52,6 +53,7 @@ __global__ void add_kernel(T* acc, int64_t acc_stride, const T* x, int64_t x_str
 
 template <typename T>
 __global__ void gather_rows_kernel(const T* x, int64_t x_stride, const int32_t* rows, T* out, int64_t out_stride, int cols) {
+    LAMINA_TRACE_KERNEL(cuda::kTraceGatherRows);
     cuda::pdl_wait();
     const int64_t r = blockIdx.x;
     const T* src = x + static_cast<int64_t>(rows[r]) * x_stride;
@@ -75,6 +77,7 @@ template <typename T>
 __global__ void argmax_kernel(const T* logits, int64_t stride, int cols, int32_t* ids) {
     __shared__ float best_val[32];
     __shared__ int best_idx[32];
+    LAMINA_TRACE_KERNEL(cuda::kTraceArgmax);
     cuda::pdl_wait();
     const T* row = logits + static_cast<int64_t>(blockIdx.x) * stride;
     float v = -INFINITY;

@@ -125,6 +125,7 @@ __device__ __forceinline__ void load_weight(const float* w, int cols, float (&wv
 template <typename T, int VEC, int ITEMS, bool Fused>
 __global__ void rms_norm_kernel(T* residual, int64_t res_stride, const T* x, int64_t x_stride, const float* w,
                                 T* out, int64_t out_stride, int64_t rows, int cols, float eps) {
+    LAMINA_TRACE_KERNEL(cuda::kTraceRmsNorm);
     int64_t r = blockIdx.x;
     if (r >= rows) return;
     float wv[ITEMS][VEC];
