@@ -40,6 +40,8 @@ def name_of(tag):
         return "gather_rows"
     if tag == 6:
         return "argmax"
+    if tag == 7:
+        return "attention_cluster"
     if tag % 16 == 3:
         e = (tag % 256) // 16
         return "gemv_" + (EPILOGUES[e] if e < len(EPILOGUES) else str(e)) + ("_norm" if tag >= 256 else "")

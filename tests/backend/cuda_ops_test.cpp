@@ -12,6 +12,7 @@
 #include "cuda_test_util.h"
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda/cuda_backend.h"
+#include "core/error.h"
 #include "runtime/generator.h"
 
 namespace lamina {
@@ -132,10 +133,19 @@ TEST_P(CudaOps, MatmulGemvAndCublasLt) {
     }
 }
 
+// The decode attention's forms: the split kernel (LAMINA_ATTN_CLUSTER unset), and its splits as one thread-block
+// cluster of 8 or 16 blocks (read when a backend is made).
+constexpr const char* kAttentionClusters[] = {"0", "8", "16"};
+struct ClusterSwitch {
+    explicit ClusterSwitch(const char* v) { setenv("LAMINA_ATTN_CLUSTER", v, 1); }
+    ~ClusterSwitch() { unsetenv("LAMINA_ATTN_CLUSTER"); }
+    ClusterSwitch(const ClusterSwitch&) = delete;
+    ClusterSwitch& operator=(const ClusterSwitch&) = delete;
+};
+
 // Attention through rope_kv_write + attention on both backends: prefill tiles (tensor cores for
-// head_dim 64/128) and decode steps (split kernel), GQA, two sequences at different positions.
-TEST_P(CudaOps, RopeKvWriteAndAttention) {
-    const DType t = GetParam();
+// head_dim 64/128) and decode steps (split kernel, and its cluster form), GQA, two sequences at different positions.
+void rope_kv_write_and_attention(Backend* gpu, CpuBackend& cpu, DType t, const std::string& cluster) {
     for (int64_t head_dim : {64, 128, 48}) {
         const AttentionShape s{8, 2, head_dim, 1.0f / std::sqrt(static_cast<float>(head_dim))};
         const int64_t n_ctx = 160, qkv_dim = (s.n_head + 2 * s.n_head_kv) * head_dim;
@@ -193,7 +203,8 @@ TEST_P(CudaOps, RopeKvWriteAndAttention) {
             cpu.attention(make_view(cq.data(), DType::F32, n, qkv_dim), ctok, s, 0, cpu_kv, make_view(ref.data(), DType::F32, n, s.n_head * head_dim));
             gpu->attention(dqkv.view(), gtok, s, 0, gpu_kv, dout.view());
             // The outputs average values of standard deviation 1: that is the scale of their error.
-            expect_close(dout.download(), ref, t, "attention head_dim " + std::to_string(head_dim) + " tokens " + std::to_string(n), 1.0);
+            expect_close(dout.download(), ref, t, "attention head_dim " + std::to_string(head_dim) + " tokens " + std::to_string(n) +
+                                                       " cluster " + cluster, 1.0);
             gpu->free(dpos);
             gpu->free(dslots);
             gpu->free(dtiles);
@@ -203,10 +214,17 @@ TEST_P(CudaOps, RopeKvWriteAndAttention) {
     }
 }
 
+TEST_P(CudaOps, RopeKvWriteAndAttention) {
+    for (const char* cluster : kAttentionClusters) {
+        ClusterSwitch use(cluster);
+        const std::unique_ptr<Backend> backend = make_cuda_backend(GetParam());
+        rope_kv_write_and_attention(backend.get(), cpu, GetParam(), cluster);
+    }
+}
+
 // A long cache and few heads: a one-token decode step cut into more than 32 splits (46 here: the merge takes
 // them 32 at a time, the second batch part empty), for a head of 128 and one of 40 (warps part past the head).
-TEST_P(CudaOps, DecodeAttentionOverManySplits) {
-    const DType t = GetParam();
+void decode_attention_over_many_splits(Backend* gpu, CpuBackend& cpu, DType t, const std::string& cluster) {
     for (int64_t head_dim : {128, 40}) {
         const AttentionShape s{2, 1, head_dim, 2.0f / std::sqrt(static_cast<float>(head_dim))};
         const int64_t n_ctx = 1500, filled = 1450, qkv_dim = (s.n_head + 2 * s.n_head_kv) * head_dim;
@@ -241,13 +259,33 @@ TEST_P(CudaOps, DecodeAttentionOverManySplits) {
                 std::vector<float> ref(s.n_head * head_dim);
                 cpu.attention(make_view(cq.data(), DType::F32, 1, qkv_dim), ctok, s, 0, cpu_kv, make_view(ref.data(), DType::F32, 1, s.n_head * head_dim));
                 gpu->attention(dqkv.view(), gtok, s, 0, gpu_kv, dout.view());
-                expect_close(dout.download(), ref, t, "attention head_dim " + std::to_string(head_dim) + " position " + std::to_string(first), 1.0);
+                expect_close(dout.download(), ref, t, "attention head_dim " + std::to_string(head_dim) + " position " +
+                                                           std::to_string(first) + " cluster " + cluster, 1.0);
             }
             gpu->free(dpos);
             gpu->free(dslots);
         }
         gpu->free(gpu_kv.k);
         gpu->free(gpu_kv.v);
+    }
+}
+
+TEST_P(CudaOps, DecodeAttentionOverManySplits) {
+    for (const char* cluster : kAttentionClusters) {
+        ClusterSwitch use(cluster);
+        const std::unique_ptr<Backend> backend = make_cuda_backend(GetParam());
+        decode_attention_over_many_splits(backend.get(), cpu, GetParam(), cluster);
+    }
+}
+
+TEST(CudaAttention, UnknownClusterSizeIsRefused) {
+    REQUIRE_GPU();
+    ClusterSwitch use("4");
+    try {
+        auto backend = make_cuda_backend(DType::F16);
+        ADD_FAILURE() << "LAMINA_ATTN_CLUSTER=4 was accepted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("LAMINA_ATTN_CLUSTER=4"), std::string::npos) << e.what();
     }
 }
 
