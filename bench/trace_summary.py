@@ -29,19 +29,12 @@ from collections import OrderedDict, defaultdict
 EPILOGUES = ["store", "add", "swiglu", "rope"]
 
 
+NAMES = {1: "embedding", 2: "rms_norm", 4: "attention", 5: "gather_rows", 6: "argmax", 7: "attention_cluster"}
+
+
 def name_of(tag):
-    if tag == 1:
-        return "embedding"
-    if tag == 2:
-        return "rms_norm"
-    if tag == 4:
-        return "attention"
-    if tag == 5:
-        return "gather_rows"
-    if tag == 6:
-        return "argmax"
-    if tag == 7:
-        return "attention_cluster"
+    if tag in NAMES:
+        return NAMES[tag]
     if tag % 16 == 3:
         e = (tag % 256) // 16
         return "gemv_" + (EPILOGUES[e] if e < len(EPILOGUES) else str(e)) + ("_norm" if tag >= 256 else "")

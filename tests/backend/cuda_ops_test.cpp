@@ -135,12 +135,44 @@ TEST_P(CudaOps, MatmulGemvAndCublasLt) {
 
 // The decode attention's forms: the split kernel (LAMINA_ATTN_CLUSTER unset), and its splits as one thread-block
 // cluster of 8 or 16 blocks (read when a backend is made).
-constexpr const char* kAttentionClusters[] = {"0", "8", "16"};
-struct ClusterSwitch {
-    explicit ClusterSwitch(const char* v) { setenv("LAMINA_ATTN_CLUSTER", v, 1); }
-    ~ClusterSwitch() { unsetenv("LAMINA_ATTN_CLUSTER"); }
-    ClusterSwitch(const ClusterSwitch&) = delete;
-    ClusterSwitch& operator=(const ClusterSwitch&) = delete;
+// f(backend, cluster) on a backend made in each form.
+template <typename F>
+void for_each_attention_form(DType t, F&& f) {
+    for (const char* cluster : {"0", "8", "16"}) {
+        setenv("LAMINA_ATTN_CLUSTER", cluster, 1);
+        const std::unique_ptr<Backend> backend = make_cuda_backend(t);
+        unsetenv("LAMINA_ATTN_CLUSTER");
+        f(backend.get(), cluster);
+    }
+}
+
+// A KV cache of n_slot slots and n_ctx positions on both backends (zeroed on the CPU, f32; in t on the GPU,
+// freed with the fixture) and the RoPE table on both.
+struct CacheOnBoth {
+    Backend* gpu;
+    KvCache cpu_kv, gpu_kv;
+    std::vector<float> ck, cv, table;
+    DeviceMatrix dtable;
+    CacheOnBoth(Backend* g, DType t, int64_t n_slot, int64_t n_ctx, const AttentionShape& s)
+        : gpu(g),
+          cpu_kv{nullptr, nullptr, DType::F32, n_slot, 1, n_ctx, s.n_head_kv * s.head_dim},
+          gpu_kv{nullptr, nullptr, t, n_slot, 1, n_ctx, s.n_head_kv * s.head_dim},
+          ck(cpu_kv.bytes() / 8, 0.0f),
+          cv(ck.size(), 0.0f),
+          table(test::rope_table(n_ctx, s.head_dim)),
+          dtable(*g, DType::F32, n_ctx, s.head_dim) {
+        cpu_kv.k = ck.data();
+        cpu_kv.v = cv.data();
+        gpu_kv.k = gpu->alloc(gpu_kv.bytes() / 2);
+        gpu_kv.v = gpu->alloc(gpu_kv.bytes() / 2);
+        dtable.upload(table);
+    }
+    ~CacheOnBoth() {
+        gpu->free(gpu_kv.k);
+        gpu->free(gpu_kv.v);
+    }
+    CacheOnBoth(const CacheOnBoth&) = delete;
+    CacheOnBoth& operator=(const CacheOnBoth&) = delete;
 };
 
 // Attention through rope_kv_write + attention on both backends: prefill tiles (tensor cores for
@@ -149,16 +181,10 @@ void rope_kv_write_and_attention(Backend* gpu, CpuBackend& cpu, DType t, const s
     for (int64_t head_dim : {64, 128, 48}) {
         const AttentionShape s{8, 2, head_dim, 1.0f / std::sqrt(static_cast<float>(head_dim))};
         const int64_t n_ctx = 160, qkv_dim = (s.n_head + 2 * s.n_head_kv) * head_dim;
-        KvCache cpu_kv{nullptr, nullptr, DType::F32, 2, 1, n_ctx, s.n_head_kv * head_dim};
-        KvCache gpu_kv{nullptr, nullptr, t, 2, 1, n_ctx, s.n_head_kv * head_dim};
-        std::vector<float> ck(cpu_kv.bytes() / 8, 0.0f), cv(ck.size(), 0.0f);
-        cpu_kv.k = ck.data();
-        cpu_kv.v = cv.data();
-        gpu_kv.k = gpu->alloc(gpu_kv.bytes() / 2);
-        gpu_kv.v = gpu->alloc(gpu_kv.bytes() / 2);
-        const std::vector<float> table = test::rope_table(n_ctx, head_dim);
-        DeviceMatrix dtable(*gpu, DType::F32, n_ctx, head_dim);
-        dtable.upload(table);
+        CacheOnBoth c(gpu, t, 2, n_ctx, s);
+        KvCache &cpu_kv = c.cpu_kv, &gpu_kv = c.gpu_kv;
+        const std::vector<float>& table = c.table;
+        DeviceMatrix& dtable = c.dtable;
         // Step 1: prefill 100 tokens of slot 0 and 30 of slot 1 (tiles of <= 64). Step 2: decode both.
         // Step 3: a second prefill chunk of each, starting mid-tile (positions 101.. and 31..). Steps 4 and 5:
         // decode one token (the attention's keys loaded before the PDL wait, its own after): positions 141 and
@@ -209,17 +235,11 @@ void rope_kv_write_and_attention(Backend* gpu, CpuBackend& cpu, DType t, const s
             gpu->free(dslots);
             gpu->free(dtiles);
         }
-        gpu->free(gpu_kv.k);
-        gpu->free(gpu_kv.v);
     }
 }
 
 TEST_P(CudaOps, RopeKvWriteAndAttention) {
-    for (const char* cluster : kAttentionClusters) {
-        ClusterSwitch use(cluster);
-        const std::unique_ptr<Backend> backend = make_cuda_backend(GetParam());
-        rope_kv_write_and_attention(backend.get(), cpu, GetParam(), cluster);
-    }
+    for_each_attention_form(GetParam(), [&](Backend* gpu, const char* cluster) { rope_kv_write_and_attention(gpu, cpu, GetParam(), cluster); });
 }
 
 // A long cache and few heads: a one-token decode step cut into more than 32 splits (46 here: the merge takes
@@ -228,16 +248,10 @@ void decode_attention_over_many_splits(Backend* gpu, CpuBackend& cpu, DType t, c
     for (int64_t head_dim : {128, 40}) {
         const AttentionShape s{2, 1, head_dim, 2.0f / std::sqrt(static_cast<float>(head_dim))};
         const int64_t n_ctx = 1500, filled = 1450, qkv_dim = (s.n_head + 2 * s.n_head_kv) * head_dim;
-        KvCache cpu_kv{nullptr, nullptr, DType::F32, 1, 1, n_ctx, s.n_head_kv * head_dim};
-        KvCache gpu_kv{nullptr, nullptr, t, 1, 1, n_ctx, s.n_head_kv * head_dim};
-        std::vector<float> ck(cpu_kv.bytes() / 8, 0.0f), cv(ck.size(), 0.0f);
-        cpu_kv.k = ck.data();
-        cpu_kv.v = cv.data();
-        gpu_kv.k = gpu->alloc(gpu_kv.bytes() / 2);
-        gpu_kv.v = gpu->alloc(gpu_kv.bytes() / 2);
-        const std::vector<float> table = test::rope_table(n_ctx, head_dim);
-        DeviceMatrix dtable(*gpu, DType::F32, n_ctx, head_dim);
-        dtable.upload(table);
+        CacheOnBoth c(gpu, t, 1, n_ctx, s);
+        KvCache &cpu_kv = c.cpu_kv, &gpu_kv = c.gpu_kv;
+        const std::vector<float>& table = c.table;
+        DeviceMatrix& dtable = c.dtable;
         // Positions 0..filled-1 written to the cache (no attention), then two one-token decode steps.
         uint32_t seed = 40;
         for (int64_t first : {int64_t{0}, filled, filled + 1}) {
@@ -265,28 +279,16 @@ void decode_attention_over_many_splits(Backend* gpu, CpuBackend& cpu, DType t, c
             gpu->free(dpos);
             gpu->free(dslots);
         }
-        gpu->free(gpu_kv.k);
-        gpu->free(gpu_kv.v);
     }
 }
 
 TEST_P(CudaOps, DecodeAttentionOverManySplits) {
-    for (const char* cluster : kAttentionClusters) {
-        ClusterSwitch use(cluster);
-        const std::unique_ptr<Backend> backend = make_cuda_backend(GetParam());
-        decode_attention_over_many_splits(backend.get(), cpu, GetParam(), cluster);
-    }
+    for_each_attention_form(GetParam(), [&](Backend* gpu, const char* cluster) { decode_attention_over_many_splits(gpu, cpu, GetParam(), cluster); });
 }
 
 TEST(CudaAttention, UnknownClusterSizeIsRefused) {
     REQUIRE_GPU();
-    ClusterSwitch use("4");
-    try {
-        auto backend = make_cuda_backend(DType::F16);
-        ADD_FAILURE() << "LAMINA_ATTN_CLUSTER=4 was accepted";
-    } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("LAMINA_ATTN_CLUSTER=4"), std::string::npos) << e.what();
-    }
+    test::expect_backend_refuses_env("LAMINA_ATTN_CLUSTER", "4", "LAMINA_ATTN_CLUSTER=4");
 }
 
 TEST_P(CudaOps, SmallOps) {

@@ -11,9 +11,24 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cuda/cuda_backend.h"
 #include "core/dtype.h"
+#include "core/error.h"
 
 namespace lamina::test {
+
+// A CUDA backend made with name=value in the environment must refuse it: an Error whose message holds `needle`
+// (a development switch with a value it does not know is an error, not a silent default).
+inline void expect_backend_refuses_env(const char* name, const char* value, const std::string& needle) {
+    setenv(name, value, 1);
+    try {
+        auto backend = make_cuda_backend(DType::F16);
+        ADD_FAILURE() << name << "=" << value << " was accepted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+    unsetenv(name);
+}
 
 // Values as the dtype holds them (so CPU and GPU start from identical inputs).
 inline std::vector<float> rounded(const std::vector<float>& v, DType t) {
