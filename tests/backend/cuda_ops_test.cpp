@@ -133,9 +133,8 @@ TEST_P(CudaOps, MatmulGemvAndCublasLt) {
     }
 }
 
-// The decode attention's forms: the split kernel (LAMINA_ATTN_CLUSTER unset), and its splits as one thread-block
-// cluster of 8 or 16 blocks (read when a backend is made).
-// f(backend, cluster) on a backend made in each form.
+// f(backend, cluster) for each form of the decode attention, on a backend made for it (the variable is read then):
+// the split kernel (LAMINA_ATTN_CLUSTER=0), and its splits as one thread-block cluster of 8 or 16 blocks.
 template <typename F>
 void for_each_attention_form(DType t, F&& f) {
     for (const char* cluster : {"0", "8", "16"}) {
