@@ -2,12 +2,11 @@
 """Summarize an in-pipeline kernel trace (src/backend/cuda/kernel_trace.cuh) of one graph replay.
 
 Input: the CSV that a -DLAMINA_KERNEL_TRACE=ON build writes for LAMINA_KERNEL_TRACE=path (one row per
-block: tag, block, grid, sm, start_ns, waited_ns, end_ns; start from the replay's first block, waited and
-end from the block's own start, waited -1 when the block never waited).
+block: tag, launch (the launch's %gridid), block, grid, sm, start_ns, waited_ns, end_ns; start from the
+replay's first block, waited and end from the block's own start, waited -1 when the block never waited).
 
-Blocks become launches: a kernel's launches cannot overlap one another in a step (under PDL only
-neighbours overlap, and two launches of one kernel always have another kernel between them), so each
-tag's blocks, in start order, are cut into runs of `grid` blocks. Launches in start order are the step.
+Blocks become launches by their launch id; launches in order of their first block's start are the step
+(a kernel launches, under PDL or not, only once every block of the one before has started).
 For each launch:
   share      its last block's end minus the previous launch's: what it adds to the step (the sum of the
              shares is the step);
@@ -42,29 +41,24 @@ def name_of(tag):
 
 
 def launches_of(rows):
-    by_tag = defaultdict(list)
+    by_launch = defaultdict(list)
     for r in rows:
-        by_tag[r["tag"]].append(r)
+        by_launch[r["launch"]].append(r)
     launches = []
-    for tag, blocks in by_tag.items():
-        blocks.sort(key=lambda r: r["start"])
-        i = 0
-        while i < len(blocks):
-            grid = blocks[i]["grid"]
-            run = blocks[i:i + grid]
-            if len(run) < grid or any(b["grid"] != grid for b in run):
-                print(f"warning: {name_of(tag)}: a launch of {grid} blocks has {len(run)} recorded "
-                      "(the buffer filled, or launches interleaved)", file=sys.stderr)
-            waits = [b["start"] + b["waited"] for b in run if b["waited"] >= 0]
-            launches.append({
-                "name": name_of(tag),
-                "blocks": len(run),
-                "first_start": min(b["start"] for b in run),
-                "last_end": max(b["start"] + b["end"] for b in run),
-                "first_wait": min(waits) if waits else None,
-                "starts": [b["start"] for b in run],
-            })
-            i += grid
+    for run in by_launch.values():
+        tag, grid = run[0]["tag"], run[0]["grid"]
+        if len(run) != grid:
+            print(f"warning: {name_of(tag)}: a launch of {grid} blocks has {len(run)} recorded "
+                  "(the buffer filled, or blocks started before the trace was armed)", file=sys.stderr)
+        waits = [b["start"] + b["waited"] for b in run if b["waited"] >= 0]
+        launches.append({
+            "name": name_of(tag),
+            "blocks": len(run),
+            "first_start": min(b["start"] for b in run),
+            "last_end": max(b["start"] + b["end"] for b in run),
+            "first_wait": min(waits) if waits else None,
+            "starts": [b["start"] for b in run],
+        })
     launches.sort(key=lambda l: l["first_start"])
     return launches
 

@@ -237,17 +237,19 @@ TEST(CudaDecodeModel, FusedDecodeMatchesPlainOps) {
         GenerationParams p;
         p.max_new_tokens = 16;
         p.sampling.temperature = 0.0f;
-        setenv("LAMINA_FUSED_DECODE", "0", 1);  // the plain ops (backend/cuda/cuda_backend_impl.h)
-        auto plain = make_cuda_backend(DType::F32);
-        unsetenv("LAMINA_FUSED_DECODE");
+        auto plain = [] {
+            const test::ScopedEnv env("LAMINA_FUSED_DECODE", "0");  // the plain ops (backend/cuda/cuda_backend_impl.h)
+            return make_cuda_backend(DType::F32);
+        }();
         ASSERT_EQ(plain->fused_decode_mode(), Mode::None);
         Generator gp(engine, *plain, 3);
         const auto want = gp.generate(prompts, p);
         for (const auto& [value, mode] :
              {std::pair{"1", Mode::Full}, std::pair{"epilogues", Mode::Epilogues}, std::pair{"", Mode::Epilogues}}) {
-            if (*value) setenv("LAMINA_FUSED_DECODE", value, 1);  // "": unset, the default
-            auto fused = make_cuda_backend(DType::F32);
-            unsetenv("LAMINA_FUSED_DECODE");
+            auto fused = [&] {
+                const test::ScopedEnv env("LAMINA_FUSED_DECODE", *value ? value : nullptr);  // "": unset, the default
+                return make_cuda_backend(DType::F32);
+            }();
             ASSERT_EQ(fused->fused_decode_mode(), mode) << value;
             Generator gf(engine, *fused, 3);
             EXPECT_EQ(gf.generate(prompts, p), want) << name << " with LAMINA_FUSED_DECODE=" << value;
@@ -261,10 +263,13 @@ TEST(CudaDecodeModel, UnknownFusedDecodeModeIsRefused) {
     test::expect_backend_refuses_env("LAMINA_FUSED_DECODE", "full", "LAMINA_FUSED_DECODE=full");
 }
 
-// The kernel timeline (kernel_trace.cuh) exists only in -DLAMINA_KERNEL_TRACE=ON builds, which build no tests:
-// here the variable must be refused, not ignored.
+// The kernel timeline (kernel_trace.cuh) exists only in -DLAMINA_KERNEL_TRACE=ON builds: elsewhere the variable
+// must be refused, not ignored.
 TEST(CudaDecodeModel, KernelTraceOutsideATraceBuildIsRefused) {
     if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device here";
+#ifdef LAMINA_KERNEL_TRACE
+    GTEST_SKIP() << "a -DLAMINA_KERNEL_TRACE=ON build takes the variable";
+#endif
     test::expect_backend_refuses_env("LAMINA_KERNEL_TRACE", "/tmp/lamina_trace_test.csv", "-DLAMINA_KERNEL_TRACE=ON");
 }
 
@@ -315,9 +320,10 @@ TEST_P(CudaWholeStep, MatchesSeparateOps) {
     build_engine(test::random_spec(tc.config, 5), o, dir.path());
     const Engine engine(dir.path());
     auto ops_backend = make_cuda_backend(dtype);
-    setenv("LAMINA_PERSISTENT_DECODE", "1", 1);  // opt-in (backend/cuda/cuda_backend_impl.h)
-    auto whole_backend = make_cuda_backend(dtype);
-    unsetenv("LAMINA_PERSISTENT_DECODE");
+    auto whole_backend = [&] {
+        const test::ScopedEnv env("LAMINA_PERSISTENT_DECODE", "1");  // opt-in (backend/cuda/cuda_backend_impl.h)
+        return make_cuda_backend(dtype);
+    }();
     const int64_t V = tc.config.n_vocab, prompt_len = tc.prompt_len;
     const ModelLimits limits{2, prompt_len + 48, prompt_len};  // the prompt in one step
     LlamaModel ops(engine, *ops_backend, limits), whole(engine, *whole_backend, limits);

@@ -138,9 +138,10 @@ TEST_P(CudaOps, MatmulGemvAndCublasLt) {
 template <typename F>
 void for_each_attention_form(DType t, F&& f) {
     for (const char* cluster : {"0", "8", "16"}) {
-        setenv("LAMINA_ATTN_CLUSTER", cluster, 1);
-        const std::unique_ptr<Backend> backend = make_cuda_backend(t);
-        unsetenv("LAMINA_ATTN_CLUSTER");
+        const std::unique_ptr<Backend> backend = [&] {
+            const test::ScopedEnv env("LAMINA_ATTN_CLUSTER", cluster);
+            return make_cuda_backend(t);
+        }();
         f(backend.get(), cluster);
     }
 }

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,17 +18,37 @@
 
 namespace lamina::test {
 
+// name=value in the environment for its lifetime (value nullptr: unset); then what was there before (a run of the
+// whole suite under a switch, bench/gpu_bench.sh's AB_TEST_ENV, keeps it for the tests after).
+class ScopedEnv {
+public:
+    ScopedEnv(const char* name, const char* value) : name_(name) {
+        if (const char* old = std::getenv(name)) old_ = old;
+        if (value) setenv(name, value, 1);
+        else unsetenv(name);
+    }
+    ~ScopedEnv() {
+        if (old_) setenv(name_.c_str(), old_->c_str(), 1);
+        else unsetenv(name_.c_str());
+    }
+    ScopedEnv(const ScopedEnv&) = delete;
+    ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+private:
+    std::string name_;
+    std::optional<std::string> old_;
+};
+
 // A CUDA backend made with name=value in the environment must refuse it: an Error whose message holds `needle`
 // (a development switch with a value it does not know is an error, not a silent default).
 inline void expect_backend_refuses_env(const char* name, const char* value, const std::string& needle) {
-    setenv(name, value, 1);
+    const ScopedEnv env(name, value);
     try {
         auto backend = make_cuda_backend(DType::F16);
         ADD_FAILURE() << name << "=" << value << " was accepted";
     } catch (const Error& e) {
         EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
     }
-    unsetenv(name);
 }
 
 // Values as the dtype holds them (so CPU and GPU start from identical inputs).

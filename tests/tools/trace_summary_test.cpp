@@ -1,5 +1,5 @@
 // bench/trace_summary.py (the kernel timeline's reader) on a hand-made trace whose table is worked out by
-// hand: blocks out of order, a block that never waited, and two launches of one kernel cut apart by grid.
+// hand: blocks out of order, a block that never waited, and two launches of one kernel.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -17,14 +17,14 @@ TEST(TraceSummary, LaunchesSharesAndHandOvers) {
     // embedding 1 block [0, 1000], waits at 100; rms_norm 2 blocks from 500 and 600, waits at 1200, ends at
     // 2000; the RoPE GEMV (tag 3 + 16 * 3) 3 blocks from 1800, first wait 2100, ends at 4000; rms_norm again,
     // 1 block [3800, 4200], waits at 4050.
-    std::ofstream(trace) << "tag,block,grid,sm,start_ns,waited_ns,end_ns\n"
-                            "2,0,2,0,500,700,1500\n"
-                            "51,2,3,2,2500,-1,1500\n"
-                            "1,0,1,0,0,100,1000\n"
-                            "2,1,2,1,600,600,1400\n"
-                            "51,0,3,0,1800,300,1200\n"
-                            "51,1,3,1,1900,200,1200\n"
-                            "2,0,1,3,3800,250,400\n";
+    std::ofstream(trace) << "tag,launch,block,grid,sm,start_ns,waited_ns,end_ns\n"
+                            "2,11,0,2,0,500,700,1500\n"
+                            "51,12,2,3,2,2500,-1,1500\n"
+                            "1,10,0,1,0,0,100,1000\n"
+                            "2,11,1,2,1,600,600,1400\n"
+                            "51,12,0,3,0,1800,300,1200\n"
+                            "51,12,1,3,1,1900,200,1200\n"
+                            "2,13,0,1,3,3800,250,400\n";
     const std::string cmd = "python3 " LAMINA_SOURCE_DIR "/bench/trace_summary.py " + trace.string() + " --launches " +
                             launches.string() + " > " + table.string() + " 2>&1";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
@@ -45,7 +45,7 @@ TEST(TraceSummary, LaunchesSharesAndHandOvers) {
 
 TEST(TraceSummary, EmptyTraceIsAnError) {
     const auto path = std::filesystem::temp_directory_path() / "lamina_trace_empty.csv";
-    std::ofstream(path) << "tag,block,grid,sm,start_ns,waited_ns,end_ns\n";
+    std::ofstream(path) << "tag,launch,block,grid,sm,start_ns,waited_ns,end_ns\n";
     const std::string cmd = "python3 " LAMINA_SOURCE_DIR "/bench/trace_summary.py " + path.string() + " > /dev/null 2>&1";
     EXPECT_NE(std::system(cmd.c_str()), 0);
     std::filesystem::remove(path);

@@ -164,11 +164,15 @@ void CudaBackend::traced_graph_launch(cudaGraphExec_t exec) {
     CUDA_CHECK(cudaMalloc(&buffer, sizeof(cuda::TraceBuffer)));
     const cuda::TraceBuffer empty{0, kCapacity, records};
     CUDA_CHECK(cudaMemcpy(buffer, &empty, sizeof empty, cudaMemcpyHostToDevice));
-    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    // The copies that arm and disarm go through the legacy stream from pageable memory, which stream_ (non-blocking)
+    // does not wait for: the device is synchronized around them.
+    CUDA_CHECK(cudaDeviceSynchronize());
     for (const cuda::TraceArm arm : cuda::trace_arms()) arm(buffer);
+    CUDA_CHECK(cudaDeviceSynchronize());
     CUDA_CHECK(cudaGraphLaunch(exec, stream_));
     CUDA_CHECK(cudaStreamSynchronize(stream_));
     for (const cuda::TraceArm arm : cuda::trace_arms()) arm(nullptr);
+    CUDA_CHECK(cudaDeviceSynchronize());
     cuda::TraceBuffer filled{};
     CUDA_CHECK(cudaMemcpy(&filled, buffer, sizeof filled, cudaMemcpyDeviceToHost));
     std::vector<cuda::TraceRecord> got(std::min(filled.count, kCapacity));
@@ -177,9 +181,9 @@ void CudaBackend::traced_graph_launch(cudaGraphExec_t exec) {
     CUDA_CHECK(cudaFree(buffer));
     uint64_t t0 = UINT64_MAX;
     for (const auto& r : got) t0 = std::min(t0, r.start);
-    csv << "tag,block,grid,sm,start_ns,waited_ns,end_ns\n";
+    csv << "tag,launch,block,grid,sm,start_ns,waited_ns,end_ns\n";
     for (const auto& r : got)
-        csv << r.tag << ',' << r.block << ',' << r.grid << ',' << r.sm << ',' << r.start - t0 << ','
+        csv << r.tag << ',' << r.launch << ',' << r.block << ',' << r.grid << ',' << r.sm << ',' << r.start - t0 << ','
             << (r.waited == UINT32_MAX ? -1 : static_cast<int64_t>(r.waited)) << ',' << r.end << '\n';
     std::fprintf(stderr, "lamina: kernel trace of graph replay %lld: %zu blocks%s -> %s\n", static_cast<long long>(replays_),
                  got.size(), filled.count > kCapacity ? " (buffer full: the rest dropped)" : "", path.c_str());

@@ -7,7 +7,7 @@
 //   start   globaltimer (ns) at block entry;
 //   waited  ns from start until cuda::pdl_wait() returned (UINT32_MAX: the block never waited);
 //   end     ns from start until thread 0 left the kernel;
-// with its kernel's tag, linear block index, grid size (blocks) and SM. One graph replay is recorded
+// with its kernel's tag, its launch (%gridid, unique per launch), linear block index, grid size (blocks) and SM. One graph replay is recorded
 // (CudaBackend::graph_replay: LAMINA_KERNEL_TRACE=path.csv, LAMINA_KERNEL_TRACE_REPLAY=N, default 100), and
 // bench/trace_summary.py turns the blocks into launches and a per-kernel table of the step's critical path.
 // Cost when on: per block, one atomicAdd and one 32-byte store (about 7 MB a step at LLaMA-7B batch 1).
@@ -20,7 +20,7 @@ namespace lamina::cuda {
 
 struct TraceRecord {
     uint32_t tag, block, grid, sm;
-    uint64_t start;
+    uint64_t launch, start;
     uint32_t waited, end;
 };
 struct TraceBuffer {
@@ -79,16 +79,19 @@ struct TraceScope {
     }
     __device__ ~TraceScope() {
         TraceBuffer* b = g_trace;
-        if (threadIdx.x != 0 || b == nullptr) return;
+        if (threadIdx.x != 0 || b == nullptr || start == 0) return;  // start 0: entered before the trace was armed
         const uint64_t end = globaltimer(), waited = trace_waited_at();
         const unsigned long long i = atomicAdd(&b->count, 1ull);
         if (i >= b->capacity) return;
         uint32_t sm;
+        uint64_t launch;
         asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+        asm volatile("mov.u64 %0, %%gridid;" : "=l"(launch));
         b->records[i] = {tag,
                          (blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x,
                          gridDim.x * gridDim.y * gridDim.z,
                          sm,
+                         launch,
                          start,
                          waited == 0 ? UINT32_MAX : static_cast<uint32_t>(waited - start),
                          static_cast<uint32_t>(end - start)};
