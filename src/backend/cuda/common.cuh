@@ -5,12 +5,8 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
-#include <map>
-#include <mutex>
-#include <tuple>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -195,22 +191,5 @@ void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, c
 }
 
 inline int ceil_div(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
-
-// Blocks of `kernel` that fit on the whole device at once (a persistent grid's size), looked up once
-// per kernel and device.
-template <typename K>
-int64_t resident_blocks(K kernel, int threads) {
-    static std::mutex mutex;
-    static std::map<std::tuple<const void*, int, int>, int64_t> known;
-    int device = 0;
-    CUDA_CHECK(cudaGetDevice(&device));
-    const auto key = std::make_tuple(reinterpret_cast<const void*>(kernel), threads, device);
-    std::lock_guard<std::mutex> lock(mutex);
-    if (auto it = known.find(key); it != known.end()) return it->second;
-    int per_sm = 0, sms = 0;
-    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0));
-    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    return known[key] = static_cast<int64_t>(std::max(per_sm, 1)) * sms;
-}
 
 }  // namespace lamina::cuda

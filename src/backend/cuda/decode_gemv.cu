@@ -23,8 +23,6 @@
 // before cuda::pdl_wait(), so it overlaps the previous kernel. Bytes: the weight matrix once,
 // m * k * sizeof(T) — at batch 1 the whole cost, so the target is the copy bandwidth; x, gains and bias
 // (a few KB) come from L1/L2.
-#include <algorithm>
-
 #include "backend/cuda/cuda_backend_impl.h"
 
 namespace lamina {

@@ -11,6 +11,10 @@
 // has ~512 threads, the best of 64-1024 measured on the H100), so the row is read once and written once.
 // Roofline: bytes = rows * cols * sizeof(T) * 2 (3 reads + 2 writes for the fused form); FLOPs are
 // negligible (~4 per element): memory bound, the target is the device's copy bandwidth.
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <tuple>
 
 #include "backend/cuda/cuda_backend_impl.h"
 
@@ -211,6 +215,23 @@ bool can_vectorize(const TensorView& a, const TensorView* b, const TensorView& c
            reinterpret_cast<uintptr_t>(w.data) % 16 == 0;
 }
 
+// Blocks of `kernel` that fit on the whole device at once (the persistent grid's size), looked up once
+// per kernel and device.
+template <typename K>
+int64_t resident_blocks(K kernel, int threads) {
+    static std::mutex mutex;
+    static std::map<std::tuple<const void*, int, int>, int64_t> known;
+    int device = 0;
+    CUDA_CHECK(cudaGetDevice(&device));
+    const auto key = std::make_tuple(reinterpret_cast<const void*>(kernel), threads, device);
+    std::lock_guard<std::mutex> lock(mutex);
+    if (auto it = known.find(key); it != known.end()) return it->second;
+    int per_sm = 0, sms = 0;
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0));
+    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    return known[key] = static_cast<int64_t>(std::max(per_sm, 1)) * sms;
+}
+
 // Calls f.template operator()<ITEMS>() with the geometry's compile-time item count.
 template <typename F>
 void dispatch_items(int items, F&& f) {
@@ -236,7 +257,7 @@ void launch_rms_norm(TensorView residual, const TensorView* x, const TensorView&
         dispatch_items(g.items, [&]<int ITEMS>() {
             auto kernel = rms_norm_kernel<T, VEC, ITEMS, Fused>;
             const int64_t grid = std::min<int64_t>(cuda::ceil_div(residual.rows, rows_per_block),
-                                                   cuda::resident_blocks(kernel, g.threads));
+                                                   resident_blocks(kernel, g.threads));
             cuda::launch_pdl(kernel, static_cast<unsigned>(grid), g.threads, 0, stream,
                 static_cast<T*>(residual.data), residual.row_stride, x ? static_cast<const T*>(x->data) : nullptr,
                 x ? x->row_stride : 0, static_cast<const float*>(w.data), static_cast<T*>(out.data), out.row_stride,
