@@ -28,7 +28,7 @@ from collections import OrderedDict, defaultdict
 EPILOGUES = ["store", "add", "swiglu", "rope"]
 
 
-NAMES = {1: "embedding", 2: "rms_norm", 4: "attention", 5: "gather_rows", 6: "argmax", 7: "attention_cluster"}
+NAMES = {1: "embedding", 2: "rms_norm", 4: "attention", 5: "gather_rows", 6: "argmax"}
 
 
 def name_of(tag):

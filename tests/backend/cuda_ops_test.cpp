@@ -133,19 +133,6 @@ TEST_P(CudaOps, MatmulGemvAndCublasLt) {
     }
 }
 
-// f(backend, cluster) for each form of the decode attention, on a backend made for it (the variable is read then):
-// the split kernel (LAMINA_ATTN_CLUSTER=0), and its splits as one thread-block cluster of 8 or 16 blocks.
-template <typename F>
-void for_each_attention_form(DType t, F&& f) {
-    for (const char* cluster : {"0", "8", "16"}) {
-        const std::unique_ptr<Backend> backend = [&] {
-            const test::ScopedEnv env("LAMINA_ATTN_CLUSTER", cluster);
-            return make_cuda_backend(t);
-        }();
-        f(backend.get(), cluster);
-    }
-}
-
 // A KV cache of n_slot slots and n_ctx positions on both backends (zeroed on the CPU, f32; in t on the GPU,
 // freed with the fixture) and the RoPE table on both.
 struct CacheOnBoth {
@@ -176,8 +163,8 @@ struct CacheOnBoth {
 };
 
 // Attention through rope_kv_write + attention on both backends: prefill tiles (tensor cores for
-// head_dim 64/128) and decode steps (split kernel, and its cluster form), GQA, two sequences at different positions.
-void rope_kv_write_and_attention(Backend* gpu, CpuBackend& cpu, DType t, const std::string& cluster) {
+// head_dim 64/128) and decode steps (split kernel), GQA, two sequences at different positions.
+void rope_kv_write_and_attention(Backend* gpu, CpuBackend& cpu, DType t) {
     for (int64_t head_dim : {64, 128, 48}) {
         const AttentionShape s{8, 2, head_dim, 1.0f / std::sqrt(static_cast<float>(head_dim))};
         const int64_t n_ctx = 160, qkv_dim = (s.n_head + 2 * s.n_head_kv) * head_dim;
@@ -229,8 +216,8 @@ void rope_kv_write_and_attention(Backend* gpu, CpuBackend& cpu, DType t, const s
             cpu.attention(make_view(cq.data(), DType::F32, n, qkv_dim), ctok, s, 0, cpu_kv, make_view(ref.data(), DType::F32, n, s.n_head * head_dim));
             gpu->attention(dqkv.view(), gtok, s, 0, gpu_kv, dout.view());
             // The outputs average values of standard deviation 1: that is the scale of their error.
-            expect_close(dout.download(), ref, t, "attention head_dim " + std::to_string(head_dim) + " tokens " + std::to_string(n) +
-                                                       " cluster " + cluster, 1.0);
+            expect_close(dout.download(), ref, t,
+                         "attention head_dim " + std::to_string(head_dim) + " tokens " + std::to_string(n), 1.0);
             gpu->free(dpos);
             gpu->free(dslots);
             gpu->free(dtiles);
@@ -239,12 +226,12 @@ void rope_kv_write_and_attention(Backend* gpu, CpuBackend& cpu, DType t, const s
 }
 
 TEST_P(CudaOps, RopeKvWriteAndAttention) {
-    for_each_attention_form(GetParam(), [&](Backend* gpu, const char* cluster) { rope_kv_write_and_attention(gpu, cpu, GetParam(), cluster); });
+    rope_kv_write_and_attention(gpu.get(), cpu, GetParam());
 }
 
 // A long cache and few heads: a one-token decode step cut into more than 32 splits (46 here: the merge takes
 // them 32 at a time, the second batch part empty), for a head of 128 and one of 40 (warps part past the head).
-void decode_attention_over_many_splits(Backend* gpu, CpuBackend& cpu, DType t, const std::string& cluster) {
+void decode_attention_over_many_splits(Backend* gpu, CpuBackend& cpu, DType t) {
     for (int64_t head_dim : {128, 40}) {
         const AttentionShape s{2, 1, head_dim, 2.0f / std::sqrt(static_cast<float>(head_dim))};
         const int64_t n_ctx = 1500, filled = 1450, qkv_dim = (s.n_head + 2 * s.n_head_kv) * head_dim;
@@ -273,8 +260,9 @@ void decode_attention_over_many_splits(Backend* gpu, CpuBackend& cpu, DType t, c
                 std::vector<float> ref(s.n_head * head_dim);
                 cpu.attention(make_view(cq.data(), DType::F32, 1, qkv_dim), ctok, s, 0, cpu_kv, make_view(ref.data(), DType::F32, 1, s.n_head * head_dim));
                 gpu->attention(dqkv.view(), gtok, s, 0, gpu_kv, dout.view());
-                expect_close(dout.download(), ref, t, "attention head_dim " + std::to_string(head_dim) + " position " +
-                                                           std::to_string(first) + " cluster " + cluster, 1.0);
+                expect_close(dout.download(), ref, t,
+                             "attention head_dim " + std::to_string(head_dim) + " position " + std::to_string(first),
+                             1.0);
             }
             gpu->free(dpos);
             gpu->free(dslots);
@@ -283,12 +271,7 @@ void decode_attention_over_many_splits(Backend* gpu, CpuBackend& cpu, DType t, c
 }
 
 TEST_P(CudaOps, DecodeAttentionOverManySplits) {
-    for_each_attention_form(GetParam(), [&](Backend* gpu, const char* cluster) { decode_attention_over_many_splits(gpu, cpu, GetParam(), cluster); });
-}
-
-TEST(CudaAttention, UnknownClusterSizeIsRefused) {
-    REQUIRE_GPU();
-    test::expect_backend_refuses_env("LAMINA_ATTN_CLUSTER", "4", "LAMINA_ATTN_CLUSTER=4");
+    decode_attention_over_many_splits(gpu.get(), cpu, GetParam());
 }
 
 TEST_P(CudaOps, SmallOps) {

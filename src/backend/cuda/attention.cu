@@ -12,8 +12,6 @@
 //   per query head (the group shares through L2).
 //   Partials: per (token, head, split), the accumulators padded to 32 * E floats (a lane's E at lane * E,
 //   so the merge reads them as one vector per lane), and after all of them the (max, sum) pairs.
-#include <cooperative_groups.h>
-
 #include <algorithm>
 #include <type_traits>
 
@@ -24,7 +22,6 @@ namespace lamina {
 namespace {
 
 constexpr int kSplitWarps = 4;
-constexpr int kClusterMaxWarps = 16;  // Cluster: warps per block at most
 constexpr int kMaxHeadDim = 256;
 constexpr int64_t kTargetBlocks = 1024;  // enough split blocks to fill 132 SMs several times over
 constexpr int kMinSplitKeys = 32;
@@ -92,24 +89,14 @@ struct SoftmaxStat {
 // SM, so a 32-head step of 20 splits is one wave. Unbounded, the Early kernel took 105 registers (the loads held
 // across the wait) and the other 86. Early is a template parameter so that the kernel of several-token steps
 // carries none of its code: with one kernel for both, batch 8 ran 0.3% slower (NOTES.md, run15).
-// Cluster (LAMINA_ATTN_CLUSTER=8 or 16, an A/B switch): the splits of a (token, head) are the blocks of one
-// thread-block cluster, of up to kClusterMaxWarps warps each (one step of keys per warp at 7B's 640-key cache and
-// 8 splits), and they merge through distributed shared memory instead of global partials, a fence, a counter
-// and L2 reloads: each block keeps its merged state in shared memory; after a cluster barrier, block r reads
-// every block's (max, sum) and its share of the accumulators and writes that share of the output row; a second
-// barrier keeps each block's shared memory alive until the others have read it. partials and counters are
-// unused. (A shared scan function for both forms cost the Early kernel 64-288 bytes of spill at head_dim 128,
-// hence one kernel with the cluster parts under if constexpr.)
-template <typename T, int E, bool Early, bool Cluster = false>
-__global__ void __launch_bounds__(Cluster ? kClusterMaxWarps * 32 : kSplitWarps * 32,
-                                  E * sizeof(T) <= 8 ? (Cluster ? 2 : 8) : 1)
+template <typename T, int E, bool Early>
+__global__ void __launch_bounds__(kSplitWarps * 32, E * sizeof(T) <= 8 ? 8 : 1)
     split_kernel(const T* qkv, int64_t qkv_stride, const int32_t* positions, const int32_t* slots, const T* k_cache,
                  const T* v_cache, cuda::CacheGeometry g, int64_t layer, int n_head, int group, int head_dim, float scale,
                  int chunk, bool vec, float* partials, int* counters, T* out, int64_t out_stride) {
-    LAMINA_TRACE_KERNEL(Cluster ? cuda::kTraceAttentionCluster : cuda::kTraceAttention);
+    LAMINA_TRACE_KERNEL(cuda::kTraceAttention);
     const int t = blockIdx.z, h = blockIdx.y, split = blockIdx.x, n_splits = gridDim.x;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    const int n_warps = Cluster ? static_cast<int>(blockDim.x / 32) : kSplitWarps;
     const int e0 = lane * E;
     const int n_pos = positions[t] + 1;
     const int begin = split * chunk, end = min(begin + chunk, n_pos);
@@ -140,7 +127,7 @@ __global__ void __launch_bounds__(Cluster ? kClusterMaxWarps * 32 : kSplitWarps 
         float qv[E];
 #pragma unroll
         for (int j = 0; j < E; ++j) qv[j] = q[j] * scale;
-        for (int p0 = first; p0 < end; p0 += n_warps * kKeysPerStep) {
+        for (int p0 = first; p0 < end; p0 += kSplitWarps * kKeysPerStep) {
             if (!Early || p0 != first) {
                 load_keys.template operator()<false>(p0);
             } else if (end == n_pos) {  // the token's own key and value, written by the kernel just before
@@ -165,11 +152,8 @@ __global__ void __launch_bounds__(Cluster ? kClusterMaxWarps * 32 : kSplitWarps 
             });
         }
     }
-    // Merge the warps' running states into this split's partial (Cluster: into this block's shared memory).
-    constexpr int kMaxWarps = Cluster ? kClusterMaxWarps : kSplitWarps;
-    __shared__ float sm_m[kMaxWarps], sm_l[kMaxWarps], sm_acc[kMaxWarps][kMaxHeadDim];
-    __shared__ float block_acc[Cluster ? kAccStride : 1];
-    __shared__ float2 block_stat;
+    // Merge the warps' running states into this split's partial.
+    __shared__ float sm_m[kSplitWarps], sm_l[kSplitWarps], sm_acc[kSplitWarps][kMaxHeadDim];
     __shared__ bool last;
     if (lane == 0) {
         sm_m[warp] = m;
@@ -180,42 +164,20 @@ __global__ void __launch_bounds__(Cluster ? kClusterMaxWarps * 32 : kSplitWarps 
         if (e0 + j < head_dim) sm_acc[warp][e0 + j] = acc[j];
     __syncthreads();
     float big = -INFINITY;
-    for (int w = 0; w < n_warps; ++w)
+    for (int w = 0; w < kSplitWarps; ++w)
         if (sm_l[w] > 0.0f) big = fmaxf(big, sm_m[w]);
-    float* part = Cluster ? block_acc : head_acc + static_cast<int64_t>(split) * kAccStride;
+    float* part = head_acc + static_cast<int64_t>(split) * kAccStride;
     for (int e = threadIdx.x; e < kAccStride; e += blockDim.x) {
         float a = 0.0f;
-        for (int w = 0; e < head_dim && w < n_warps; ++w)
+        for (int w = 0; e < head_dim && w < kSplitWarps; ++w)
             if (sm_l[w] > 0.0f) a += sm_acc[w][e] * __expf(sm_m[w] - big);
         part[e] = a;
     }
     if (threadIdx.x == 0) {
         float sum = 0.0f;
-        for (int w = 0; w < n_warps; ++w)
+        for (int w = 0; w < kSplitWarps; ++w)
             if (sm_l[w] > 0.0f) sum += sm_l[w] * __expf(sm_m[w] - big);
-        (Cluster ? block_stat : head_stats[split]) = make_float2(big, sum);
-    }
-    if constexpr (Cluster) {
-        namespace cg = cooperative_groups;
-        const cg::cluster_group cluster = cg::this_cluster();
-        cluster.sync();  // every block's state written (the barrier orders shared memory across the cluster)
-        const int share = (head_dim + n_splits - 1) / n_splits;
-        const int e = split * share + static_cast<int>(threadIdx.x);
-        if (static_cast<int>(threadIdx.x) < share && e < head_dim) {
-            SoftmaxStat total;
-            for (int r = 0; r < n_splits; ++r) {
-                const float2 st = *cluster.map_shared_rank(&block_stat, r);
-                total.merge(st.x, st.y);
-            }
-            float sum = 0.0f;
-            for (int r = 0; r < n_splits; ++r) {
-                const float2 st = *cluster.map_shared_rank(&block_stat, r);
-                if (st.y > 0.0f) sum += __expf(st.x - total.m) * cluster.map_shared_rank(block_acc, r)[e];
-            }
-            out[static_cast<int64_t>(t) * out_stride + static_cast<int64_t>(h) * head_dim + e] = cuda::from_float<T>(sum / total.l);
-        }
-        cluster.sync();  // no block leaves while another may still read its shared memory
-        return;
+        head_stats[split] = make_float2(big, sum);
     }
 
     // The last split block of this (token, head) to arrive merges them all. The barrier, then one fence by the
@@ -301,23 +263,11 @@ void CudaBackend::attention(const TensorView& qkv, const StepTokens& tok, const 
             const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % (E * sizeof(T)) == 0; };
             const bool vec = s.head_dim % E == 0 && qkv.row_stride % E == 0 && cache.kv_dim % E == 0 &&
                              aligned(qkv.data) && aligned(cache.k) && aligned(cache.v);
-            const auto launch = [&](auto kernel, unsigned cluster, dim3 blocks, int threads, int keys) {
-                cuda::launch_pdl_cluster(kernel, cluster, blocks, threads, 0, stream_, static_cast<const T*>(qkv.data),
-                    qkv.row_stride, tok.positions, tok.slots, static_cast<const T*>(cache.k), static_cast<const T*>(cache.v),
-                    cuda::CacheGeometry::of(cache), layer, static_cast<int>(s.n_head), static_cast<int>(s.n_head / s.n_head_kv),
-                    static_cast<int>(s.head_dim), s.scale, keys, vec, attn_partials_, attn_counters_, static_cast<T*>(out.data),
-                    out.row_stride);
-            };
-            if (attn_cluster_ > 0) {  // one cluster of attn_cluster_ splits per (token, head), merged in shared memory
-                const int keys = cuda::ceil_div(cache.n_ctx, attn_cluster_);
-                const int warps = std::clamp(cuda::ceil_div(keys, kKeysPerStep), 1, kClusterMaxWarps);
-                const auto kernel = early ? split_kernel<T, E, true, true> : split_kernel<T, E, false, true>;
-                if (attn_cluster_ > 8) CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
-                launch(kernel, static_cast<unsigned>(attn_cluster_), dim3(static_cast<unsigned>(attn_cluster_), grid.y, grid.z),
-                       warps * 32, keys);
-                return;
-            }
-            launch(early ? split_kernel<T, E, true> : split_kernel<T, E, false>, 1, grid, kSplitWarps * 32, chunk);
+            cuda::launch_pdl(early ? split_kernel<T, E, true> : split_kernel<T, E, false>, grid, kSplitWarps * 32, 0, stream_,
+                static_cast<const T*>(qkv.data), qkv.row_stride, tok.positions, tok.slots, static_cast<const T*>(cache.k),
+                static_cast<const T*>(cache.v), cuda::CacheGeometry::of(cache), layer, static_cast<int>(s.n_head),
+                static_cast<int>(s.n_head / s.n_head_kv), static_cast<int>(s.head_dim), s.scale, chunk, vec,
+                attn_partials_, attn_counters_, static_cast<T*>(out.data), out.row_stride);
         };
         // Elements per lane: the head split over a warp's 32 lanes.
         if (s.head_dim <= 32) go.template operator()<1>();

@@ -161,33 +161,19 @@ inline bool pdl_enabled() {
     return on;
 }
 
-// launch_pdl with the blocks grouped in thread-block clusters of `cluster` along x (1: no clusters).
 template <typename... Params, typename... Args>
-void launch_pdl_cluster(void (*kernel)(Params...), unsigned cluster, dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-                        Args&&... args) {
+void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
     cudaLaunchConfig_t cfg{};
     cfg.gridDim = grid;
     cfg.blockDim = block;
     cfg.dynamicSmemBytes = smem;
     cfg.stream = stream;
-    cudaLaunchAttribute attrs[2]{};
-    unsigned n = 0;
-    if (pdl_enabled()) {
-        attrs[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attrs[n++].val.programmaticStreamSerializationAllowed = 1;
-    }
-    if (cluster > 1) {
-        attrs[n].id = cudaLaunchAttributeClusterDimension;
-        attrs[n++].val.clusterDim = {cluster, 1, 1};
-    }
-    cfg.attrs = attrs;
-    cfg.numAttrs = n;
+    cudaLaunchAttribute attr{};
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = &attr;
+    cfg.numAttrs = pdl_enabled() ? 1 : 0;
     check(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...), "cudaLaunchKernelEx", __FILE__, __LINE__);
-}
-
-template <typename... Params, typename... Args>
-void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
-    launch_pdl_cluster(kernel, 1, grid, block, smem, stream, std::forward<Args>(args)...);
 }
 
 inline int ceil_div(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }

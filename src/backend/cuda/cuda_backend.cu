@@ -29,16 +29,6 @@ int64_t kernel_trace_replay() {
 #endif
 }
 
-// LAMINA_ATTN_CLUSTER (an A/B switch: attention.cu, split_kernel's Cluster form): 8 or 16 blocks a cluster; unset
-// or 0: off. Another value is refused.
-int attention_cluster_from_env() {
-    const char* env = std::getenv("LAMINA_ATTN_CLUSTER");
-    const std::string v = env ? env : "0";
-    if (v == "0" || v.empty()) return 0;
-    if (v == "8" || v == "16") return std::stoi(v);
-    throw Error("LAMINA_ATTN_CLUSTER=" + v + ": expected 8, 16 or 0 (off, the default)");
-}
-
 // LAMINA_FUSED_DECODE (cuda_backend_impl.h); a value it does not name is an error, not a silent default.
 Backend::FusedDecode fused_decode_from_env() {
     using Mode = Backend::FusedDecode;
@@ -63,7 +53,6 @@ CudaBackend::CudaBackend(DType activation_dtype, int device) : act_(activation_d
     CUDA_CHECK(cudaSetDevice(device_));
     fused_decode_ = fused_decode_from_env();
     trace_replay_ = kernel_trace_replay();
-    attn_cluster_ = attention_cluster_from_env();
     persistent_decode_ = cuda::env_switch("LAMINA_PERSISTENT_DECODE", false);
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     if (cublasLtCreate(&lt_) != CUBLAS_STATUS_SUCCESS) throw Error("cuBLASLt: cannot create a handle");

@@ -124,7 +124,6 @@ private:
     size_t attn_partials_n_ = 0;
     int* attn_counters_ = nullptr;  // per (token, head): split blocks done (attention.cu)
     size_t attn_counters_n_ = 0;
-    int attn_cluster_ = 0;  // LAMINA_ATTN_CLUSTER: decode attention splits as one thread-block cluster (0: off)
     float* step_partials_ = nullptr;  // decode_step: attention partials
     size_t step_partials_n_ = 0;
     void* step_sync_ = nullptr;  // decode_step: its grid barrier
