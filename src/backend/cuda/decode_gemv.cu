@@ -17,12 +17,17 @@
 // Shapes: x [n, k] (row stride), W [m, k] (row stride), gain/bias f32; n <= 4; T = float, half, bf16.
 // Threads: one warp per unit of output — a row, or the pair of rows an epilogue needs together (gate row
 // i with up row i; RoPE's rows i and i + head_dim/2 of a head) — or 2-4 warps per unit splitting k
-// (choose_ksplit: 4 at one token, else when a matrix has few rows), their sums added through shared memory;
-// 8 warps per block. Lanes stream W in 16-byte vectors (evict-first: read once), eight per lane in flight.
-// The kernel is launched with programmatic dependent launch: the first batch of weight loads is issued
-// before cuda::pdl_wait(), so it overlaps the previous kernel. Bytes: the weight matrix once,
-// m * k * sizeof(T) — at batch 1 the whole cost, so the target is the copy bandwidth; x, gains and bias
-// (a few KB) come from L1/L2.
+// (choose_ksplit: 4 at one token unless the matrix is small, else when a matrix has few rows), their sums added through
+// shared memory; 8 warps per block. Lanes stream W in 16-byte vectors (evict-first: read once), eight per lane in
+// flight. The kernel is launched with programmatic dependent launch: the first batch of weight loads is issued before
+// cuda::pdl_wait(), so it overlaps the previous kernel (for a small one-token matrix, the second batch too, copied into
+// shared memory: stage_weights). Bytes: the weight matrix once, m * k * sizeof(T) — at batch 1 the whole cost, so the
+// target is the copy bandwidth; x, gains and bias (a few KB) come from L1/L2.
+#include <array>
+#include <cstdio>
+#include <sstream>
+#include <vector>
+
 #include "backend/cuda/cuda_backend_impl.h"
 
 namespace lamina {
@@ -186,12 +191,52 @@ __device__ __forceinline__ void load_weights(uint4 (&wv)[U][R], const T* const (
     }
 }
 
-template <typename T, int N, Epi E, bool Norm, bool Vec>
+// Stage: a warp's second batch of weight loads, issued before the PDL wait like the first but into shared memory
+// (cp.async, L2 evict-first, no registers held), at buf[(u * R + r) * 32 + lane]; zeros past k or for an inactive
+// unit. Each lane reads back only what it copied itself, so a cp.async.wait_all and no barrier.
+template <typename T, int U, int R>
+__device__ __forceinline__ void stage_weights(uint4* buf, const T* const (&wr)[R], int base, int step, int k,
+                                              bool active) {
+    uint64_t policy;
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+    const int lane = static_cast<int>(threadIdx.x % 32);
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        const int i = base + u * step;
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            uint4* dst = buf + (u * R + r) * 32 + lane;
+            if (active && i < k) {
+                const auto s = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+                asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;" ::"r"(s), "l"(wr[r] + i),
+                             "l"(policy)
+                             : "memory");
+            } else {
+                *dst = make_uint4(0, 0, 0, 0);
+            }
+        }
+    }
+    asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
+template <int U, int R>
+__device__ __forceinline__ void read_staged(uint4 (&wv)[U][R], const uint4* buf) {
+    asm volatile("cp.async.wait_all;" ::: "memory");
+    const int lane = static_cast<int>(threadIdx.x % 32);
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+        for (int r = 0; r < R; ++r) wv[u][r] = buf[(u * R + r) * 32 + lane];
+}
+
+template <typename T, int N, Epi E, bool Norm, bool Vec, bool Stage = false>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvArgs<T> a) {
+    static_assert(!Stage || (Vec && !Norm), "the staged batch is for the vector kernel without a norm");
     constexpr int R = rows_per_unit(E);
     constexpr int V = Vec ? 16 / sizeof(T) : 1;
     extern __shared__ uint4 staged_words[];  // Norm: [N][k] normalized x, T
     __shared__ float partial[kWarps][R * N];  // ksplit > 1: each warp's sums
+    __shared__ uint4 stage_buf[Stage ? kWarps * kLoadsInFlight * 32 : 1];  // Stage: each warp's second batch
     LAMINA_TRACE_KERNEL(cuda::kTraceGemv + 16 * static_cast<uint32_t>(E) + (Norm ? 256 : 0));
     const int ks = a.ksplit, warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
     const int unit = static_cast<int>(blockIdx.x) * (kWarps / ks) + warp / ks, part = warp % ks;
@@ -212,11 +257,17 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvArgs<T> a) 
         const int step = 32 * V * ks, first = (part * 32 + lane) * V, batch = kUnroll * step;
         uint4 wv[kUnroll][R];
         auto load = [&](int base) { load_weights<T, kUnroll, R>(wv, wr, base, step, a.k, active); };
+        uint4* const my_stage = stage_buf + warp * kLoadsInFlight * 32;
         load(first);  // weights only: no kernel writes them, so issued before the wait
+        if constexpr (Stage) stage_weights<T, kUnroll, R>(my_stage, wr, first + batch, step, a.k, active);
         cuda::pdl_wait();
         if constexpr (Norm) stage_normalized<T, N, V>(a, reinterpret_cast<T*>(staged_words));
         for (int base = first; active && base < a.k; base += batch) {
-            if (base != first) load(base);  // the first batch was issued before the wait
+            // The first batch (and with Stage the second) was issued before the wait.
+            if (Stage && base == first + batch)
+                read_staged<kUnroll, R>(wv, my_stage);
+            else if (base != first)
+                load(base);
 #pragma unroll
             for (int u = 0; u < kUnroll; ++u) {
                 const int i = base + u * step;
@@ -285,9 +336,27 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvArgs<T> a) 
 // 231.5 to 194.8 tok/s). Several tokens: enough for about two waves of resident warps (4 blocks of 8 warps per
 // SM at these kernels' 56-95 registers) when there are few units, while each warp keeps at least one full batch
 // of loads (at batch 4, 756 against 699 tok/s for 4 warps per unit). LAMINA_GEMV_KSPLIT sets it (1, 2, 4 or 8)
-// for A/B measurements.
+// for A/B measurements, and LAMINA_GEMV_KSPLIT_SHAPE="UNITSxK@S,..." for matrices of that shape only
+// (e.g. 4096x4096@2, 7B's o_proj; units count row pairs for SwiGLU and RoPE).
 int choose_ksplit(int units, int k, int vec_elems, int r, int64_t n_tokens, bool norm) {
     static const int forced = cuda::env_int("LAMINA_GEMV_KSPLIT", 0);
+    static const std::vector<std::array<int, 3>> by_shape = [] {
+        std::vector<std::array<int, 3>> list;
+        const char* env = std::getenv("LAMINA_GEMV_KSPLIT_SHAPE");
+        if (env == nullptr || *env == '\0') return list;
+        for (std::istringstream in(env); in.good();) {
+            std::string item;
+            std::getline(in, item, ',');
+            std::array<int, 3> e{};
+            if (std::sscanf(item.c_str(), "%dx%d@%d", &e[0], &e[1], &e[2]) != 3 ||
+                (e[2] != 1 && e[2] != 2 && e[2] != 4 && e[2] != 8))
+                throw Error("LAMINA_GEMV_KSPLIT_SHAPE: '" + item + "' is not UNITSxK@S with S 1, 2, 4 or 8");
+            list.push_back(e);
+        }
+        return list;
+    }();
+    for (const auto& e : by_shape)
+        if (e[0] == units && e[1] == k) return e[2];
     static const int sms = [] {
         int device = 0, n = 0;
         CUDA_CHECK(cudaGetDevice(&device));
@@ -295,12 +364,18 @@ int choose_ksplit(int units, int k, int vec_elems, int r, int64_t n_tokens, bool
         return n;
     }();
     if (forced == 1 || forced == 2 || forced == 4 || forced == 8) return forced;
+    const int batch = kLoadsInFlight / r * 32 * vec_elems;  // elements one warp loads per batch
     if (n_tokens == 1 && !norm) {
+        // A matrix whose rows are at most two batches, small enough for one wave of warps a unit (4 resident
+        // blocks an SM): one warp a unit, so all its blocks start during the kernel before and, with the second
+        // batch staged (launch), request the whole matrix before the PDL wait (7B's o_proj, after the
+        // latency-bound attention: 263.5-264.4 against 262.8-263.1 tok/s with 4 warps a unit before staging,
+        // run32; down at one warp a unit, 6 batches a lane: 260.2).
+        if (static_cast<int64_t>(units) <= static_cast<int64_t>(sms) * 4 * kWarps && k <= 2 * batch) return 1;
         int ks = 4;
         while (ks > 1 && k / ks < 4 * 32 * vec_elems) ks /= 2;
         return ks;
     }
-    const int batch = kLoadsInFlight / r * 32 * vec_elems;  // elements one warp loads per batch
     int ks = 1;
     while (ks < 4 && static_cast<int64_t>(units) * ks < static_cast<int64_t>(sms) * 64 && k / (2 * ks) >= batch) ks *= 2;
     return ks;
@@ -332,8 +407,23 @@ void launch(const GemvArgs<T>& a, int64_t n_tokens, bool vec, cudaStream_t strea
     GemvArgs<T> args = a;
     args.ksplit = choose_ksplit(a.units, a.k, vec ? 16 / static_cast<int>(sizeof(T)) : 1, R, n_tokens, Norm);
     const auto grid = static_cast<unsigned>(cuda::ceil_div(a.units, kWarps / args.ksplit));
+    // One token, x as given, one warp a unit (choose_ksplit's one-wave matrices), rows longer than a batch: the second
+    // batch is staged in shared memory before the wait too, so the whole matrix is requested while the kernel before
+    // runs. At 7B that is o_proj, behind the latency-bound attention: 266.4-266.6 against 262.0-262.5 tok/s on the
+    // H200 (run36). Staged at 4 warps a unit as well, down (behind the bandwidth-bound gate/up) cost more than o_proj
+    // gained: 257.5 (run35). LAMINA_GEMV_STAGE (A/B): 0 off, 1 wherever a second batch exists, 2 (the default) as
+    // above.
+    static const int stage_mode = [] {
+        const char* v = std::getenv("LAMINA_GEMV_STAGE");
+        return v != nullptr && v[0] >= '0' && v[0] <= '2' && v[1] == '\0' ? v[0] - '0' : 2;
+    }();
+    const int batch = kLoadsInFlight / R * 32 * (16 / static_cast<int>(sizeof(T))) * args.ksplit;
+    const bool stage =
+        !Norm && vec && n_tokens == 1 && a.k > batch && (stage_mode == 1 || (stage_mode == 2 && args.ksplit == 1));
     auto go = [&]<int N>() {
         auto kernel = vec ? gemv_kernel<T, N, E, Norm, true> : gemv_kernel<T, N, E, Norm, false>;
+        if constexpr (N == 1 && !Norm)
+            if (stage) kernel = gemv_kernel<T, 1, E, false, true, true>;
         if (smem > 0) allow_dynamic_smem(reinterpret_cast<const void*>(kernel), smem, n_tokens, a.k);
         cuda::launch_pdl(kernel, grid, kWarps * 32, smem, stream, args);
     };
