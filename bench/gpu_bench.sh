@@ -15,7 +15,9 @@
 #                                    again under that switch; with a carried .ab-base/ from
 #                                    bench/ab_base.sh REV, each variant also runs on that revision's build;
 #                                    AB_TRACE="label ..." also records those variants' kernel timeline of one
-#                                    decode step in a -DLAMINA_KERNEL_TRACE=ON build, bench/trace_summary.py)
+#                                    decode step in a -DLAMINA_KERNEL_TRACE=ON build, bench/trace_summary.py,
+#                                    with every block of launches AB_TRACE_BLOCKS (default 8-15: the second
+#                                    layer at 7B) in trace_<label>_blocks.csv.gz; variant values take no ':')
 # Logs and JSON go to /tmp/lamina-run, packed into $OUT/results-<mode>.tgz at exit (the device tool
 # returns at most 8 files); the summary table is printed last.
 set -euo pipefail
@@ -27,6 +29,14 @@ tag="${PROFILE_TAG:-}"  # profile: a suffix for its files, so that several profi
 trap '[ -n "${OUT:-}" ] && tar czf "$OUT/results-$mode$tag.tgz" -C /tmp lamina-run' EXIT
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
+if [ "$mode" = "ab" ]; then
+    # Checked before anything is built: a value holding ':' would shift into the batch field.
+    for v in ${AB_VARIANTS:-}; do
+        IFS=: read -r label envs batch extra <<< "$v"
+        [[ "$batch" =~ ^[0-9]+$ && -z "$extra" ]] || { echo "AB_VARIANTS: '$v' is not label:ENV=V+ENV2=V:batch (no ':' in values)"; exit 2; }
+    done
+    rm -f "$out"/ab_* "$out"/trace_* "$out"/tests*.log  # a warm machine keeps the last call's files
+fi
 
 # PCRE2 headers are not on the device image: unpack the carried Debian packages (see README).
 if [ -d .deps ] && ! [ -f /usr/include/pcre2.h ]; then
@@ -140,7 +150,8 @@ if [ "$mode" = "ab" ]; then  # quick A/B of the decode and prefill switches on o
                 --engine_dir "$eng" --batch_size "$batch" --input_len 512 --output_len 128 --repeats 1 \
                 > "$out/trace_$label.log" 2>&1 || { echo "trace $label failed: $(tail -1 "$out/trace_$label.log")"; continue; }
             python3 bench/trace_summary.py "$out/trace_$label.csv" --launches "$out/trace_${label}_launches.csv" \
-                > "$out/trace_$label.md" 2>&1 && cat "$out/trace_$label.md"
+                --blocks "${AB_TRACE_BLOCKS:-8-15}" "$out/trace_${label}_blocks.csv" > "$out/trace_$label.md" 2>&1 &&
+                gzip -f "$out/trace_${label}_blocks.csv" && cat "$out/trace_$label.md"
             rm -f "$out/trace_$label.csv"  # per block, tens of MB; the launches file keeps the timeline
         done
     fi

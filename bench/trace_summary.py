@@ -17,10 +17,14 @@ A kernel's role is its name and the name of the kernel before it (o_proj is "gem
 down "gemv_store after gemv_swiglu"). Printed: the step's span, then per role the mean of each column over
 its launches, in step order.
 
-Usage: trace_summary.py trace.csv [--launches launches.csv]
+Usage: trace_summary.py trace.csv [--launches launches.csv] [--blocks FIRST-LAST blocks.csv]
   --launches  also write one row per launch (role, blocks, first start, first wait return, last end, early
               blocks; ns from the step's first block): the per-block CSV is large, this one is not.
+  --blocks    also write the blocks of launches FIRST..LAST (indices in step order, as in --launches): launch,
+              role, block, SM, start, wait return (empty: never waited) and end, ns from the step's first block.
+              One layer's launches are enough to see which block of a kernel ends it and why.
 """
+import argparse
 import csv
 import sys
 from collections import OrderedDict, defaultdict
@@ -58,12 +62,26 @@ def launches_of(rows):
             "last_end": max(b["start"] + b["end"] for b in run),
             "first_wait": min(waits) if waits else None,
             "starts": [b["start"] for b in run],
+            "blocks_of": sorted(run, key=lambda b: b["block"]),
         })
     launches.sort(key=lambda l: l["first_start"])
     return launches
 
 
-def summarize(path, launches_path=None):
+def write_blocks(path, launches, first, last):
+    t0 = launches[0]["first_start"]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["index", "role", "block", "sm", "start_ns", "wait_ns", "end_ns"])
+        for i in range(first, min(last, len(launches) - 1) + 1):
+            l = launches[i]
+            for b in l["blocks_of"]:
+                start = b["start"] - t0
+                w.writerow([i, l["role"], b["block"], b["sm"], start, "" if b["waited"] < 0 else start + b["waited"],
+                            start + b["end"]])
+
+
+def summarize(path, launches_path=None, blocks=None):
     with open(path, newline="") as f:
         rows = [{k: int(v) for k, v in r.items()} for r in csv.DictReader(f)]
     if not rows:
@@ -96,6 +114,8 @@ def summarize(path, launches_path=None):
             for i, l in enumerate(launches):
                 w.writerow([i, l["role"], l["blocks"], l["first_start"],
                             "" if l["first_wait"] is None else l["first_wait"], l["last_end"], l["early"]])
+    if blocks:
+        write_blocks(blocks[2], launches, blocks[0], blocks[1])
     print(f"kernel trace {path}: {len(launches)} launches, {len(rows)} blocks, step span {span / 1000:.1f} us")
     print()
     print("| kernel (after) | launches | blocks | share us (mean) | share of step | release us | tail us | early blocks |")
@@ -107,11 +127,23 @@ def summarize(path, launches_path=None):
               f"{mean(s['early']):.0f} |")
 
 
+def launch_range(text):
+    first, sep, last = text.partition("-")
+    if not sep or not first.isdigit() or not last.isdigit() or int(first) > int(last):
+        raise argparse.ArgumentTypeError(f"'{text}' is not FIRST-LAST (launch indices, FIRST <= LAST)")
+    return int(first), int(last)
+
+
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    if len(args) == 3 and args[1] == "--launches":
-        summarize(args[0], args[2])
-    elif len(args) == 1:
-        summarize(args[0])
-    else:
-        sys.exit(__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("trace")
+    parser.add_argument("--launches")
+    parser.add_argument("--blocks", nargs=2, metavar=("FIRST-LAST", "PATH"))
+    a = parser.parse_args()
+    blocks = None
+    if a.blocks:
+        try:
+            blocks = (*launch_range(a.blocks[0]), a.blocks[1])
+        except argparse.ArgumentTypeError as e:
+            parser.error(f"--blocks: {e}")
+    summarize(a.trace, a.launches, blocks)
