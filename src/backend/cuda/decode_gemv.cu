@@ -42,6 +42,11 @@ enum class Epi { Store, Add, SwiGlu, RopeKv };
 // Weight rows per unit of output: the pair an epilogue combines (gate with up; RoPE's i with i + head_dim/2).
 constexpr int rows_per_unit(Epi e) { return e == Epi::SwiGlu || e == Epi::RopeKv ? 2 : 1; }
 
+// Elements of a row one warp loads in one batch (r rows a unit, vec_elems elements a load).
+constexpr int batch_elems(int r, int vec_elems) {
+    return kLoadsInFlight / r * 32 * vec_elems;
+}
+
 template <typename T>
 struct GemvArgs {
     const T* x = nullptr;
@@ -364,7 +369,7 @@ int choose_ksplit(int units, int k, int vec_elems, int r, int64_t n_tokens, bool
         return n;
     }();
     if (forced == 1 || forced == 2 || forced == 4 || forced == 8) return forced;
-    const int batch = kLoadsInFlight / r * 32 * vec_elems;  // elements one warp loads per batch
+    const int batch = batch_elems(r, vec_elems);
     if (n_tokens == 1 && !norm) {
         // A matrix whose rows are at most two batches, small enough for one wave of warps a unit (4 resident
         // blocks an SM): one warp a unit, so all its blocks start during the kernel before and, with the second
@@ -417,9 +422,9 @@ void launch(const GemvArgs<T>& a, int64_t n_tokens, bool vec, cudaStream_t strea
         const char* v = std::getenv("LAMINA_GEMV_STAGE");
         return v != nullptr && v[0] >= '0' && v[0] <= '2' && v[1] == '\0' ? v[0] - '0' : 2;
     }();
-    const int batch = kLoadsInFlight / R * 32 * (16 / static_cast<int>(sizeof(T))) * args.ksplit;
-    const bool stage =
-        !Norm && vec && n_tokens == 1 && a.k > batch && (stage_mode == 1 || (stage_mode == 2 && args.ksplit == 1));
+    const bool stage = !Norm && vec && n_tokens == 1 &&
+                       a.k > batch_elems(R, 16 / static_cast<int>(sizeof(T))) * args.ksplit &&
+                       (stage_mode == 1 || (stage_mode == 2 && args.ksplit == 1));
     auto go = [&]<int N>() {
         auto kernel = vec ? gemv_kernel<T, N, E, Norm, true> : gemv_kernel<T, N, E, Norm, false>;
         if constexpr (N == 1 && !Norm)
