@@ -143,7 +143,7 @@ std::vector<TraceArm>& trace_arms() {
 // $LAMINA_KERNEL_TRACE (start in ns from the replay's first block; bench/trace_summary.py reads it).
 void CudaBackend::traced_graph_launch(cudaGraphExec_t exec) {
 #ifdef LAMINA_KERNEL_TRACE
-    constexpr unsigned long long kCapacity = 4ull << 20;  // records: 128 MB, several LLaMA-7B steps' worth
+    constexpr unsigned long long kCapacity = 4ull << 20;  // records: 160 MB, several LLaMA-7B steps' worth
     const std::string path = std::getenv("LAMINA_KERNEL_TRACE");
     std::ofstream csv(path);
     if (!csv) throw Error("LAMINA_KERNEL_TRACE: cannot write " + path);

@@ -7,10 +7,12 @@
 //   start   globaltimer (ns) at block entry;
 //   waited  ns from start until cuda::pdl_wait() returned (UINT32_MAX: the block never waited);
 //   end     ns from start until thread 0 left the kernel;
-// with its kernel's tag, its launch (%gridid, unique per launch), linear block index, grid size (blocks) and SM. One graph replay is recorded
-// (CudaBackend::graph_replay: LAMINA_KERNEL_TRACE=path.csv, LAMINA_KERNEL_TRACE_REPLAY=N, default 100), and
-// bench/trace_summary.py turns the blocks into launches and a per-kernel table of the step's critical path.
-// Cost when on: per block, one atomicAdd and one 32-byte store (about 7 MB a step at LLaMA-7B batch 1).
+// with its kernel's tag, its launch (%gridid, unique per launch), linear block index, grid size (blocks) and SM.
+// One graph replay is recorded (CudaBackend::graph_replay: LAMINA_KERNEL_TRACE=path.csv,
+// LAMINA_KERNEL_TRACE_REPLAY=N, default 100), and bench/trace_summary.py turns the blocks into launches and a
+// per-kernel table of the step's critical path.
+// Cost when on: per block, one atomicAdd and one 40-byte store (about 18 MB a step at LLaMA-7B batch 1: 442,000
+// blocks); the traced step measured about 12% slower than the untraced one on the H200.
 #pragma once
 
 #include <cstdint>
