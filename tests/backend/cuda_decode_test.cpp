@@ -115,13 +115,20 @@ TEST_P(CudaDecode, MatmulAddGateUpAndNormMatmul) {
 // One token through the GEMV at a 7B layer's widths, where its grid is thousands of blocks, more than fit on the
 // device at once: the plain matmul, the residual add, and SwiGLU without a norm (the Epilogues mode). k 512, 2048
 // and 4096 give 1, 2 and 4 warps per row in half precision; 4002 rows of 4096 (o_proj's shape: one wave of
-// blocks) give one warp per row and two batches of loads per lane, and 1000 rows of 9000 a second batch only
-// part full (both staged in shared memory under LAMINA_GEMV_STAGE). The row counts leave the last block part empty.
+// blocks) give one warp per row and two batches of loads per lane, and 1000 rows of 3000 a second batch only
+// part full (both staged in shared memory); 2002 rows of 11008 (down's width) 8 warps per row, one part-full batch
+// a lane (two in f32), and 1000 rows of 9000 a row whose last 32-vector slice is part full. The row counts leave
+// the last block part empty.
 TEST_P(CudaDecode, OneTokenLargeGrids) {
     const DType t = GetParam();
     uint32_t seed = 500;
-    for (const auto& [m, k] :
-         {std::pair<int64_t, int64_t>{20002, 512}, {6002, 2048}, {6002, 4096}, {4002, 4096}, {1000, 9000}}) {
+    for (const auto& [m, k] : {std::pair<int64_t, int64_t>{20002, 512},
+                               {6002, 2048},
+                               {6002, 4096},
+                               {4002, 4096},
+                               {1000, 3000},
+                               {2002, 11008},
+                               {1000, 9000}}) {
         const std::string what = " m=" + std::to_string(m) + " k=" + std::to_string(k);
         const auto x = rounded(random_vec(k, seed++), t), w = rounded(random_vec(m * k, seed++, 0.05f), t);
         const auto res0 = rounded(random_vec(m, seed++), t);

@@ -16,13 +16,13 @@
 // or RoPE run in f32 with one rounding per output.
 // Shapes: x [n, k] (row stride), W [m, k] (row stride), gain/bias f32; n <= 4; T = float, half, bf16.
 // Threads: one warp per unit of output — a row, or the pair of rows an epilogue needs together (gate row
-// i with up row i; RoPE's rows i and i + head_dim/2 of a head) — or 2-4 warps per unit splitting k
-// (choose_ksplit: 4 at one token unless the matrix is small, else when a matrix has few rows), their sums added through
-// shared memory; 8 warps per block. Lanes stream W in 16-byte vectors (evict-first: read once), eight per lane in
-// flight. The kernel is launched with programmatic dependent launch: the first batch of weight loads is issued before
-// cuda::pdl_wait(), so it overlaps the previous kernel (for a small one-token matrix, the second batch too, copied into
-// shared memory: stage_weights). Bytes: the weight matrix once, m * k * sizeof(T) — at batch 1 the whole cost, so the
-// target is the copy bandwidth; x, gains and bias (a few KB) come from L1/L2.
+// i with up row i; RoPE's rows i and i + head_dim/2 of a head) — or 2-8 warps per unit splitting k
+// (choose_ksplit: 4 or 8 at one token unless the matrix is small, else when a matrix has few rows), their sums added
+// through shared memory; 8 warps per block. Lanes stream W in 16-byte vectors (evict-first: read once), eight per lane
+// in flight. The kernel is launched with programmatic dependent launch: the first batch of weight loads is issued
+// before cuda::pdl_wait(), so it overlaps the previous kernel (for a small one-token matrix, the second batch too,
+// copied into shared memory: stage_weights). Bytes: the weight matrix once, m * k * sizeof(T) — at batch 1 the whole
+// cost, so the target is the copy bandwidth; x, gains and bias (a few KB) come from L1/L2.
 #include <array>
 #include <cstdio>
 #include <sstream>
@@ -377,7 +377,11 @@ int choose_ksplit(int units, int k, int vec_elems, int r, int64_t n_tokens, bool
         // latency-bound attention: 263.5-264.4 against 262.8-263.1 tok/s with 4 warps a unit before staging,
         // run32; down at one warp a unit, 6 batches a lane: 260.2).
         if (static_cast<int64_t>(units) <= static_cast<int64_t>(sms) * 4 * kWarps && k <= 2 * batch) return 1;
-        int ks = 4;
+        // Otherwise 4 warps a unit, or 8 where a quarter of the row is more than one batch of a lane's loads, so
+        // that each lane issues all its loads at once (7B's down, 11,008 columns: 8 + 2.75 vectors a lane at 4,
+        // 5.4 at 8: 275.8 / 273.5 / 275.0 against 268.4 / 266.6 / 268.2 tok/s, run39; gate/up and qkv, one batch at
+        // 4, were slower at 8: 253.1 and 258.4, run38).
+        int ks = k / 4 > batch ? 8 : 4;
         while (ks > 1 && k / ks < 4 * 32 * vec_elems) ks /= 2;
         return ks;
     }
