@@ -13,7 +13,6 @@
 //   Partials: per (token, head, split), the accumulators padded to 32 * E floats (a lane's E at lane * E,
 //   so the merge reads them as one vector per lane), and after all of them the (max, sum) pairs.
 #include <algorithm>
-#include <cuda/atomic>
 #include <type_traits>
 
 #include "backend/cuda/cuda_backend_impl.h"
@@ -95,8 +94,12 @@ __global__ void __launch_bounds__(kSplitWarps * 32, E * sizeof(T) <= 8 ? 8 : 1)
     split_kernel(const T* qkv, int64_t qkv_stride, const int32_t* positions, const int32_t* slots, const T* k_cache,
                  const T* v_cache, cuda::CacheGeometry g, int64_t layer, int n_head, int group, int head_dim,
                  float scale, int chunk, bool vec, float* partials, int* counters, T* out, int64_t out_stride,
-                 int merge_form) {
+                 bool trigger_first) {
     LAMINA_TRACE_KERNEL(cuda::kTraceAttention);
+    // Let the next kernel (the o_proj GEMV) launch now rather than after the wait below, so that its blocks
+    // start loading weights while this kernel waits and computes; its own wait still holds it until this
+    // kernel has finished.
+    if (trigger_first) cudaTriggerProgrammaticLaunchCompletion();
     const int t = blockIdx.z, h = blockIdx.y, split = blockIdx.x, n_splits = gridDim.x;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int e0 = lane * E;
@@ -182,68 +185,49 @@ __global__ void __launch_bounds__(kSplitWarps * 32, E * sizeof(T) <= 8 ? 8 : 1)
         head_stats[split] = make_float2(big, sum);
     }
 
-    // The last split block of this (token, head) to arrive merges them all. The barrier, then the counting
-    // thread's release (cumulative over what the barrier ordered before it, as in a cooperative-groups grid sync;
-    // a fence in every thread measured the same, run19), publish the partial; the last block's acquire, then the
-    // barrier, make all of them visible to its threads. merge_form 2 (the default): one acq_rel atomic does both;
-    // 0 and 1: a full fence (membar.gl) before the atomic and another after it (LAMINA_ATTN_MERGE, A/B).
+    // The last split block of this (token, head) to arrive merges them all. The barrier, then one fence by the
+    // thread that counts the block, release the partial (the fence is cumulative over what the barrier ordered
+    // before it, as in a cooperative-groups grid sync; a fence in every thread measured the same, run19).
     __syncthreads();
     int* counter = counters + head;
     if (threadIdx.x == 0) {
-        if (merge_form == 2) {
-            ::cuda::atomic_ref<int, ::cuda::thread_scope_device> c(*counter);
-            last = c.fetch_add(1, ::cuda::memory_order_acq_rel) == n_splits - 1;
-        } else {
-            __threadfence();
-            last = atomicAdd(counter, 1) == n_splits - 1;
-        }
+        __threadfence();
+        last = atomicAdd(counter, 1) == n_splits - 1;
     }
     __syncthreads();
     if (!last) return;
-    if (merge_form != 2) __threadfence();
-    // Each thread merges its own output elements over the splits, 32 splits at a time: lane s loads split s's
-    // (max, sum), shuffled to the others, and every accumulator load of the 32 is issued with it, before the
-    // first is used. Form 0 first merges all the (max, sum) pairs in every warp (lane-strided, then across
-    // lanes), then weights each split by exp(max - overall max): two waits on L2, one after the other. Forms 1
-    // and 2 keep a running (max, sum, sum of weighted accumulators) instead, rescaled when a split raises the
-    // max, so the accumulators need not wait for the pairs: one wait.
+    __threadfence();
+    // Every warp merges all the splits' (max, sum) itself (lane-strided, then across lanes: the same result in
+    // every lane and warp, no barrier). Then each thread sums its own output elements over the splits, 32 splits
+    // at a time: lane s holds split s's weight (shuffled to the others) and every load of the 32 is issued
+    // before the first is added.
+    const float2 own = lane < n_splits ? __ldcg(head_stats + lane) : make_float2(-INFINITY, 0.0f);
     SoftmaxStat total;
-    if (merge_form == 0) {
-        for (int sp = lane; sp < n_splits; sp += 32) {
-            const float2 st = __ldcg(head_stats + sp);
-            total.merge(st.x, st.y);
-        }
-        total.warp_merge();
+    total.merge(own.x, own.y);
+    for (int sp = lane + 32; sp < n_splits; sp += 32) {
+        const float2 st = __ldcg(head_stats + sp);
+        total.merge(st.x, st.y);
     }
+    total.warp_merge();
     for (int e_base = warp * 32; e_base < head_dim; e_base += blockDim.x) {  // uniform in a warp: shuffles below
         const int e = e_base + lane;
-        float a = 0.0f, run_m = -INFINITY, run_l = 0.0f;
+        float a = 0.0f;
         for (int sp0 = 0; sp0 < n_splits; sp0 += 32) {
-            const float2 st = sp0 + lane < n_splits ? __ldcg(head_stats + sp0 + lane) : make_float2(-INFINITY, 0.0f);
+            const float2 st = sp0 == 0                ? own
+                              : sp0 + lane < n_splits ? __ldcg(head_stats + sp0 + lane)
+                                                      : make_float2(-INFINITY, 0.0f);
+            const float wgt = __expf(st.y > 0.0f ? st.x - total.m : -INFINITY);
             const int n = min(32, n_splits - sp0);
             float v[32];
 #pragma unroll
-            for (int i = 0; i < 32; ++i) v[i] = i < n && e < head_dim ? __ldcg(head_acc + static_cast<int64_t>(sp0 + i) * kAccStride + e) : 0.0f;
-            if (merge_form == 0) {
-                const float wgt = __expf(st.y > 0.0f ? st.x - total.m : -INFINITY);
+            for (int i = 0; i < 32; ++i)
+                v[i] = i < n && e < head_dim ? __ldcg(head_acc + static_cast<int64_t>(sp0 + i) * kAccStride + e) : 0.0f;
 #pragma unroll
-                for (int i = 0; i < 32; ++i) a += __shfl_sync(0xffffffffu, wgt, i) * v[i];
-                continue;
-            }
-#pragma unroll
-            for (int i = 0; i < 32; ++i) {
-                const float m_i = __shfl_sync(0xffffffffu, st.x, i), l_i = __shfl_sync(0xffffffffu, st.y, i);
-                if (l_i <= 0.0f) continue;  // an empty split (and the lanes past n_splits)
-                const float m_new = fmaxf(run_m, m_i), keep = __expf(run_m - m_new), w = __expf(m_i - m_new);
-                a = a * keep + v[i] * w;
-                run_l = run_l * keep + l_i * w;
-                run_m = m_new;
-            }
+            for (int i = 0; i < 32; ++i) a += __shfl_sync(0xffffffffu, wgt, i) * v[i];
         }
-        if (merge_form == 0) run_l = total.l;
         if (e < head_dim)
             out[static_cast<int64_t>(t) * out_stride + static_cast<int64_t>(h) * head_dim + e] =
-                cuda::from_float<T>(a / run_l);
+                cuda::from_float<T>(a / total.l);
     }
     if (threadIdx.x == 0) *counter = 0;  // ready for the next step (and the next replay of a graph)
 }
@@ -282,13 +266,7 @@ void CudaBackend::attention(const TensorView& qkv, const StepTokens& tok, const 
     // keys that another one reads. LAMINA_ATTN_EARLY=0 turns it off (A/B).
     static const bool early_on = cuda::env_switch("LAMINA_ATTN_EARLY", true);
     const bool early = early_on && tok.n_tokens == 1;
-    static const int merge_form = [] {  // the last split block's merge (split_kernel); A/B switch
-        const char* env = std::getenv("LAMINA_ATTN_MERGE");
-        if (env == nullptr || *env == '\0') return 2;
-        if (std::string(env) != "0" && std::string(env) != "1" && std::string(env) != "2")
-            throw Error(std::string("LAMINA_ATTN_MERGE: '") + env + "' is not 0, 1 or 2");
-        return std::stoi(env);
-    }();
+    static const bool trigger_first = cuda::env_switch("LAMINA_ATTN_TRIGGER_FIRST", true);  // A/B switch
     cuda::dispatch_dtype(act_, [&]<typename T>() {
         auto go = [&]<int E>() {
             const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % (E * sizeof(T)) == 0; };
@@ -300,7 +278,7 @@ void CudaBackend::attention(const TensorView& qkv, const StepTokens& tok, const 
                              cuda::CacheGeometry::of(cache), layer, static_cast<int>(s.n_head),
                              static_cast<int>(s.n_head / s.n_head_kv), static_cast<int>(s.head_dim), s.scale, chunk,
                              vec, attn_partials_, attn_counters_, static_cast<T*>(out.data), out.row_stride,
-                             merge_form);
+                             trigger_first);
         };
         // Elements per lane: the head split over a warp's 32 lanes.
         if (s.head_dim <= 32) go.template operator()<1>();
