@@ -98,7 +98,9 @@ __global__ void __launch_bounds__(kSplitWarps * 32, E * sizeof(T) <= 8 ? 8 : 1)
     LAMINA_TRACE_KERNEL(cuda::kTraceAttention);
     // Let the next kernel (the o_proj GEMV) launch now rather than after the wait below, so that its blocks
     // start loading weights while this kernel waits and computes; its own wait still holds it until this
-    // kernel has finished.
+    // kernel has finished. All of this grid's blocks are resident before the next one launches, so its
+    // blocks cannot crowd them out. 7B, batch 1: 272.3-272.7 against 270.3-271.4 tok/s; batch 4 and 8 equal
+    // (NOTES.md, run42-43).
     if (trigger_first) cudaTriggerProgrammaticLaunchCompletion();
     const int t = blockIdx.z, h = blockIdx.y, split = blockIdx.x, n_splits = gridDim.x;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
