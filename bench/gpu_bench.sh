@@ -9,7 +9,8 @@
 #   bash bench/gpu_bench.sh profile  per-kernel time and DRAM GB/s of one prefill + decode (ncu), after prepare
 #                                    (PROFILE_BATCH: the batch; PROFILE_TAG: a suffix for its files)
 #   bash bench/gpu_bench.sh tp       on a multi-GPU machine: CUDA tensor-parallel tests, NCCL all-reduce latency,
-#                                    random LLaMA-7B at tp 1/2/4/8 (prefill, decode b1/b32, greedy vs tp 1)
+#                                    random LLaMA-7B at tp 1/2/4/8 (prefill, decode b1/b32, greedy vs tp 1); tp > 1
+#                                    also with LAMINA_TP_EPILOGUES=1 (tests, bench, greedy: rows "Ne")
 #   bash bench/gpu_bench.sh ab       quick A/B of development switches (AB_VARIANTS="label:ENV=1+ENV2=0:batch ...";
 #                                    AB_TESTS=1 runs the decode tests first, and AB_TEST_ENV="ENV=1" runs them
 #                                    again under that switch; with a carried .ab-base/ from
@@ -75,6 +76,9 @@ if [ "$mode" = "tp" ]; then  # tensor parallelism over this machine's GPUs (NCCL
     n=$(nvidia-smi -L | wc -l)
     ./build-gpu/lamina_tests --gtest_filter='*CudaTp*:*TpMatchesOneRank*:*TpCli*' > "$out/tp_tests.log" 2>&1 || true
     grep -E "^\[ *(FAILED|PASSED|SKIPPED) " "$out/tp_tests.log" | sort | uniq | tail -12 || true
+    echo "CUDA tensor-parallel tests with LAMINA_TP_EPILOGUES=1:"
+    LAMINA_TP_EPILOGUES=1 ./build-gpu/lamina_tests --gtest_filter='*CudaTp*' > "$out/tp_tests_epilogues.log" 2>&1 || true
+    grep -E "^\[ *(FAILED|PASSED|SKIPPED) " "$out/tp_tests_epilogues.log" | sort | uniq | tail -12 || true
     [ "$n" -ge 2 ] && { ./build-gpu/lamina_bench_allreduce "$n" 4096 32 | tee "$out/allreduce.md" || true; }
     [ -f "$ckpt/config.json" ] || python3 tools/make_random_llama.py --out "$ckpt" > "$out/make_ckpt.log"
     python3 -c "import random; random.seed(7); print(' '.join(str(random.randrange(3, 32000)) for _ in range(512)))" > /tmp/prompt_ids.txt
@@ -91,6 +95,17 @@ if [ "$mode" = "tp" ]; then  # tensor parallelism over this machine's GPUs (NCCL
         done
         ./build-gpu/lamina logits --engine_dir "$eng" --input_ids /tmp/prompt_ids.txt --greedy 128 \
             --output "$out/tp${tp}_logits.json" > "$out/tp${tp}_logits.log" 2>&1 || tail -3 "$out/tp${tp}_logits.log"
+        [ "$tp" -ge 2 ] || continue
+        # The same with the ranks on the Epilogues decode ops (LAMINA_TP_EPILOGUES=1, off by default): rows "tpNe".
+        export LAMINA_TP_EPILOGUES=1
+        for b in 1 32; do
+            ./build-gpu/lamina bench --device cuda --engine_dir "$eng" --batch_size $b --input_len 512 \
+                --output_len 128 --repeats 3 --json "$out/tp${tp}e_b$b.json" > "$out/tp${tp}e_b$b.md" 2>&1 ||
+                { echo "tp $tp (epilogues) batch $b failed:"; tail -3 "$out/tp${tp}e_b$b.md"; }
+        done
+        ./build-gpu/lamina logits --engine_dir "$eng" --input_ids /tmp/prompt_ids.txt --greedy 128 \
+            --output "$out/tp${tp}e_logits.json" > "$out/tp${tp}e_logits.log" 2>&1 || tail -3 "$out/tp${tp}e_logits.log"
+        unset LAMINA_TP_EPILOGUES
     done
     python3 bench/summarize_tp.py "$out" | tee "$out/tp_summary.md" || true
     exit 0

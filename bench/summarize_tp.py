@@ -2,6 +2,7 @@
 """Table of a tensor-parallel run (`bash bench/gpu_bench.sh tp`): per tp size, prefill 512 and decode at
 batch 1 and 32 (tokens/s), the time rank 0 spends in collectives per decode step (measured in the run: `lamina bench`'s timed
 collectives; and estimated from lamina_bench_allreduce's latency), and the greedy tokens (of 128, fixed 512-token prompt) equal to tp 1's before the first difference.
+Rows "Ne" are tp N run again with LAMINA_TP_EPILOGUES=1.
 
     python3 bench/summarize_tp.py RUN_DIR
 """
@@ -33,15 +34,16 @@ def main():
     print("| tp | prefill 512 tok/s | decode b1 tok/s (ms/token) | decode b32 tok/s | collectives ms/step b1 / b32 "
           "(in run) | all-reduce ms/step b1 / b32 (microbenchmark) | greedy = tp 1 |")
     print("|---|---|---|---|---|---|---|")
-    for tp in (1, 2, 4, 8):
+    # tp 1, 2, 4, 8; after each tp > 1 its run with LAMINA_TP_EPILOGUES=1 ("2e"), where there is one.
+    for tp in ("1", "2", "2e", "4", "4e", "8", "8e"):
         j1, j32 = load(os.path.join(d, f"tp{tp}_b1.json")), load(os.path.join(d, f"tp{tp}_b32.json"))
         ids = load(os.path.join(d, f"tp{tp}_logits.json")).get("greedy_ids", [])
         if not j1 and not j32 and not ids:
             continue
         agree = next((i for i, (a, b) in enumerate(zip(ids, base)) if a != b), min(len(ids), len(base)))
         dec = best(j1, "decode_tokens_per_s")
-        ar = "—" if tp == 1 else f"{allreduce.get(1, 0):.3f} / {allreduce.get(32, 0):.3f}"
-        run = "—" if tp == 1 else (f"{j1.get('decode_collective_ms_per_step', 0):.3f} / "
+        ar = "—" if tp == "1" else f"{allreduce.get(1, 0):.3f} / {allreduce.get(32, 0):.3f}"
+        run = "—" if tp == "1" else (f"{j1.get('decode_collective_ms_per_step', 0):.3f} / "
                                    f"{j32.get('decode_collective_ms_per_step', 0):.3f}")
         ms = f"{1e3 / dec:.2f}" if dec else "failed"
         print(f"| {tp} | {best(j1, 'prefill_tokens_per_s'):,.0f} | {dec:.1f} ({ms}) | "

@@ -1,6 +1,9 @@
 #include "model/llama.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/error.h"
@@ -26,6 +29,19 @@ TensorView rebase(const TensorView& v, const uint8_t* file_base, void* device_ba
 
 // An optional tensor (a bias) as the ops take it: null when the model has none.
 const TensorView* opt(const TensorView& v) { return v.empty() ? nullptr : &v; }
+
+// LAMINA_TP_EPILOGUES=1 lets tensor-parallel ranks take the Epilogues mode: its passes are local to a rank and
+// the shards keep the one-rank layouts ([q; k; v] and [gate; up]). Off by default until it is measured on
+// several GPUs (bench/gpu_bench.sh tp runs tp > 1 both ways); an A/B switch.
+bool tp_epilogues() {
+    static const bool on = [] {
+        const char* e = std::getenv("LAMINA_TP_EPILOGUES");
+        if (e == nullptr || *e == '\0' || std::string_view(e) == "0") return false;
+        if (std::string_view(e) == "1") return true;
+        throw Error(std::string("LAMINA_TP_EPILOGUES=") + e + ": expected 0 or 1");
+    }();
+    return on;
+}
 }  // namespace
 
 LlamaModel::LlamaModel(const Engine& engine, Backend& backend, const ModelLimits& limits, Communicator* comm)
@@ -238,10 +254,12 @@ void LlamaModel::forward_sample(std::span<const int32_t> ids, std::span<const in
 
 // Whether this step takes the backend's fused decode ops of `mode` (Backend::FusedDecode): a decode step (a few
 // tokens, no prefill tiles) with the ops around a matrix pass folded into it (Backend::decode_*). The
-// plugin-off ablation, traced runs and tensor-parallel ranks keep the plain ops.
+// plugin-off ablation and traced runs keep the plain ops, and so do tensor-parallel ranks (Full mode folds the
+// residual add into o_proj and down, before the all-reduce; Epilogues only under tp_epilogues()).
 bool LlamaModel::fused_decode(const StepTokens& tok, int64_t n_logits, Backend::FusedDecode mode) const {
-    return backend_.fused_decode_mode() == mode && rmsnorm_plugin_ && comm_ == nullptr && !on_intermediate &&
-           tok.n_tiles == 0 && tok.n_tokens <= kFusedDecodeMaxTokens && n_logits == tok.n_tokens;
+    const bool rank_ok = comm_ == nullptr || (mode == Backend::FusedDecode::Epilogues && tp_epilogues());
+    return backend_.fused_decode_mode() == mode && rmsnorm_plugin_ && rank_ok && !on_intermediate && tok.n_tiles == 0 &&
+           tok.n_tokens <= kFusedDecodeMaxTokens && n_logits == tok.n_tokens;
 }
 
 void LlamaModel::fused_decode_ops(const StepTokens& tok, bool argmax) {

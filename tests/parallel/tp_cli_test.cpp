@@ -24,9 +24,10 @@ TEST(TpCli, RunOnTp2EngineGivesTheTp1Text) {
     }
     EXPECT_TRUE(std::filesystem::exists(dir / "tp2" / "weights.rank0.bin"));
     EXPECT_TRUE(std::filesystem::exists(dir / "tp2" / "weights.rank1.bin"));
-    auto run = [&](const char* engine) {
-        return run_command(std::string("(") + lamina("run --device cpu --engine_dir " + (dir / engine).string() +
-                                        " --input_text 'Hello world' --max_output_len 12 --temperature 0") +
+    auto run = [&](const char* engine, const std::string& env = "") {
+        return run_command(std::string("(") + env +
+                           lamina("run --device cpu --engine_dir " + (dir / engine).string() +
+                                  " --input_text 'Hello world' --max_output_len 12 --temperature 0") +
                            " 2>/dev/null)");
     };
     const auto one = run("tp1"), tp = run("tp2");
@@ -34,6 +35,15 @@ TEST(TpCli, RunOnTp2EngineGivesTheTp1Text) {
     ASSERT_EQ(tp.status, 0) << tp.output;
     EXPECT_NE(tp.output.find("Output [Text 0 Beam 0]: \""), std::string::npos) << tp.output;
     EXPECT_EQ(tp.output, one.output) << "only rank 0 prints, and it prints what tp 1 does";
+    // The ranks' A/B switch for the fused decode ops: 0 and 1 are taken (the CPU has no fused ops either way),
+    // anything else is a one-line error naming it.
+    EXPECT_EQ(run("tp2", "LAMINA_TP_EPILOGUES=1 ").output, one.output);
+    const auto bad = run_command(std::string("LAMINA_TP_EPILOGUES=yes ") +
+                                 lamina("run --device cpu --engine_dir " + (dir / "tp2").string() +
+                                        " --input_text 'Hello world' --max_output_len 4"));
+    EXPECT_NE(bad.status, 0);
+    EXPECT_EQ(std::count(bad.output.begin(), bad.output.end(), '\n'), 1) << bad.output;
+    EXPECT_NE(bad.output.find("LAMINA_TP_EPILOGUES=yes: expected 0 or 1"), std::string::npos) << bad.output;
 
     const auto json = dir / "bench.json";
     const auto bench = run_command(lamina("bench --device cpu --engine_dir " + (dir / "tp2").string() +
