@@ -1,11 +1,9 @@
 #include "model/llama.h"
 
 #include <cmath>
-#include <cstdlib>
-#include <string>
-#include <string_view>
 #include <vector>
 
+#include "core/env.h"
 #include "core/error.h"
 #include "parallel/communicator.h"
 #include "parallel/tp_model.h"
@@ -34,12 +32,7 @@ const TensorView* opt(const TensorView& v) { return v.empty() ? nullptr : &v; }
 // the shards keep the one-rank layouts ([q; k; v] and [gate; up]). Off by default until it is measured on
 // several GPUs (bench/gpu_bench.sh tp runs tp > 1 both ways); an A/B switch.
 bool tp_epilogues() {
-    static const bool on = [] {
-        const char* e = std::getenv("LAMINA_TP_EPILOGUES");
-        if (e == nullptr || *e == '\0' || std::string_view(e) == "0") return false;
-        if (std::string_view(e) == "1") return true;
-        throw Error(std::string("LAMINA_TP_EPILOGUES=") + e + ": expected 0 or 1");
-    }();
+    static const bool on = env_switch("LAMINA_TP_EPILOGUES", false);
     return on;
 }
 }  // namespace

@@ -2,7 +2,7 @@
 
 #include <immintrin.h>
 
-#include <cstdlib>
+#include "core/env.h"
 
 namespace lamina::cpu {
 
@@ -66,8 +66,7 @@ LAMINA_AVX2 float dot_avx2(const float* x, const void* w, int64_t k) {
 }
 
 bool simd_disabled() {
-    const char* e = std::getenv("LAMINA_NO_SIMD");
-    return e != nullptr && e[0] == '1';
+    return env_switch("LAMINA_NO_SIMD", false);
 }
 
 }  // namespace

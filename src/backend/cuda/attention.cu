@@ -243,7 +243,7 @@ void CudaBackend::attention(const TensorView& qkv, const StepTokens& tok, const 
     if (s.head_dim > kMaxHeadDim) throw Error("cuda attention: head_dim " + std::to_string(s.head_dim) + " > 256");
     if (flash_prefill(act_, qkv, tok, s, layer, cache, out, stream_)) return;
     // Splits depend only on (tokens, heads, cache length), so a captured decode graph stays valid.
-    static const int min_split_keys = cuda::env_int("LAMINA_ATTN_SPLIT_KEYS", kMinSplitKeys);  // A/B switch
+    static const int min_split_keys = env_int("LAMINA_ATTN_SPLIT_KEYS", kMinSplitKeys);  // A/B switch
     const int64_t max_splits = std::max<int64_t>(1, cache.n_ctx / min_split_keys);
     const int64_t n_splits = std::clamp<int64_t>(kTargetBlocks / (tok.n_tokens * s.n_head), 1, max_splits);
     const int chunk = cuda::ceil_div(cache.n_ctx, n_splits);
@@ -266,9 +266,9 @@ void CudaBackend::attention(const TensorView& qkv, const StepTokens& tok, const 
     const dim3 grid(static_cast<unsigned>(n_splits), static_cast<unsigned>(s.n_head), static_cast<unsigned>(tok.n_tokens));
     // A step of one token loads its earlier keys before the PDL wait (split_kernel); several tokens may write
     // keys that another one reads. LAMINA_ATTN_EARLY=0 turns it off (A/B).
-    static const bool early_on = cuda::env_switch("LAMINA_ATTN_EARLY", true);
+    static const bool early_on = env_switch("LAMINA_ATTN_EARLY", true);
     const bool early = early_on && tok.n_tokens == 1;
-    static const bool trigger_first = cuda::env_switch("LAMINA_ATTN_TRIGGER_FIRST", true);  // A/B switch
+    static const bool trigger_first = env_switch("LAMINA_ATTN_TRIGGER_FIRST", true);  // A/B switch
     cuda::dispatch_dtype(act_, [&]<typename T>() {
         auto go = [&]<int E>() {
             const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % (E * sizeof(T)) == 0; };

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "core/dtype.h"
+#include "core/env.h"
 #include "core/error.h"
 
 namespace lamina::cuda {
@@ -107,24 +108,6 @@ void dispatch_dtype(DType t, F&& f) {
         case DType::F16: f.template operator()<__half>(); return;
         case DType::BF16: f.template operator()<__nv_bfloat16>(); return;
     }
-}
-
-// A switch read from the environment for A/B measurements: "0" is off, "1" is on, unset (or anything
-// else) is `fallback`.
-inline bool env_switch(const char* name, bool fallback) {
-    const char* v = std::getenv(name);
-    if (v == nullptr) return fallback;
-    const std::string s(v);
-    return s == "1" ? true : s == "0" ? false : fallback;
-}
-
-// An integer development switch (e.g. a kernel geometry under measurement); `fallback` when unset or
-// not a positive number.
-inline int env_int(const char* name, int fallback) {
-    const char* v = std::getenv(name);
-    if (v == nullptr) return fallback;
-    const int n = std::atoi(v);
-    return n > 0 ? n : fallback;
 }
 
 // N elements of T as one word, for a single vector load or store of N * sizeof(T) bytes (2, 4, 8, 16, or

@@ -23,7 +23,7 @@ int64_t kernel_trace_replay() {
     const char* path = std::getenv("LAMINA_KERNEL_TRACE");
     if (path == nullptr || *path == '\0') return 0;
 #ifdef LAMINA_KERNEL_TRACE
-    return cuda::env_int("LAMINA_KERNEL_TRACE_REPLAY", 100);
+    return env_int("LAMINA_KERNEL_TRACE_REPLAY", 100);
 #else
     throw Error("LAMINA_KERNEL_TRACE is set, but this build records no kernel trace (configure with -DLAMINA_KERNEL_TRACE=ON)");
 #endif
@@ -53,7 +53,7 @@ CudaBackend::CudaBackend(DType activation_dtype, int device) : act_(activation_d
     CUDA_CHECK(cudaSetDevice(device_));
     fused_decode_ = fused_decode_from_env();
     trace_replay_ = kernel_trace_replay();
-    persistent_decode_ = cuda::env_switch("LAMINA_PERSISTENT_DECODE", false);
+    persistent_decode_ = env_switch("LAMINA_PERSISTENT_DECODE", false);
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     if (cublasLtCreate(&lt_) != CUBLAS_STATUS_SUCCESS) throw Error("cuBLASLt: cannot create a handle");
     lt_workspace_bytes_ = cublaslt_workspace_bytes();

@@ -344,7 +344,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvArgs<T> a) 
 // for A/B measurements, and LAMINA_GEMV_KSPLIT_SHAPE="UNITSxK@S,..." for matrices of that shape only
 // (e.g. 4096x4096@2, 7B's o_proj; units count row pairs for SwiGLU and RoPE).
 int choose_ksplit(int units, int k, int vec_elems, int r, int64_t n_tokens, bool norm) {
-    static const int forced = cuda::env_int("LAMINA_GEMV_KSPLIT", 0);
+    static const int forced = env_choice("LAMINA_GEMV_KSPLIT", 0, {1, 2, 4, 8});  // 0: the rule below
     static const std::vector<std::array<int, 3>> by_shape = [] {
         std::vector<std::array<int, 3>> list;
         const char* env = std::getenv("LAMINA_GEMV_KSPLIT_SHAPE");
@@ -368,7 +368,7 @@ int choose_ksplit(int units, int k, int vec_elems, int r, int64_t n_tokens, bool
         CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
         return n;
     }();
-    if (forced == 1 || forced == 2 || forced == 4 || forced == 8) return forced;
+    if (forced != 0) return forced;
     const int batch = batch_elems(r, vec_elems);
     if (n_tokens == 1 && !norm) {
         // A matrix whose rows are at most two batches, small enough for one wave of warps a unit (4 resident
@@ -422,10 +422,7 @@ void launch(const GemvArgs<T>& a, int64_t n_tokens, bool vec, cudaStream_t strea
     // H200 (run36). Staged at 4 warps a unit as well, down (behind the bandwidth-bound gate/up) cost more than o_proj
     // gained: 257.5 (run35). LAMINA_GEMV_STAGE (A/B): 0 off, 1 wherever a second batch exists, 2 (the default) as
     // above.
-    static const int stage_mode = [] {
-        const char* v = std::getenv("LAMINA_GEMV_STAGE");
-        return v != nullptr && v[0] >= '0' && v[0] <= '2' && v[1] == '\0' ? v[0] - '0' : 2;
-    }();
+    static const int stage_mode = env_choice("LAMINA_GEMV_STAGE", 2, {0, 1, 2});
     const bool stage = !Norm && vec && n_tokens == 1 &&
                        a.k > batch_elems(R, 16 / static_cast<int>(sizeof(T))) * args.ksplit &&
                        (stage_mode == 1 || (stage_mode == 2 && args.ksplit == 1));

@@ -802,7 +802,7 @@ bool CudaBackend::decode_step(const LlamaWeights& w, float eps, const StepTokens
                 step_heads_n_ = static_cast<size_t>(s.n_head);
             }
 
-            static const bool profile = cuda::env_switch("LAMINA_STEP_PROFILE", false);
+            static const bool profile = env_switch("LAMINA_STEP_PROFILE", false);
             if (profile && step_profile_ == nullptr) {
                 CUDA_CHECK(cudaMalloc(&step_profile_, kProfileSlots * sizeof(unsigned long long)));
                 CUDA_CHECK(cudaMemsetAsync(step_profile_, 0, kProfileSlots * sizeof(unsigned long long), stream_));
@@ -835,10 +835,9 @@ bool CudaBackend::decode_step(const LlamaWeights& w, float eps, const StepTokens
             a.sync = static_cast<GridSync*>(step_sync_);
             a.profile = static_cast<unsigned long long*>(step_profile_);
 
-            static const uint64_t watchdog_ns = [] {  // LAMINA_STEP_WATCHDOG_S=0: never (debuggers, sanitizers)
-                const char* v = std::getenv("LAMINA_STEP_WATCHDOG_S");
-                return static_cast<uint64_t>(v ? std::max(0, std::atoi(v)) : kDefaultWatchdogSeconds) * 1000000000ull;
-            }();
+            // LAMINA_STEP_WATCHDOG_S=0: never (debuggers, sanitizers)
+            static const uint64_t watchdog_ns =
+                static_cast<uint64_t>(env_int("LAMINA_STEP_WATCHDOG_S", kDefaultWatchdogSeconds, 0)) * 1000000000ull;
             a.watchdog_ns = watchdog_ns;
             // the barrier's count starts from zero in every step (a graph node when captured)
             CUDA_CHECK(cudaMemsetAsync(&static_cast<GridSync*>(step_sync_)->arrivals, 0, sizeof(unsigned), stream_));

@@ -42,7 +42,7 @@ void check_lt(cublasStatus_t s, const char* what) {
 
 // Timing cuBLASLt's candidates can be turned off (LAMINA_GEMM_AUTOTUNE=0): the heuristic's first choice.
 bool autotune_gemm() {
-    static const bool on = cuda::env_switch("LAMINA_GEMM_AUTOTUNE", true);
+    static const bool on = env_switch("LAMINA_GEMM_AUTOTUNE", true);
     return on;
 }
 
@@ -56,7 +56,7 @@ cublasLtMatmulAlgo_t CudaBackend::choose_lt_algo(cublasLtMatmulDesc_t op, cublas
     check_lt(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &lt_workspace_bytes_,
                                                   sizeof lt_workspace_bytes_), "pref");
     constexpr int kMaxCandidates = 64;
-    static const int candidates = std::min(kMaxCandidates, cuda::env_int("LAMINA_GEMM_CANDIDATES", 32));
+    static const int candidates = std::min(kMaxCandidates, env_int("LAMINA_GEMM_CANDIDATES", 32));
     cublasLtMatmulHeuristicResult_t results[kMaxCandidates] = {};
     int found = 0;
     check_lt(cublasLtMatmulAlgoGetHeuristic(lt_, op, a, b, c, c, pref, candidates, results, &found), "AlgoGetHeuristic");
@@ -88,7 +88,7 @@ cublasLtMatmulAlgo_t CudaBackend::choose_lt_algo(cublasLtMatmulDesc_t op, cublas
         if (i == 0) first_ms = ms;
         if (best_ms < 0.0f || ms < best_ms) best_ms = ms, best = i;
     }
-    static const bool log = cuda::env_switch("LAMINA_GEMM_LOG", false);
+    static const bool log = env_switch("LAMINA_GEMM_LOG", false);
     if (log) {
         const double flops = 2.0 * kAutotuneRepeats * static_cast<double>(x.rows) * static_cast<double>(w.rows) *
                              static_cast<double>(w.cols);
@@ -130,7 +130,8 @@ void CudaBackend::matmul(const TensorView& x, const TensorView& w, const TensorV
     LAMINA_CHECK(x.dtype == act_ && w.dtype == act_ && out.dtype == act_, "cuda matmul: weights must be the engine dtype");
     LAMINA_CHECK(x.cols == w.cols && out.rows == x.rows && out.cols == w.rows);
     const float* b = bias ? static_cast<const float*>(bias->data) : nullptr;
-    static const int64_t gemv_max_tokens = std::min<int64_t>(kGemvMaxTokens, cuda::env_int("LAMINA_GEMV_MAX_TOKENS", kGemvMaxTokens));
+    static const int64_t gemv_max_tokens =
+        std::min<int64_t>(kGemvMaxTokens, env_int("LAMINA_GEMV_MAX_TOKENS", kGemvMaxTokens));
     if (x.rows <= gemv_max_tokens) {
         gemv(act_, x, w, b, out, stream_);
         return;

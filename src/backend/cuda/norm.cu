@@ -249,8 +249,8 @@ void launch_rms_norm(TensorView residual, const TensorView* x, const TensorView&
                      cudaStream_t stream) {
     const int cols = static_cast<int>(residual.cols);
     // Development switches for measuring the geometry (bench/rmsnorm_bench.cpp sweeps them).
-    static const int target_threads = cuda::env_int("LAMINA_RMSNORM_THREADS", kTargetThreads);
-    static const int rows_per_block = cuda::env_int("LAMINA_RMSNORM_ROWS", 1);
+    static const int target_threads = env_int("LAMINA_RMSNORM_THREADS", kTargetThreads);
+    static const int rows_per_block = env_int("LAMINA_RMSNORM_ROWS", 1);
     auto go = [&]<int VEC>() {
         const RowGeometry g = row_geometry<VEC>(cols, target_threads);
         if (g.threads * g.items * VEC < cols) throw Error("rms_norm: row of " + std::to_string(cols) + " elements is too long");
