@@ -82,30 +82,24 @@ if [ "$mode" = "tp" ]; then  # tensor parallelism over this machine's GPUs (NCCL
     [ "$n" -ge 2 ] && { ./build-gpu/lamina_bench_allreduce "$n" 4096 32 | tee "$out/allreduce.md" || true; }
     [ -f "$ckpt/config.json" ] || python3 tools/make_random_llama.py --out "$ckpt" > "$out/make_ckpt.log"
     python3 -c "import random; random.seed(7); print(' '.join(str(random.randrange(3, 32000)) for _ in range(512)))" > /tmp/prompt_ids.txt
+    tp_runs() {  # ENGINE LABEL [VAR=value]: decode at batch 1 and 32, greedy tokens; files tp<LABEL>_*
+        for b in 1 32; do  # a failing size is reported and the others still run
+            env ${3:+"$3"} ./build-gpu/lamina bench --device cuda --engine_dir "$1" --batch_size $b --input_len 512 \
+                --output_len 128 --repeats 3 --json "$out/tp$2_b$b.json" > "$out/tp$2_b$b.md" 2>&1 ||
+                { echo "tp $2 batch $b failed:"; tail -3 "$out/tp$2_b$b.md"; }
+        done
+        env ${3:+"$3"} ./build-gpu/lamina logits --engine_dir "$1" --input_ids /tmp/prompt_ids.txt --greedy 128 \
+            --output "$out/tp$2_logits.json" > "$out/tp$2_logits.log" 2>&1 || tail -3 "$out/tp$2_logits.log"
+    }
     for tp in 1 2 4 8; do
         [ "$tp" -le "$n" ] || continue
         eng=/tmp/llama7b-fp16-tp$tp
         [ -f "$eng/config.json" ] || ./build-gpu/lamina build --model_dir "$ckpt" --output_dir "$eng" --dtype float16 \
             --max_batch_size 32 --max_input_len 512 --max_output_len 128 --tp_size $tp \
             --tokenizer tests/data/tokenizer/ggml-vocab-llama-spm.gguf >> "$out/build_engine.log" 2>&1 || { tail -3 "$out/build_engine.log"; continue; }
-        for b in 1 32; do  # a failing size is reported and the others still run
-            ./build-gpu/lamina bench --device cuda --engine_dir "$eng" --batch_size $b --input_len 512 \
-                --output_len 128 --repeats 3 --json "$out/tp${tp}_b$b.json" > "$out/tp${tp}_b$b.md" 2>&1 ||
-                { echo "tp $tp batch $b failed:"; tail -3 "$out/tp${tp}_b$b.md"; }
-        done
-        ./build-gpu/lamina logits --engine_dir "$eng" --input_ids /tmp/prompt_ids.txt --greedy 128 \
-            --output "$out/tp${tp}_logits.json" > "$out/tp${tp}_logits.log" 2>&1 || tail -3 "$out/tp${tp}_logits.log"
-        [ "$tp" -ge 2 ] || continue
+        tp_runs "$eng" "$tp"
         # The same with the ranks on the Epilogues decode ops (LAMINA_TP_EPILOGUES=1, off by default): rows "tpNe".
-        export LAMINA_TP_EPILOGUES=1
-        for b in 1 32; do
-            ./build-gpu/lamina bench --device cuda --engine_dir "$eng" --batch_size $b --input_len 512 \
-                --output_len 128 --repeats 3 --json "$out/tp${tp}e_b$b.json" > "$out/tp${tp}e_b$b.md" 2>&1 ||
-                { echo "tp $tp (epilogues) batch $b failed:"; tail -3 "$out/tp${tp}e_b$b.md"; }
-        done
-        ./build-gpu/lamina logits --engine_dir "$eng" --input_ids /tmp/prompt_ids.txt --greedy 128 \
-            --output "$out/tp${tp}e_logits.json" > "$out/tp${tp}e_logits.log" 2>&1 || tail -3 "$out/tp${tp}e_logits.log"
-        unset LAMINA_TP_EPILOGUES
+        [ "$tp" -lt 2 ] || tp_runs "$eng" "${tp}e" LAMINA_TP_EPILOGUES=1
     done
     python3 bench/summarize_tp.py "$out" | tee "$out/tp_summary.md" || true
     exit 0

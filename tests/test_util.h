@@ -7,15 +7,15 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
-#include "build/engine_writer.h"
 #include "backend/backend.h"
+#include "build/engine_writer.h"
+#include "core/error.h"
 #include "model/model_spec.h"
 #include "runtime/engine.h"
 
@@ -117,6 +117,17 @@ inline CommandResult run_command(const std::string& cmd) {
     return r;
 }
 inline std::string lamina_binary() { return LAMINA_BINARY; }
+
+// The message of the lamina::Error that f throws ("" when it throws none).
+template <typename F>
+std::string error_of(F&& f) {
+    try {
+        f();
+    } catch (const Error& e) {
+        return e.what();
+    }
+    return "";
+}
 
 // The tiny_llama fixture as an f32 engine (max_input_len 24, max_output_len 20, 4 sequences) on the CPU.
 class TinyEngineTest : public ::testing::Test {

@@ -7,23 +7,14 @@
 #include <cstdlib>
 #include <string>
 
-#include "core/error.h"
+#include "../test_util.h"
 
 namespace lamina {
 namespace {
 
-constexpr const char* kVar = "LAMINA_ENV_TEST_SWITCH";
+using test::error_of;
 
-// The message of the Error that f throws, or "" when it throws none.
-template <typename F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
-}
+constexpr const char* kVar = "LAMINA_ENV_TEST_SWITCH";
 
 class Env : public ::testing::Test {
 protected:

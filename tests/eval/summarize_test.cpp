@@ -11,22 +11,12 @@ namespace lamina {
 namespace {
 
 using nlohmann::json;
+using test::error_of;
 using test::run_command;
 using test::TempDir;
 
 std::filesystem::path shipped_dataset() { return test::source_dir() / "data" / "cnn_dailymail" / "test_100.jsonl"; }
 std::string lamina(const std::string& args) { return test::lamina_binary() + " " + args; }
-
-// The message of the lamina::Error that f throws ("" when it throws none).
-template <typename F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
-}
 
 TEST(SummarizePrompt, AppendsTldrStripsAndJoinsNegations) {
     EXPECT_EQ(summarize_prompt("The dog did n't bark."), "The dog didn't bark. TL;DR:");
