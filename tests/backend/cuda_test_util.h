@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "../test_util.h"
 #include "backend/backend.h"
 #include "backend/cuda/cuda_backend.h"
 #include "core/dtype.h"
@@ -43,12 +44,9 @@ private:
 // (a development switch with a value it does not know is an error, not a silent default).
 inline void expect_backend_refuses_env(const char* name, const char* value, const std::string& needle) {
     const ScopedEnv env(name, value);
-    try {
-        auto backend = make_cuda_backend(DType::F16);
-        ADD_FAILURE() << name << "=" << value << " was accepted";
-    } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    }
+    const std::string error = error_of([] { make_cuda_backend(DType::F16); });
+    EXPECT_FALSE(error.empty()) << name << "=" << value << " was accepted";
+    EXPECT_NE(error.find(needle), std::string::npos) << error;
 }
 
 // Values as the dtype holds them (so CPU and GPU start from identical inputs).

@@ -362,12 +362,7 @@ int choose_ksplit(int units, int k, int vec_elems, int r, int64_t n_tokens, bool
     }();
     for (const auto& e : by_shape)
         if (e[0] == units && e[1] == k) return e[2];
-    static const int sms = [] {
-        int device = 0, n = 0;
-        CUDA_CHECK(cudaGetDevice(&device));
-        CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
-        return n;
-    }();
+    static const int sms = cuda::sm_count();
     if (forced != 0) return forced;
     const int batch = batch_elems(r, vec_elems);
     if (n_tokens == 1 && !norm) {

@@ -226,10 +226,9 @@ int64_t resident_blocks(K kernel, int threads) {
     const auto key = std::make_tuple(reinterpret_cast<const void*>(kernel), threads, device);
     std::lock_guard<std::mutex> lock(mutex);
     if (auto it = known.find(key); it != known.end()) return it->second;
-    int per_sm = 0, sms = 0;
+    int per_sm = 0;
     CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0));
-    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    return known[key] = static_cast<int64_t>(std::max(per_sm, 1)) * sms;
+    return known[key] = static_cast<int64_t>(std::max(per_sm, 1)) * cuda::sm_count();
 }
 
 // Calls f.template operator()<ITEMS>() with the geometry's compile-time item count.
