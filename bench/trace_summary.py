@@ -32,7 +32,7 @@ from collections import OrderedDict, defaultdict
 EPILOGUES = ["store", "add", "swiglu", "rope"]
 
 
-NAMES = {1: "embedding", 2: "rms_norm", 4: "attention", 5: "gather_rows", 6: "argmax"}
+NAMES = {1: "embedding", 2: "rms_norm", 4: "attention", 5: "gather_rows", 6: "argmax", 7: "out_proj"}
 
 
 def name_of(tag):

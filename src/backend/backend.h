@@ -105,6 +105,14 @@ public:
     // that op may write no cache row but `pos`: see cuda::pdl_wait.)
     virtual void attention(const TensorView& qkv, const StepTokens& tok, const AttentionShape& shape, int64_t layer,
                            const KvCache& cache, TensorView out) = 0;
+    // attention(qkv, ..., attn), then out = attn @ wo^T + bo: the attention and its output projection (the CUDA
+    // backend overlaps them in one-token steps).
+    virtual void attention_out_proj(const TensorView& qkv, const StepTokens& tok, const AttentionShape& shape,
+                                    int64_t layer, const KvCache& cache, TensorView attn, const TensorView& wo,
+                                    const TensorView* bo, TensorView out) {
+        attention(qkv, tok, shape, layer, cache, attn);
+        matmul(attn, wo, bo, out);
+    }
     // out[n, n_ff] = silu(gate_up[:, :n_ff]) * gate_up[:, n_ff:]
     virtual void swiglu(const TensorView& gate_up, TensorView out) = 0;
     // acc += x

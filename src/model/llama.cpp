@@ -323,9 +323,8 @@ void LlamaModel::step_ops(const StepTokens& tok, int64_t n_logits, bool argmax) 
             backend_.rope_kv_write(qkv, tok, rope_cos_sin_, attn_shape_, l, kv_);
         }
         trace(prefix + "qkv_rope", qkv);
-        backend_.attention(qkv, tok, attn_shape_, l, kv_, attn);
+        backend_.attention_out_proj(qkv, tok, attn_shape_, l, kv_, attn, L.wo, opt(L.bo), proj);
         trace(prefix + "attn", attn);
-        backend_.matmul(attn, L.wo, opt(L.bo), proj);
         all_reduce(proj);  // row-parallel o_proj: partial sums over each rank's heads
         trace(prefix + "attn_out", proj);
 

@@ -231,6 +231,70 @@ TEST_P(CudaDecode, QkvNormRopeAndKvWrite) {
     }
 }
 
+// attention_out_proj (out_proj.cu: o_proj started beside the attention, waiting on its heads) against attention +
+// matmul on the same backend: the same attention output and the same o_proj bits (the kernel adds in the one-warp
+// GEMV's order). Shapes: LLaMA-7B's (32 heads of 128, 4096 rows: on a 132-SM H100 or H200, 6 shared-memory and 2
+// register rows a warp), 1000 and 2000 rows with the shared-memory slots capped (LAMINA_OPROJ_SMEM_SLOTS: register
+// rows only, then 2 + 2), GQA with a bias and few rows, heads of 16 (lanes past the row's end), and 8192 rows,
+// which it does not take (attention + matmul). Several steps over two layers: the per-layer counters advance across
+// calls. Outputs poisoned before each call. (f32 takes attention + matmul throughout.)
+TEST_P(CudaDecode, AttentionOutProjMatchesSeparateOps) {
+    const DType t = GetParam();
+    struct Case {
+        int64_t n_head, n_head_kv, head_dim, m;
+        const char* smem_slots;
+        bool bias;
+    };
+    uint32_t seed = 700;
+    for (const Case& c : {Case{32, 32, 128, 4096, nullptr, false}, Case{32, 32, 128, 1000, "0", true},
+                          Case{32, 32, 128, 2000, "2", false}, Case{8, 2, 64, 200, nullptr, true},
+                          Case{4, 2, 16, 64, nullptr, false}, Case{16, 4, 128, 8192, nullptr, false}}) {
+        const test::ScopedEnv env("LAMINA_OPROJ_SMEM_SLOTS", c.smem_slots);
+        const AttentionShape s{c.n_head, c.n_head_kv, c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim))};
+        const int64_t k = c.n_head * c.head_dim, kv_dim = c.n_head_kv * c.head_dim, n_ctx = 300, n_layer = 2;
+        const int64_t qkv_dim = k + 2 * kv_dim;
+        const std::string what = " heads " + std::to_string(c.n_head) + "x" + std::to_string(c.head_dim) + " m " +
+                                 std::to_string(c.m) + " slots " + (c.smem_slots ? c.smem_slots : "default");
+        DeviceMatrix kc(*gpu, t, n_layer * n_ctx, kv_dim), vc(*gpu, t, n_layer * n_ctx, kv_dim);
+        kc.upload(rounded(random_vec(n_layer * n_ctx * kv_dim, seed++), t));
+        vc.upload(rounded(random_vec(n_layer * n_ctx * kv_dim, seed++), t));
+        const KvCache kv{kc.data, vc.data, t, 1, n_layer, n_ctx, kv_dim};
+        std::vector<std::unique_ptr<DeviceMatrix>> wo;
+        for (int64_t l = 0; l < n_layer; ++l) {
+            wo.push_back(std::make_unique<DeviceMatrix>(*gpu, t, c.m, k));
+            wo.back()->upload(rounded(random_vec(c.m * k, seed++, 0.05f), t));
+        }
+        DeviceMatrix bias(*gpu, DType::F32, 1, c.m);
+        bias.upload(random_vec(c.m, seed++));
+        const TensorView bias_view = bias.view();
+        DeviceMatrix qkv(*gpu, t, 1, qkv_dim), attn(*gpu, t, 1, k), out(*gpu, t, 1, c.m);
+        DeviceMatrix ref_attn(*gpu, t, 1, k), ref_out(*gpu, t, 1, c.m);
+        auto* dpos = static_cast<int32_t*>(gpu->alloc(4));
+        auto* dslot = static_cast<int32_t*>(gpu->alloc(4));
+        const int32_t slot = 0;
+        gpu->to_device(dslot, &slot, 4);
+        const StepTokens tok{nullptr, dpos, dslot, 1, nullptr, 0};
+        for (int32_t pos = 250; pos < 253; ++pos) {
+            gpu->to_device(dpos, &pos, 4);
+            for (int64_t l = 0; l < n_layer; ++l) {
+                const std::string at = what + " position " + std::to_string(pos) + " layer " + std::to_string(l);
+                qkv.upload(rounded(random_vec(qkv_dim, seed++), t));
+                attn.poison(), out.poison(), ref_attn.poison(), ref_out.poison();
+                gpu->attention_out_proj(qkv.view(), tok, s, l, kv, attn.view(), wo[l]->view(),
+                                        c.bias ? &bias_view : nullptr, out.view());
+                gpu->attention(qkv.view(), tok, s, l, kv, ref_attn.view());
+                gpu->matmul(ref_attn.view(), wo[l]->view(), c.bias ? &bias_view : nullptr, ref_out.view());
+                const auto a = attn.download(), ra = ref_attn.download(), o = out.download(), ro = ref_out.download();
+                ASSERT_EQ(a, ra) << "attention" << at;
+                ASSERT_EQ(o, ro) << "o_proj" << at;
+                EXPECT_GT(rms(o), 0.0) << at;
+            }
+        }
+        gpu->free(dpos);
+        gpu->free(dslot);
+    }
+}
+
 INSTANTIATE_TEST_SUITE_P(Dtypes, CudaDecode, ::testing::Values(DType::F16, DType::BF16, DType::F32),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 

@@ -16,6 +16,7 @@
 #include <type_traits>
 
 #include "backend/cuda/cuda_backend_impl.h"
+#include "backend/cuda/sync.cuh"
 
 namespace lamina {
 
@@ -94,7 +95,7 @@ __global__ void __launch_bounds__(kSplitWarps * 32, E * sizeof(T) <= 8 ? 8 : 1)
     split_kernel(const T* qkv, int64_t qkv_stride, const int32_t* positions, const int32_t* slots, const T* k_cache,
                  const T* v_cache, cuda::CacheGeometry g, int64_t layer, int n_head, int group, int head_dim,
                  float scale, int chunk, bool vec, float* partials, int* counters, T* out, int64_t out_stride,
-                 bool trigger_first) {
+                 bool trigger_first, unsigned* heads_done) {
     LAMINA_TRACE_KERNEL(cuda::kTraceAttention);
     // Let the next kernel (the o_proj GEMV) launch now rather than after the wait below, so that its blocks
     // start loading weights while this kernel waits and computes; its own wait still holds it until this
@@ -232,20 +233,45 @@ __global__ void __launch_bounds__(kSplitWarps * 32, E * sizeof(T) <= 8 ? 8 : 1)
                 cuda::from_float<T>(a / total.l);
     }
     if (threadIdx.x == 0) *counter = 0;  // ready for the next step (and the next replay of a graph)
+    // One token with the o_proj kernel waiting (out_proj.cu): count this head's merge, releasing the block's output
+    // (the barrier, then one fence, as for the counter above).
+    if (heads_done != nullptr) {
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            __threadfence();
+            cuda::add_release(heads_done + h, 1);
+        }
+    }
 }
 
 }  // namespace
 
-void CudaBackend::attention(const TensorView& qkv, const StepTokens& tok, const AttentionShape& s, int64_t layer,
-                            const KvCache& cache, TensorView out) {
-    LAMINA_CHECK(qkv.dtype == act_ && out.dtype == act_ && cache.dtype == act_);
-    LAMINA_CHECK(out.cols == s.n_head * s.head_dim && out.rows == tok.n_tokens);
-    if (s.head_dim > kMaxHeadDim) throw Error("cuda attention: head_dim " + std::to_string(s.head_dim) + " > 256");
-    if (flash_prefill(act_, qkv, tok, s, layer, cache, out, stream_)) return;
+int64_t decode_attention_splits(int64_t n_tokens, int64_t n_head, int64_t n_ctx) {
     // Splits depend only on (tokens, heads, cache length), so a captured decode graph stays valid.
     static const int min_split_keys = env_int("LAMINA_ATTN_SPLIT_KEYS", kMinSplitKeys);  // A/B switch
-    const int64_t max_splits = std::max<int64_t>(1, cache.n_ctx / min_split_keys);
-    const int64_t n_splits = std::clamp<int64_t>(kTargetBlocks / (tok.n_tokens * s.n_head), 1, max_splits);
+    const int64_t max_splits = std::max<int64_t>(1, n_ctx / min_split_keys);
+    return std::clamp<int64_t>(kTargetBlocks / (n_tokens * n_head), 1, max_splits);
+}
+
+size_t decode_attention_block_smem() {
+    cudaFuncAttributes attr{};
+    CUDA_CHECK(cudaFuncGetAttributes(&attr, split_kernel<__half, 4, true>));  // the same arrays in every instance
+    return attr.sharedSizeBytes;
+}
+
+void CudaBackend::attention(const TensorView& qkv, const StepTokens& tok, const AttentionShape& s, int64_t layer,
+                            const KvCache& cache, TensorView out) {
+    launch_attention(qkv, tok, s, layer, cache, out, nullptr);
+}
+
+void CudaBackend::launch_attention(const TensorView& qkv, const StepTokens& tok, const AttentionShape& s, int64_t layer,
+                                   const KvCache& cache, TensorView out, unsigned* heads_done) {
+    LAMINA_CHECK(qkv.dtype == act_ && out.dtype == act_ && cache.dtype == act_);
+    LAMINA_CHECK(out.cols == s.n_head * s.head_dim && out.rows == tok.n_tokens);
+    LAMINA_CHECK(heads_done == nullptr || tok.n_tokens == 1);
+    if (s.head_dim > kMaxHeadDim) throw Error("cuda attention: head_dim " + std::to_string(s.head_dim) + " > 256");
+    if (heads_done == nullptr && flash_prefill(act_, qkv, tok, s, layer, cache, out, stream_)) return;
+    const int64_t n_splits = decode_attention_splits(tok.n_tokens, s.n_head, cache.n_ctx);
     const int chunk = cuda::ceil_div(cache.n_ctx, n_splits);
     // Accumulators padded to 32 floats per lane-element (E = 1, 2, 4 or 8 below), then (max, sum) pairs.
     const int64_t acc_stride = 32 * (s.head_dim <= 32 ? 1 : s.head_dim <= 64 ? 2 : s.head_dim <= 128 ? 4 : 8);
@@ -280,7 +306,7 @@ void CudaBackend::attention(const TensorView& qkv, const StepTokens& tok, const 
                              cuda::CacheGeometry::of(cache), layer, static_cast<int>(s.n_head),
                              static_cast<int>(s.n_head / s.n_head_kv), static_cast<int>(s.head_dim), s.scale, chunk,
                              vec, attn_partials_, attn_counters_, static_cast<T*>(out.data), out.row_stride,
-                             trigger_first);
+                             trigger_first, heads_done);
         };
         // Elements per lane: the head split over a warp's 32 lanes.
         if (s.head_dim <= 32) go.template operator()<1>();

@@ -37,6 +37,11 @@ inline bool vector_rows(const TensorView& t, int64_t v) {
 bool flash_prefill(DType act, const TensorView& qkv, const StepTokens& tok, const AttentionShape& s, int64_t layer,
                    const KvCache& cache, TensorView out, cudaStream_t stream);
 
+// attention.cu: the split (flash-decoding) attention's splits a head for these tokens and cache length, and the
+// static shared memory of one of its blocks.
+int64_t decode_attention_splits(int64_t n_tokens, int64_t n_head, int64_t n_ctx);
+size_t decode_attention_block_smem();
+
 // decode_gemv.cu: out[n, m] = x[n, k] @ W[m, k]^T (+ bias), n = 1..4, one pass over W (the decode GEMV).
 void gemv(DType act, const TensorView& x, const TensorView& w, const float* bias, TensorView out, cudaStream_t stream);
 
@@ -64,6 +69,11 @@ public:
                        const AttentionShape& shape, int64_t layer, KvCache& cache) override;
     void attention(const TensorView& qkv, const StepTokens& tok, const AttentionShape& shape, int64_t layer,
                    const KvCache& cache, TensorView out) override;
+    // out_proj.cu: in a one-token step, o_proj as one block an SM started while the attention runs, waiting on
+    // its heads instead of the whole grid (LAMINA_OPROJ_OVERLAP=0: attention() + matmul()).
+    void attention_out_proj(const TensorView& qkv, const StepTokens& tok, const AttentionShape& shape, int64_t layer,
+                            const KvCache& cache, TensorView attn, const TensorView& wo, const TensorView* bo,
+                            TensorView out) override;
     void swiglu(const TensorView& gate_up, TensorView out) override;
     void add(TensorView acc, const TensorView& x) override;
     void gather_rows(const TensorView& x, const int32_t* rows, int64_t n, TensorView out) override;
@@ -104,6 +114,9 @@ public:
     void rms_norm_quant_per_tensor(const TensorView& x, const TensorView& w, float eps, float scale, int8_t* out);
 
 private:
+    // attention(); with heads_done (one token), each head's merge adds 1 to heads_done[head] (out_proj.cu).
+    void launch_attention(const TensorView& qkv, const StepTokens& tok, const AttentionShape& shape, int64_t layer,
+                          const KvCache& cache, TensorView out, unsigned* heads_done);
     void gemm_cublaslt(const TensorView& x, const TensorView& w, TensorView out);
     cublasLtMatmulAlgo_t choose_lt_algo(cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
                                         cublasLtMatrixLayout_t c, const TensorView& x, const TensorView& w, TensorView out);
@@ -124,6 +137,8 @@ private:
     size_t attn_partials_n_ = 0;
     int* attn_counters_ = nullptr;  // per (token, head): split blocks done (attention.cu)
     size_t attn_counters_n_ = 0;
+    void* proj_sync_ = nullptr;  // attention_out_proj: per layer, heads merged and o_proj runs (out_proj.cu)
+    size_t proj_sync_n_ = 0;
     float* step_partials_ = nullptr;  // decode_step: attention partials
     size_t step_partials_n_ = 0;
     void* step_sync_ = nullptr;  // decode_step: its grid barrier

@@ -40,6 +40,7 @@
 #include <cstdlib>
 
 #include "backend/cuda/cuda_backend_impl.h"
+#include "backend/cuda/sync.cuh"
 
 namespace lamina {
 
@@ -54,8 +55,8 @@ constexpr int kMaxLayers = 96;
 constexpr int kMaxHeadDim = 128;
 constexpr int kMaxItems = 1024;      // attention (head, split) items of one step
 constexpr int kMinSplitKeys = 16;    // keys per attention item at least (fewer splits for short sequences)
-constexpr int kKeysPerStep = 20;     // keys a warp has in flight at once (160 per block: a 640-key cache in 4 splits, one pass)
-constexpr int kDefaultWatchdogSeconds = 10;  // a wait this long is a bug: trap instead of hanging
+constexpr int kKeysPerStep =
+    20;  // keys a warp has in flight at once (160 per block: a 640-key cache in 4 splits, one pass)
 
 // Where a block's time goes (LAMINA_STEP_PROFILE=1): clock cycles of consumer thread 0 (the producer's
 // stalls from the producer thread), summed over blocks and the steps since the counters were zeroed (a
@@ -106,59 +107,7 @@ struct StepArgs {
     __host__ __device__ int qkv_dim() const { return (n_head + 2 * n_head_kv) * head_dim; }
 };
 
-// ---- synchronization primitives ----
-
-__device__ __forceinline__ uint32_t smem_addr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
-
-__device__ __forceinline__ uint64_t globaltimer() {
-    uint64_t t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    return t;
-}
-
-// Counts the polls of a spin loop; after `limit` ns (StepArgs::watchdog_ns, LAMINA_STEP_WATCHDOG_S) it
-// traps, so a broken protocol fails the step with a CUDA error instead of hanging the process.
-struct Watchdog {
-    uint64_t limit, start = 0;
-    uint32_t polls = 0;
-    __device__ __forceinline__ void tick() {
-        if ((++polls & 1023u) != 0 || limit == 0) return;
-        const uint64_t t = globaltimer();
-        if (start == 0) start = t;
-        else if (t - start > limit) __trap();
-    }
-};
-
-__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_addr(bar)) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity, uint64_t watchdog_ns) {
-    Watchdog dog{watchdog_ns};
-    for (;;) {
-        uint32_t done;
-        asm volatile(
-            "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}"
-            : "=r"(done)
-            : "r"(smem_addr(bar)), "r"(parity)
-            : "memory");
-        if (done) return;
-        dog.tick();
-    }
-}
-// bytes from global src to shared dst (both 16-byte aligned, bytes a multiple of 16), completing on `bar`.
-__device__ __forceinline__ void bulk_load(void* dst, const void* src, uint32_t bytes, uint64_t* bar, uint64_t policy) {
-    asm volatile(
-        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;" ::"r"(
-            smem_addr(dst)),
-        "l"(src), "r"(bytes), "r"(smem_addr(bar)), "l"(policy)
-        : "memory");
-}
+// ---- synchronization primitives (and sync.cuh) ----
 
 // The consumer warps' own block barrier (the producer warp never joins them).
 __device__ __forceinline__ void consumer_sync() { asm volatile("bar.sync 1, %0;" ::"n"(kConsumers) : "memory"); }
@@ -185,7 +134,7 @@ __device__ __forceinline__ void grid_sync(GridSync* gs, uint64_t watchdog_ns, un
         __threadfence();
         asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(&gs->arrivals) : "memory");
         const unsigned target = passed * gridDim.x;
-        Watchdog dog{watchdog_ns};
+        cuda::Watchdog dog{watchdog_ns};
         for (;;) {
             unsigned now;
             asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(now) : "l"(&gs->arrivals) : "memory");
@@ -289,8 +238,7 @@ struct Ring {
 template <typename T>
 __device__ void produce(const StepArgs<T>& a, const Ring& ring) {
     unsigned long long stalled = 0;
-    uint64_t policy;
-    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+    const uint64_t policy = cuda::evict_first_policy();
     uint32_t i = 0;
     for_each_matrix(a, [&](const Matrix<T>& m) {
         for_each_chunk(m.w, m.k, m.rows, [&](const T* src, int rows, int, int, int cols) {
@@ -298,15 +246,16 @@ __device__ void produce(const StepArgs<T>& a, const Ring& ring) {
             const uint32_t round = i / ring.stages;
             if (round > 0) {
                 const long long t0 = clock64();
-                mbar_wait(&ring.empty[stage], (round - 1) & 1u, a.watchdog_ns);
+                cuda::mbar_wait(&ring.empty[stage], (round - 1) & 1u, a.watchdog_ns);
                 stalled += clock64() - t0;
                 // The consumers read the stage with ordinary loads; the copy below writes it through the
                 // async proxy.
                 asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
             }
             const auto bytes = static_cast<uint32_t>(rows * cols * static_cast<int>(sizeof(T)));
-            mbar_arrive_expect_tx(&ring.full[stage], bytes);
-            bulk_load(ring.data + static_cast<size_t>(stage) * kStageBytes, src, bytes, &ring.full[stage], policy);
+            cuda::mbar_arrive_expect_tx(&ring.full[stage], bytes);
+            cuda::bulk_load(ring.data + static_cast<size_t>(stage) * kStageBytes, src, bytes, &ring.full[stage],
+                            policy);
             ++i;
         });
     });
@@ -353,7 +302,7 @@ __device__ void consume(const Ring& ring, uint32_t& chunk, const T* xs, const Ma
     for_each_chunk(m.w, k, m.rows, [&](const T*, int rows, int local, int c0, int cols) {
         const int stage = static_cast<int>(chunk % ring.stages);
         const long long t0 = clock64();
-        mbar_wait(&ring.full[stage], (chunk / ring.stages) & 1u, watchdog_ns);
+        cuda::mbar_wait(&ring.full[stage], (chunk / ring.stages) & 1u, watchdog_ns);
         waited += clock64() - t0;  // read from thread 0's copy only
         const auto* buf = reinterpret_cast<const uint4*>(ring.data + static_cast<size_t>(stage) * kStageBytes);
         const int vecs = cols / 8;
@@ -382,7 +331,7 @@ __device__ void consume(const Ring& ring, uint32_t& chunk, const T* xs, const Ma
             if (lane == 0) acc[(local + u / parts) * parts + part] += sum;  // this warp's slot only
         }
         __syncwarp();
-        if (lane == 0) mbar_arrive(&ring.empty[stage]);
+        if (lane == 0) cuda::mbar_arrive(&ring.empty[stage]);
         ++chunk;
     });
 }
@@ -629,8 +578,8 @@ __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(const __grid_c
     const Ring ring{dyn + a.x_bytes + static_cast<size_t>(a.acc_floats) * sizeof(float), full, empty, a.stages};
     if (threadIdx.x == 0) {
         for (int s = 0; s < a.stages; ++s) {
-            mbar_init(&full[s], 1);
-            mbar_init(&empty[s], kConsumerWarps);
+            cuda::mbar_init(&full[s], 1);
+            cuda::mbar_init(&empty[s], kConsumerWarps);
         }
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
@@ -644,7 +593,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(const __grid_c
     const int pos = a.positions[0], slot = a.slots[0];
     unsigned long long prof[kProfileSlots] = {};
     const long long start = clock64();
-    const uint64_t start_ns = globaltimer();
+    const uint64_t start_ns = cuda::globaltimer();
     long long mark = start;
     auto lap = [&](ProfileSlot slot_) {  // the time since the last lap goes to slot_
         const long long now = clock64();
@@ -705,7 +654,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(const __grid_c
     });
     if (a.profile != nullptr && threadIdx.x == 0) {
         prof[kTotal] = clock64() - start;
-        prof[kTotalNs] = globaltimer() - start_ns;
+        prof[kTotalNs] = cuda::globaltimer() - start_ns;
         prof[kSteps] = blockIdx.x == 0 ? 1 : 0;
         for (int i = 0; i < kProfileSlots; ++i)
             if (i != kProducerStall) atomicAdd(&a.profile[i], prof[i]);
@@ -835,10 +784,7 @@ bool CudaBackend::decode_step(const LlamaWeights& w, float eps, const StepTokens
             a.sync = static_cast<GridSync*>(step_sync_);
             a.profile = static_cast<unsigned long long*>(step_profile_);
 
-            // LAMINA_STEP_WATCHDOG_S=0: never (debuggers, sanitizers)
-            static const uint64_t watchdog_ns =
-                static_cast<uint64_t>(env_int("LAMINA_STEP_WATCHDOG_S", kDefaultWatchdogSeconds, 0)) * 1000000000ull;
-            a.watchdog_ns = watchdog_ns;
+            a.watchdog_ns = cuda::watchdog_ns();
             // the barrier's count starts from zero in every step (a graph node when captured)
             CUDA_CHECK(cudaMemsetAsync(&static_cast<GridSync*>(step_sync_)->arrivals, 0, sizeof(unsigned), stream_));
             a.stages = stages, a.x_bytes = static_cast<int>(x_bytes), a.acc_floats = static_cast<int>(acc_bytes / sizeof(float));

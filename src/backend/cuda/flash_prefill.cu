@@ -18,6 +18,7 @@
 #include <type_traits>
 
 #include "backend/cuda/cuda_backend_impl.h"
+#include "backend/cuda/sync.cuh"
 
 namespace lamina {
 
@@ -37,9 +38,7 @@ constexpr size_t smem_bytes() {
     return static_cast<size_t>(kRows + 4 * kKeys) * kStride<HD> * 2;  // Q, then K and V in two stages
 }
 
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
+using cuda::smem_addr;
 
 // 16-byte global -> shared copy; zero-filled when !valid (src is then not read).
 __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {

@@ -39,6 +39,7 @@ enum TraceTag : uint32_t {
     kTraceAttention = 4,
     kTraceGatherRows = 5,
     kTraceArgmax = 6,
+    kTraceOutProj = 7,
 };
 
 #ifdef LAMINA_KERNEL_TRACE
@@ -56,12 +57,6 @@ struct TraceArmRegistrar {
 };
 const TraceArmRegistrar trace_arm_registrar;
 }  // namespace
-
-__device__ __forceinline__ uint64_t globaltimer() {
-    uint64_t t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    return t;
-}
 
 // When this block's pdl_wait() returned (0: not yet), per block.
 __device__ __forceinline__ uint64_t& trace_waited_at() {
