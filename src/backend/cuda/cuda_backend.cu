@@ -70,7 +70,7 @@ CudaBackend::~CudaBackend() {
     for (void* p : retired_) cudaFree(p);
     if (attn_partials_) cudaFree(attn_partials_);
     if (attn_counters_) cudaFree(attn_counters_);
-    if (proj_sync_) cudaFree(proj_sync_);
+    for (auto& [shape, counters] : proj_sync_) cudaFree(counters);
     if (step_partials_) cudaFree(step_partials_);
     if (step_sync_) cudaFree(step_sync_);
     if (step_heads_) cudaFree(step_heads_);

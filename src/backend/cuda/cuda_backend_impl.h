@@ -137,8 +137,8 @@ private:
     size_t attn_partials_n_ = 0;
     int* attn_counters_ = nullptr;  // per (token, head): split blocks done (attention.cu)
     size_t attn_counters_n_ = 0;
-    void* proj_sync_ = nullptr;  // attention_out_proj: per layer, heads merged and o_proj runs (out_proj.cu)
-    size_t proj_sync_n_ = 0;
+    // attention_out_proj: per (layers, heads), per layer the heads merged and the o_proj runs (out_proj.cu)
+    std::map<std::pair<int64_t, int64_t>, void*> proj_sync_;
     float* step_partials_ = nullptr;  // decode_step: attention partials
     size_t step_partials_n_ = 0;
     void* step_sync_ = nullptr;  // decode_step: its grid barrier

@@ -13,17 +13,16 @@
 // counters that the attention's merging blocks release, and multiplies a 16-byte vector of attn as soon as
 // its head is merged: after the last head, only that head's share, the warp sums and the stores are left.
 //
-// Shapes: T half or bf16; k <= 4096 (16 vectors a lane), k and head_dim multiples of 8; at most 32 rows a block
-// (m <= 32 * SMs); attn, W's rows and out 16-byte aligned. Other shapes take attention() + matmul().
-// Threads: 4 warps. Warp w's row slots j = 0..7 hold the block's local rows j * 4 + w: slots j < js in shared
-// memory, then JR slots in registers. Lane l takes vectors u * 32 + l of each row, u ascending, as the GEMV
-// does at one warp a row (decode_gemv.cu), so the sums are the same bits.
-// Sync: per layer, heads_done[h] counts the attention's merges of head h (released after the head's output
-// is written); gen counts this kernel's runs: each block reads it at its start and the last block to start
-// advances it, so a run waits for heads_done[h] == gen + 1 (relaxed polls, then a fence: an acquire). The
-// kernel does no PDL wait: it reads attn behind those counters and W; it writes out, which the kernel just
-// before the attention read (it finished before the attention launched; see cuda::pdl_wait).
-// Bytes: W once, m * k * sizeof(T); attn from L2 (each lane its vectors).
+// Shapes: T half or bf16; k <= 4096 (16 vectors a lane), k and head_dim multiples of 8, at most 64 heads; 32 rows a
+// block (m <= 32 * SMs); attn, W's rows and out 16-byte aligned. Other shapes take attention() + matmul(). Threads: 4
+// warps. Warp w's row slots j = 0..7 hold the block's local rows j * 4 + w: slots j < js in shared memory, then JR
+// slots in registers. Lane l takes vectors u * 32 + l of each row, u ascending, as the GEMV does at one warp a row
+// (decode_gemv.cu), so the sums are the same bits. Sync: per layer, heads_done[h] counts the attention's merges of head
+// h (released after the head's output is written); gen counts this kernel's runs: each block reads it at its start and
+// the last block to start advances it, so a run waits for heads_done[h] == gen + 1 (relaxed polls, then a fence: an
+// acquire). The kernel does no PDL wait: it reads attn behind those counters and W; it writes out, which the kernel
+// just before the attention read (it finished before the attention launched; see cuda::pdl_wait). Bytes: W once, m * k
+// * sizeof(T); attn from L2 (each lane its vectors).
 #include <algorithm>
 
 #include "backend/cuda/cuda_backend_impl.h"
@@ -37,6 +36,7 @@ constexpr int kWarps = 4;
 constexpr int kSlots = 8;         // row slots a warp: 32 rows a block
 constexpr int kMaxVectors = 16;   // 16-byte vectors of a row a lane: k <= 4096 for half and bf16
 constexpr int kRegisterRows = 2;  // register slots of the kernel with any (JR)
+constexpr int kMaxHeads = 64;     // two words of ready bits
 
 template <typename T>
 struct OutProjArgs {
@@ -113,27 +113,34 @@ __global__ void __launch_bounds__(kWarps * 32, 1) out_proj_kernel(const OutProjA
     cuda::mbar_wait(&landed, 0, a.watchdog_ns);
 
     float acc[kSlots] = {}, acc_reg[JR > 0 ? JR : 1] = {};
-    unsigned seen = 0;  // bit u: the head of this lane's vector u is merged
+    // Bit h % 32 of ready[h / 32]: head h merged, as this warp last polled. A poll is one load a lane (a head each)
+    // and a ballot; polling each lane's own heads one load at a time, with a compare between loads, made each poll
+    // 16 L2 round trips and o_proj 20 µs late (run45).
+    unsigned ready[kMaxHeads / 32] = {};
     cuda::Watchdog dog{a.watchdog_ns};
 #pragma unroll
     for (int u = 0; u < kMaxVectors; ++u) {
+        if (u * 32 >= vecs) break;  // the same in every lane
         const int v = u * 32 + lane;
-        if (v >= vecs) break;
-        if ((seen >> u & 1u) == 0) {
-            // Poll every head this lane still waits for (the loads in flight together), until u's is merged.
-            for (;;) {
+        const bool mine = v < vecs;
+        const int h = mine ? v * V / a.head_dim : 0;
+        const auto have = [&] {
+            return __all_sync(0xffffffffu, !mine || ((h < 32 ? ready[0] : ready[1]) >> (h % 32) & 1u) != 0);
+        };
+        if (!have()) {
+            do {
 #pragma unroll
-                for (int u2 = u; u2 < kMaxVectors; ++u2) {
-                    const int v2 = u2 * 32 + lane;
-                    if (v2 < vecs && (seen >> u2 & 1u) == 0 &&
-                        cuda::ld_relaxed(heads_done + v2 * V / a.head_dim) == target)
-                        seen |= 1u << u2;
+                for (int c = 0; c < kMaxHeads / 32; ++c) {
+                    const int head = c * 32 + lane;
+                    ready[c] =
+                        __ballot_sync(0xffffffffu, head < a.n_head && cuda::ld_relaxed(heads_done + head) == target);
                 }
-                if ((seen >> u & 1u) != 0) break;
                 dog.tick();
-            }
-            __threadfence();  // acquire: the merged heads' outputs
+            } while (!have());
+            __threadfence();  // acquire: each lane for the heads it saw merged,
+            __syncwarp();     // and through the barrier for the others' (as a block does with a flag and __syncthreads)
         }
+        if (!mine) continue;
         const uint4 x = __ldcg(reinterpret_cast<const uint4*>(a.x) + v);
 #pragma unroll
         for (int j = 0; j < kSlots; ++j)
@@ -173,7 +180,7 @@ OutProjPlan plan_out_proj(DType act, const TensorView& attn, const TensorView& w
     static const bool on = env_switch("LAMINA_OPROJ_OVERLAP", true);  // A/B switch: 0 runs attention + matmul
     const int64_t k = attn.cols, m = w.rows;
     if (!on || act == DType::F32 || tok.n_tokens != 1 || tok.n_tiles != 0 || k > kMaxVectors * 32 * 8 || k % 8 != 0 ||
-        s.head_dim % 8 != 0 || !vector_rows(attn, 8) || !vector_rows(w, 8) || out.rows != 1 ||
+        s.head_dim % 8 != 0 || s.n_head > kMaxHeads || !vector_rows(attn, 8) || !vector_rows(w, 8) || out.rows != 1 ||
         reinterpret_cast<uintptr_t>(out.data) % 16 != 0)
         return p;
     int device = 0, sms = 0, smem_sm = 0, smem_block = 0, reserved = 0;
@@ -231,23 +238,24 @@ void CudaBackend::attention_out_proj(const TensorView& qkv, const StepTokens& to
     LAMINA_CHECK(wo.dtype == act_ && out.dtype == act_ && wo.cols == attn.cols && out.cols == wo.rows &&
                  out.rows == attn.rows);
     LAMINA_CHECK(bo == nullptr || (bo->dtype == DType::F32 && bo->n_elements() == wo.rows));
-    // The counters: per layer, n_head heads_done, gen and arrived. Zeroed once (inside a capture, as a graph node:
-    // then each replay starts them from zero, all together, which keeps them consistent).
-    const auto per_layer = static_cast<size_t>(s.n_head + 2);
-    const size_t need = static_cast<size_t>(cache.n_layer) * per_layer;
-    if (need > proj_sync_n_) {
-        if (proj_sync_) retired_.push_back(proj_sync_);
-        CUDA_CHECK(cudaMalloc(&proj_sync_, need * sizeof(unsigned)));
-        CUDA_CHECK(cudaMemsetAsync(proj_sync_, 0, need * sizeof(unsigned), stream_));
-        proj_sync_n_ = need;
-    }
     const OutProjPlan p = plan_out_proj(act_, attn, wo, out, s, tok, cache.n_ctx);
     if (!p.ok) {
         attention(qkv, tok, s, layer, cache, attn);
         matmul(attn, wo, bo, out);
         return;
     }
-    unsigned* sync = static_cast<unsigned*>(proj_sync_) + static_cast<size_t>(layer) * per_layer;
+    // The counters: per layer, n_head heads_done, then gen and arrived; one set per (layers, heads), since a
+    // complete run leaves heads_done == gen in every layer (so models of one shape may share them) but another
+    // shape would read them at other offsets. Zeroed once (inside a capture, as a graph node: then each replay
+    // starts them all from zero, which keeps them consistent too).
+    const auto per_layer = static_cast<size_t>(s.n_head + 2);
+    void*& counters = proj_sync_[{cache.n_layer, s.n_head}];
+    if (counters == nullptr) {
+        const size_t bytes = static_cast<size_t>(cache.n_layer) * per_layer * sizeof(unsigned);
+        CUDA_CHECK(cudaMalloc(&counters, bytes));
+        CUDA_CHECK(cudaMemsetAsync(counters, 0, bytes, stream_));
+    }
+    unsigned* sync = static_cast<unsigned*>(counters) + static_cast<size_t>(layer) * per_layer;
     launch_attention(qkv, tok, s, layer, cache, attn, sync);
     cuda::dispatch_dtype(act_, [&]<typename T>() {
         if constexpr (!std::is_same_v<T, float>) {

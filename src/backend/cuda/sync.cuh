@@ -76,7 +76,7 @@ __device__ __forceinline__ void bulk_load(void* dst, const void* src, uint32_t b
 // block's: the fence before it is cumulative).
 __device__ __forceinline__ unsigned ld_relaxed(const unsigned* p) {
     unsigned v;
-    asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p));
     return v;
 }
 __device__ __forceinline__ void st_relaxed(unsigned* p, unsigned v) {
