@@ -47,6 +47,7 @@ struct OutProjArgs {
     T* out;
     int m, k, head_dim, n_head;
     int js;          // shared-memory slots a warp
+    int load_mode;   // LAMINA_OPROJ_LOAD
     unsigned* sync;  // this layer's heads_done[n_head], then gen and arrived
     uint64_t watchdog_ns;
 };
@@ -80,11 +81,22 @@ __global__ void __launch_bounds__(kWarps * 32, 1) out_proj_kernel(const OutProjA
         cuda::mbar_init(&landed, 1);
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
         const auto row_bytes = static_cast<uint32_t>(a.k * sizeof(T));
-        cuda::mbar_arrive_expect_tx(&landed, row_bytes * in_smem);
+        cuda::mbar_arrive_expect_tx(&landed, a.load_mode == 2 ? 0 : row_bytes * in_smem);
         const uint64_t policy = cuda::evict_first_policy();
-        for (int i = 0; i < in_smem; ++i)
-            cuda::bulk_load(rows + static_cast<int64_t>(i) * vecs, a.w + static_cast<int64_t>(r0 + i) * a.w_stride,
-                            row_bytes, &landed, policy);
+        if (a.load_mode == 0) {  // a bulk copy a row
+            for (int i = 0; i < in_smem; ++i)
+                cuda::bulk_load(rows + static_cast<int64_t>(i) * vecs, a.w + static_cast<int64_t>(r0 + i) * a.w_stride,
+                                row_bytes, &landed, policy);
+        } else if (a.load_mode == 1) {  // rows back to back (w_stride == k): 32 KB a copy
+            const int64_t total = static_cast<int64_t>(row_bytes) * in_smem;
+            const char* src = reinterpret_cast<const char*>(a.w + static_cast<int64_t>(r0) * a.w_stride);
+            for (int64_t off = 0; off < total; off += 32 << 10)
+                cuda::bulk_load(reinterpret_cast<char*>(rows) + off, src + off,
+                                static_cast<uint32_t>(total - off < (32 << 10) ? total - off : (32 << 10)), &landed,
+                                policy);
+        }
+    }
+    if (threadIdx.x == 32) {
         // This run's number: read before this block counts itself in (the fence), advanced by the last to count.
         const unsigned g = cuda::ld_relaxed(gen);
         __threadfence();
@@ -94,6 +106,18 @@ __global__ void __launch_bounds__(kWarps * 32, 1) out_proj_kernel(const OutProjA
             cuda::st_relaxed(gen, g + 1);
         }
         target_shared = g + 1;
+    }
+    if (a.load_mode == 2) {  // each warp its own rows, 16 bytes a lane at a time (cp.async)
+        for (int j = 0; j < a.js; ++j) {
+            const int local = j * kWarps + warp;
+            if (local >= nb) break;
+            const uint4* src = reinterpret_cast<const uint4*>(a.w + static_cast<int64_t>(r0 + local) * a.w_stride);
+            for (int v = lane; v < vecs; v += 32) {
+                const auto dst = cuda::smem_addr(rows + static_cast<int64_t>(local) * vecs + v);
+                asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src + v) : "memory");
+            }
+        }
+        asm volatile("cp.async.commit_group;" ::: "memory");
     }
     // The register rows: local rows (js + jr) * kWarps + warp, loaded now, read once (evict-first).
     uint4 wreg[JR > 0 ? JR : 1][kMaxVectors];
@@ -110,7 +134,13 @@ __global__ void __launch_bounds__(kWarps * 32, 1) out_proj_kernel(const OutProjA
     }
     __syncthreads();  // the barrier's init and this run's number
     const unsigned target = target_shared;
-    cuda::mbar_wait(&landed, 0, a.watchdog_ns);
+    if (a.load_mode == 2) {
+        asm volatile("cp.async.wait_all;" ::: "memory");
+        __syncwarp();
+    } else {
+        cuda::mbar_wait(&landed, 0, a.watchdog_ns);
+    }
+    LAMINA_TRACE_WAITED();  // the trace's "wait": this block's rows have landed
 
     float acc[kSlots] = {}, acc_reg[JR > 0 ? JR : 1] = {};
     // Bit h % 32 of ready[h / 32]: head h merged, as this warp last polled. A poll is one load a lane (a head each)
@@ -149,7 +179,6 @@ __global__ void __launch_bounds__(kWarps * 32, 1) out_proj_kernel(const OutProjA
 #pragma unroll
         for (int jr = 0; jr < JR; ++jr) acc_reg[jr] = dot<T>(wreg[jr][u], x, acc_reg[jr]);
     }
-    LAMINA_TRACE_WAITED();  // the trace's "wait": thread 0 has seen all its heads
     cudaTriggerProgrammaticLaunchCompletion();
 
     const auto store = [&](int local, float sum) {
@@ -256,6 +285,10 @@ void CudaBackend::attention_out_proj(const TensorView& qkv, const StepTokens& to
         CUDA_CHECK(cudaMemsetAsync(counters, 0, bytes, stream_));
     }
     unsigned* sync = static_cast<unsigned*>(counters) + static_cast<size_t>(layer) * per_layer;
+    // LAMINA_OPROJ_LOAD (A/B): how rows reach shared memory: 0 a bulk copy (TMA) a row, 1 bulk copies of 32 KB
+    // (rows back to back only), 2 cp.async by each warp for its rows.
+    static const int load_mode_env = env_choice("LAMINA_OPROJ_LOAD", 0, {0, 1, 2});
+    const int load_mode = load_mode_env == 1 && wo.row_stride != wo.cols ? 0 : load_mode_env;
     launch_attention(qkv, tok, s, layer, cache, attn, sync);
     cuda::dispatch_dtype(act_, [&]<typename T>() {
         if constexpr (!std::is_same_v<T, float>) {
@@ -269,6 +302,7 @@ void CudaBackend::attention_out_proj(const TensorView& qkv, const StepTokens& to
                                    static_cast<int>(s.head_dim),
                                    static_cast<int>(s.n_head),
                                    p.js,
+                                   load_mode,
                                    sync,
                                    cuda::watchdog_ns()};
             if (p.jr == 0)
