@@ -36,6 +36,9 @@ constexpr int kWarps = 4;
 constexpr int kSlots = 8;         // row slots a warp: 32 rows a block
 constexpr int kMaxVectors = 16;   // 16-byte vectors of a row a lane: k <= 4096 for half and bf16
 constexpr int kRegisterRows = 2;  // register slots of the kernel with any (JR)
+// At most this many registers a thread: one block (4 warps) beside 5 blocks of the attention (64 registers, 4 warps)
+// in an SM's 64K. Unbounded, the kernel took 210 (the loads of attn from shared memory hoisted) and did not fit.
+constexpr int kMaxRegisters = 184;
 constexpr int kMaxHeads = 64;     // two words of ready bits
 
 template <typename T>
@@ -62,10 +65,10 @@ __device__ __forceinline__ float dot(const uint4 w, const uint4 x, float acc) {
 }
 
 template <typename T, int JR>
-__global__ void __launch_bounds__(kWarps * 32, 1) out_proj_kernel(const OutProjArgs<T> a) {
+__global__ void __maxnreg__(kMaxRegisters) out_proj_kernel(const OutProjArgs<T> a) {
     LAMINA_TRACE_KERNEL(cuda::kTraceOutProj);
     constexpr int V = 16 / sizeof(T);
-    extern __shared__ uint4 rows[];  // [js * kWarps][k / V]: local row i at i * vecs
+    extern __shared__ uint4 rows[];  // [js * kWarps][k / V]: local row i at i * vecs; then attn
     __shared__ __align__(8) uint64_t landed;
     __shared__ unsigned target_shared;
     const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
@@ -140,38 +143,31 @@ __global__ void __launch_bounds__(kWarps * 32, 1) out_proj_kernel(const OutProjA
     } else {
         cuda::mbar_wait(&landed, 0, a.watchdog_ns);
     }
-    LAMINA_TRACE_WAITED();  // the trace's "wait": this block's rows have landed
+
+    // Every head merged: warp 0 polls, a head a lane (two loads a lane and a ballot a poll; polling each lane's own
+    // heads one at a time, a compare between loads, made o_proj 20 µs late, run45), then the fence and the barrier
+    // pass the acquire on to the block (as with a flag and __syncthreads).
+    if (warp == 0) {
+        cuda::Watchdog dog{a.watchdog_ns};
+        const auto merged = [&](int head) { return head >= a.n_head || cuda::ld_relaxed(heads_done + head) == target; };
+        while (!__all_sync(0xffffffffu, merged(lane) && merged(lane + 32))) dog.tick();
+        __threadfence();
+    }
+    __syncthreads();
+    LAMINA_TRACE_WAITED();  // the trace's "wait": the heads are merged
+    // attn into shared memory, all of it requested at once (loaded in the loop below, after each head's wait, the
+    // loads were 16 dependent L2 round trips: 20 µs, run46).
+    uint4* const xs = rows + static_cast<int64_t>(a.js) * kWarps * vecs;
+    for (int v = static_cast<int>(threadIdx.x); v < vecs; v += kWarps * 32)
+        xs[v] = __ldcg(reinterpret_cast<const uint4*>(a.x) + v);
+    __syncthreads();
 
     float acc[kSlots] = {}, acc_reg[JR > 0 ? JR : 1] = {};
-    // Bit h % 32 of ready[h / 32]: head h merged, as this warp last polled. A poll is one load a lane (a head each)
-    // and a ballot; polling each lane's own heads one load at a time, with a compare between loads, made each poll
-    // 16 L2 round trips and o_proj 20 µs late (run45).
-    unsigned ready[kMaxHeads / 32] = {};
-    cuda::Watchdog dog{a.watchdog_ns};
 #pragma unroll
     for (int u = 0; u < kMaxVectors; ++u) {
-        if (u * 32 >= vecs) break;  // the same in every lane
         const int v = u * 32 + lane;
-        const bool mine = v < vecs;
-        const int h = mine ? v * V / a.head_dim : 0;
-        const auto have = [&] {
-            return __all_sync(0xffffffffu, !mine || ((h < 32 ? ready[0] : ready[1]) >> (h % 32) & 1u) != 0);
-        };
-        if (!have()) {
-            do {
-#pragma unroll
-                for (int c = 0; c < kMaxHeads / 32; ++c) {
-                    const int head = c * 32 + lane;
-                    ready[c] =
-                        __ballot_sync(0xffffffffu, head < a.n_head && cuda::ld_relaxed(heads_done + head) == target);
-                }
-                dog.tick();
-            } while (!have());
-            __threadfence();  // acquire: each lane for the heads it saw merged,
-            __syncwarp();     // and through the barrier for the others' (as a block does with a flag and __syncthreads)
-        }
-        if (!mine) continue;
-        const uint4 x = __ldcg(reinterpret_cast<const uint4*>(a.x) + v);
+        if (v >= vecs) break;
+        const uint4 x = xs[v];
 #pragma unroll
         for (int j = 0; j < kSlots; ++j)
             if (j < a.js && j * kWarps + warp < nb)
@@ -229,7 +225,8 @@ OutProjPlan plan_out_proj(DType act, const TensorView& attn, const TensorView& w
     const int64_t row_bytes = k * dtype_size(act);
     // LAMINA_OPROJ_SMEM_SLOTS caps the shared-memory slots (tests: the register rows on small models).
     const int64_t cap = env_int("LAMINA_OPROJ_SMEM_SLOTS", kSlots, 0);
-    const int64_t js_max = std::clamp<int64_t>(budget / (kWarps * row_bytes), 0, std::min<int64_t>(cap, kSlots));
+    const int64_t js_max =
+        std::clamp<int64_t>((budget - row_bytes) / (kWarps * row_bytes), 0, std::min<int64_t>(cap, kSlots));
     const int64_t slots_needed = (per_block + kWarps - 1) / kWarps;
     if (slots_needed <= js_max) {
         p.js = static_cast<int>(slots_needed);
@@ -239,7 +236,7 @@ OutProjPlan plan_out_proj(DType act, const TensorView& attn, const TensorView& w
     } else {
         return p;
     }
-    p.smem = static_cast<size_t>(p.js * kWarps * row_bytes);
+    p.smem = static_cast<size_t>((p.js * kWarps + 1) * row_bytes);  // the rows, then attn
     p.ok = true;
     return p;
 }
