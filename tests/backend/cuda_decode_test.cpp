@@ -231,13 +231,13 @@ TEST_P(CudaDecode, QkvNormRopeAndKvWrite) {
     }
 }
 
-// attention_out_proj (out_proj.cu: o_proj started beside the attention, waiting on its heads) against attention +
-// matmul on the same backend: the same attention output and the same o_proj bits (the kernel adds in the one-warp
-// GEMV's order). Shapes: LLaMA-7B's (32 heads of 128, 4096 rows: on a 132-SM H100 or H200, 6 shared-memory and 2
-// register rows a warp), 1000 and 2000 rows with the shared-memory slots capped (LAMINA_OPROJ_SMEM_SLOTS: register
-// rows only, then 2 + 2), GQA with a bias and few rows, heads of 16 (lanes past the row's end), and 8192 rows,
-// which it does not take (attention + matmul). Several steps over two layers: the per-layer counters advance across
-// calls. Outputs poisoned before each call. (f32 takes attention + matmul throughout.)
+// attention_out_proj with LAMINA_OPROJ_OVERLAP=1 (out_proj.cu: o_proj started beside the attention, waiting on its
+// heads; opt-in) against attention + matmul on the same backend: the same attention output and the same o_proj bits
+// (the kernel adds in the one-warp GEMV's order). Shapes: LLaMA-7B's (32 heads of 128, 4096 rows: on a 132-SM H100 or
+// H200, 6 shared-memory and 2 register rows a warp), 1000 and 2000 rows with the shared-memory slots capped
+// (LAMINA_OPROJ_SMEM_SLOTS: register rows only, then 2 + 2), GQA with a bias and few rows, heads of 16 (lanes past the
+// row's end), and 8192 rows, which it does not take (attention + matmul). Several steps over two layers: the per-layer
+// counters advance across calls. Outputs poisoned before each call. (f32 takes attention + matmul throughout.)
 TEST_P(CudaDecode, AttentionOutProjMatchesSeparateOps) {
     const DType t = GetParam();
     struct Case {
@@ -249,7 +249,7 @@ TEST_P(CudaDecode, AttentionOutProjMatchesSeparateOps) {
     for (const Case& c : {Case{32, 32, 128, 4096, nullptr, false}, Case{32, 32, 128, 1000, "0", true},
                           Case{32, 32, 128, 2000, "2", false}, Case{8, 2, 64, 200, nullptr, true},
                           Case{4, 2, 16, 64, nullptr, false}, Case{16, 4, 128, 8192, nullptr, false}}) {
-        const test::ScopedEnv env("LAMINA_OPROJ_SMEM_SLOTS", c.smem_slots);
+        const test::ScopedEnv on("LAMINA_OPROJ_OVERLAP", "1"), slots("LAMINA_OPROJ_SMEM_SLOTS", c.smem_slots);
         const AttentionShape s{c.n_head, c.n_head_kv, c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim))};
         const int64_t k = c.n_head * c.head_dim, kv_dim = c.n_head_kv * c.head_dim, n_ctx = 300, n_layer = 2;
         const int64_t qkv_dim = k + 2 * kv_dim;

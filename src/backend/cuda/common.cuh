@@ -151,17 +151,6 @@ inline bool pdl_enabled() {
     return on;
 }
 
-// LAMINA_SMEM_CARVEOUT (A/B switch, 0-100): the shared-memory share of L1 asked for every kernel launch_pdl makes
-// (cudaFuncAttributePreferredSharedMemoryCarveout); unset: the driver's choice per kernel.
-inline int smem_carveout() {
-    static const int c = [] {
-        const int v = env_int("LAMINA_SMEM_CARVEOUT", -1, 0);
-        if (v > 100) throw Error("LAMINA_SMEM_CARVEOUT=" + std::to_string(v) + ": expected a percentage, 0 to 100");
-        return v;
-    }();
-    return c;
-}
-
 template <typename... Params, typename... Args>
 void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
     cudaLaunchConfig_t cfg{};
@@ -174,9 +163,6 @@ void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, c
     attr.val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = &attr;
     cfg.numAttrs = pdl_enabled() ? 1 : 0;
-    if (smem_carveout() >= 0)
-        check(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, smem_carveout()),
-              "cudaFuncSetAttribute", __FILE__, __LINE__);
     check(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...), "cudaLaunchKernelEx", __FILE__, __LINE__);
 }
 

@@ -1,28 +1,30 @@
-// The attention and its output projection (o_proj) in a one-token decode step, overlapped:
+// The attention and its output projection (o_proj) in a one-token decode step, overlapped. Opt-in
+// (LAMINA_OPROJ_OVERLAP=1): on the H200 at LLaMA-7B it measured 250.5-251.7 tok/s against 271.5-273.3 for
+// attention() + matmul() (bench/results/2026-11-29-h200-step/NOTES.md, section 9, run45-run48).
 //
 //   attn = attention(qkv) (attention.cu);  out[r] = T(sum_c W[r, c] * attn[c] + bias[r]),  c < k = n_head * head_dim
 //
 // At batch 1 the decode attention is latency-bound (about 12 µs a layer at LLaMA-7B for 10 MB of cache) and o_proj
-// bandwidth-bound (32 MB). As two kernels, o_proj's blocks could start only as attention blocks left (registers:
-// an SM holds 5 attention blocks and one block of the GEMV), so most of its weights were read after the
-// attention, and its PDL wait returned only once the whole attention grid had finished (bench/results/
-// 2026-11-29-h200-step/NOTES.md, run38's trace). Here o_proj is one block per SM, launched while the attention
-// runs (the attention triggers it at its start) and small in threads and registers so that it fits beside
-// the attention's blocks. It lands its rows in shared memory with bulk copies (TMA; the attention uses little
-// shared memory) and, rows that do not fit, in registers. Instead of the PDL wait each lane waits on per-head
-// counters that the attention's merging blocks release, and multiplies a 16-byte vector of attn as soon as
-// its head is merged: after the last head, only that head's share, the warp sums and the stores are left.
+// bandwidth-bound (32 MB). As two kernels, o_proj's blocks start only as attention blocks leave (registers), and its
+// PDL wait returns once the whole attention grid has finished (NOTES.md, run38's trace). Here o_proj is one block an
+// SM, launched while the attention runs (the attention triggers it at its start) and small enough in threads and
+// registers to fit beside about half of the attention's blocks. It lands its rows in shared memory with bulk
+// copies (TMA; the attention uses little shared memory) and, rows that do not fit, in registers; then, instead of
+// the PDL wait, it waits on per-head counters that the attention's merging blocks release, stages attn in shared
+// memory and takes the products. What it loses (run48's trace): half its blocks still start only as the attention
+// leaves, and the products of an SM's 32 rows on its 4 warps take most of the 10 µs between the last head and the end.
 //
 // Shapes: T half or bf16; k <= 4096 (16 vectors a lane), k and head_dim multiples of 8, at most 64 heads; 32 rows a
-// block (m <= 32 * SMs); attn, W's rows and out 16-byte aligned. Other shapes take attention() + matmul(). Threads: 4
-// warps. Warp w's row slots j = 0..7 hold the block's local rows j * 4 + w: slots j < js in shared memory, then JR
-// slots in registers. Lane l takes vectors u * 32 + l of each row, u ascending, as the GEMV does at one warp a row
-// (decode_gemv.cu), so the sums are the same bits. Sync: per layer, heads_done[h] counts the attention's merges of head
-// h (released after the head's output is written); gen counts this kernel's runs: each block reads it at its start and
-// the last block to start advances it, so a run waits for heads_done[h] == gen + 1 (relaxed polls, then a fence: an
-// acquire). The kernel does no PDL wait: it reads attn behind those counters and W; it writes out, which the kernel
-// just before the attention read (it finished before the attention launched; see cuda::pdl_wait). Bytes: W once, m * k
-// * sizeof(T); attn from L2 (each lane its vectors).
+// block (m <= 32 * SMs); attn, W's rows and out 16-byte aligned. Other shapes take attention() + matmul().
+// Threads: 4 warps. Warp w's row slots j = 0..7 hold the block's local rows j * 4 + w: slots j < js in shared
+// memory, then JR slots in registers. Lane l takes vectors u * 32 + l of each row, u ascending, as the GEMV does at
+// one warp a row (decode_gemv.cu), so the sums are the same bits.
+// Sync: per layer, heads_done[h] counts the attention's merges of head h (released after the head's output is
+// written); gen counts this kernel's runs: each block reads it at its start and the last block to start advances
+// it, so a run waits for heads_done[h] == gen + 1 (relaxed polls, then a fence and a barrier: an acquire). The
+// kernel does no PDL wait: it reads attn behind those counters and W; it writes out, which the kernel just before
+// the attention read (it finished before the attention launched; see cuda::pdl_wait).
+// Bytes: W once, m * k * sizeof(T); attn from L2 once a block.
 #include <algorithm>
 
 #include "backend/cuda/cuda_backend_impl.h"
@@ -39,7 +41,7 @@ constexpr int kRegisterRows = 2;  // register slots of the kernel with any (JR)
 // At most this many registers a thread: one block (4 warps) beside 5 blocks of the attention (64 registers, 4 warps)
 // in an SM's 64K. Unbounded, the kernel took 210 (the loads of attn from shared memory hoisted) and did not fit.
 constexpr int kMaxRegisters = 184;
-constexpr int kMaxHeads = 64;     // two words of ready bits
+constexpr int kMaxHeads = 64;  // warp 0 polls two heads a lane
 
 template <typename T>
 struct OutProjArgs {
@@ -50,7 +52,6 @@ struct OutProjArgs {
     T* out;
     int m, k, head_dim, n_head;
     int js;          // shared-memory slots a warp
-    int load_mode;   // LAMINA_OPROJ_LOAD
     unsigned* sync;  // this layer's heads_done[n_head], then gen and arrived
     uint64_t watchdog_ns;
 };
@@ -80,24 +81,15 @@ __global__ void __maxnreg__(kMaxRegisters) out_proj_kernel(const OutProjArgs<T> 
     unsigned* const gen = a.sync + a.n_head;
     unsigned* const arrived = gen + 1;
 
-    if (threadIdx.x == 0) {
+    if (threadIdx.x == 0) {  // the shared-memory rows: a bulk copy each (as 32 KB copies: the same, run46)
         cuda::mbar_init(&landed, 1);
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
         const auto row_bytes = static_cast<uint32_t>(a.k * sizeof(T));
-        cuda::mbar_arrive_expect_tx(&landed, a.load_mode == 2 ? 0 : row_bytes * in_smem);
+        cuda::mbar_arrive_expect_tx(&landed, row_bytes * in_smem);
         const uint64_t policy = cuda::evict_first_policy();
-        if (a.load_mode == 0) {  // a bulk copy a row
-            for (int i = 0; i < in_smem; ++i)
-                cuda::bulk_load(rows + static_cast<int64_t>(i) * vecs, a.w + static_cast<int64_t>(r0 + i) * a.w_stride,
-                                row_bytes, &landed, policy);
-        } else if (a.load_mode == 1) {  // rows back to back (w_stride == k): 32 KB a copy
-            const int64_t total = static_cast<int64_t>(row_bytes) * in_smem;
-            const char* src = reinterpret_cast<const char*>(a.w + static_cast<int64_t>(r0) * a.w_stride);
-            for (int64_t off = 0; off < total; off += 32 << 10)
-                cuda::bulk_load(reinterpret_cast<char*>(rows) + off, src + off,
-                                static_cast<uint32_t>(total - off < (32 << 10) ? total - off : (32 << 10)), &landed,
-                                policy);
-        }
+        for (int i = 0; i < in_smem; ++i)
+            cuda::bulk_load(rows + static_cast<int64_t>(i) * vecs, a.w + static_cast<int64_t>(r0 + i) * a.w_stride,
+                            row_bytes, &landed, policy);
     }
     if (threadIdx.x == 32) {
         // This run's number: read before this block counts itself in (the fence), advanced by the last to count.
@@ -109,18 +101,6 @@ __global__ void __maxnreg__(kMaxRegisters) out_proj_kernel(const OutProjArgs<T> 
             cuda::st_relaxed(gen, g + 1);
         }
         target_shared = g + 1;
-    }
-    if (a.load_mode == 2) {  // each warp its own rows, 16 bytes a lane at a time (cp.async)
-        for (int j = 0; j < a.js; ++j) {
-            const int local = j * kWarps + warp;
-            if (local >= nb) break;
-            const uint4* src = reinterpret_cast<const uint4*>(a.w + static_cast<int64_t>(r0 + local) * a.w_stride);
-            for (int v = lane; v < vecs; v += 32) {
-                const auto dst = cuda::smem_addr(rows + static_cast<int64_t>(local) * vecs + v);
-                asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src + v) : "memory");
-            }
-        }
-        asm volatile("cp.async.commit_group;" ::: "memory");
     }
     // The register rows: local rows (js + jr) * kWarps + warp, loaded now, read once (evict-first).
     uint4 wreg[JR > 0 ? JR : 1][kMaxVectors];
@@ -137,12 +117,7 @@ __global__ void __maxnreg__(kMaxRegisters) out_proj_kernel(const OutProjArgs<T> 
     }
     __syncthreads();  // the barrier's init and this run's number
     const unsigned target = target_shared;
-    if (a.load_mode == 2) {
-        asm volatile("cp.async.wait_all;" ::: "memory");
-        __syncwarp();
-    } else {
-        cuda::mbar_wait(&landed, 0, a.watchdog_ns);
-    }
+    cuda::mbar_wait(&landed, 0, a.watchdog_ns);
 
     // Every head merged: warp 0 polls, a head a lane (two loads a lane and a ballot a poll; polling each lane's own
     // heads one at a time, a compare between loads, made o_proj 20 µs late, run45), then the fence and the barrier
@@ -202,7 +177,8 @@ struct OutProjPlan {
 OutProjPlan plan_out_proj(DType act, const TensorView& attn, const TensorView& w, const TensorView& out,
                           const AttentionShape& s, const StepTokens& tok, int64_t n_ctx) {
     OutProjPlan p;
-    static const bool on = env_switch("LAMINA_OPROJ_OVERLAP", true);  // A/B switch: 0 runs attention + matmul
+    const bool on =
+        env_switch("LAMINA_OPROJ_OVERLAP", false);  // opt-in (slower, see the top); read each call for tests
     const int64_t k = attn.cols, m = w.rows;
     if (!on || act == DType::F32 || tok.n_tokens != 1 || tok.n_tiles != 0 || k > kMaxVectors * 32 * 8 || k % 8 != 0 ||
         s.head_dim % 8 != 0 || s.n_head > kMaxHeads || !vector_rows(attn, 8) || !vector_rows(w, 8) || out.rows != 1 ||
@@ -282,10 +258,6 @@ void CudaBackend::attention_out_proj(const TensorView& qkv, const StepTokens& to
         CUDA_CHECK(cudaMemsetAsync(counters, 0, bytes, stream_));
     }
     unsigned* sync = static_cast<unsigned*>(counters) + static_cast<size_t>(layer) * per_layer;
-    // LAMINA_OPROJ_LOAD (A/B): how rows reach shared memory: 0 a bulk copy (TMA) a row, 1 bulk copies of 32 KB
-    // (rows back to back only), 2 cp.async by each warp for its rows.
-    static const int load_mode_env = env_choice("LAMINA_OPROJ_LOAD", 0, {0, 1, 2});
-    const int load_mode = load_mode_env == 1 && wo.row_stride != wo.cols ? 0 : load_mode_env;
     launch_attention(qkv, tok, s, layer, cache, attn, sync);
     cuda::dispatch_dtype(act_, [&]<typename T>() {
         if constexpr (!std::is_same_v<T, float>) {
@@ -299,7 +271,6 @@ void CudaBackend::attention_out_proj(const TensorView& qkv, const StepTokens& to
                                    static_cast<int>(s.head_dim),
                                    static_cast<int>(s.n_head),
                                    p.js,
-                                   load_mode,
                                    sync,
                                    cuda::watchdog_ns()};
             if (p.jr == 0)
