@@ -106,7 +106,7 @@ public:
     virtual void attention(const TensorView& qkv, const StepTokens& tok, const AttentionShape& shape, int64_t layer,
                            const KvCache& cache, TensorView out) = 0;
     // attention(qkv, ..., attn), then out = attn @ wo^T + bo: the attention and its output projection (the CUDA
-    // backend overlaps them in one-token steps).
+    // backend can overlap them in one-token steps, LAMINA_OPROJ_OVERLAP=1).
     virtual void attention_out_proj(const TensorView& qkv, const StepTokens& tok, const AttentionShape& shape,
                                     int64_t layer, const KvCache& cache, TensorView attn, const TensorView& wo,
                                     const TensorView* bo, TensorView out) {

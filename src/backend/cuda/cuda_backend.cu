@@ -2,6 +2,7 @@
 #include <fstream>
 
 #include "backend/cuda/cuda_backend_impl.h"
+#include "backend/cuda/sync.cuh"
 
 namespace lamina {
 
@@ -15,6 +16,13 @@ int cuda_device_count() {
     }
     return n;
 }
+
+namespace cuda {
+uint64_t watchdog_ns() {  // sync.cuh
+    static const uint64_t ns = static_cast<uint64_t>(env_int("LAMINA_STEP_WATCHDOG_S", 10, 0)) * 1000000000ull;
+    return ns;
+}
+}  // namespace cuda
 
 namespace {
 // LAMINA_KERNEL_TRACE=path.csv: which graph replay to record (LAMINA_KERNEL_TRACE_REPLAY, default 100), 0 when

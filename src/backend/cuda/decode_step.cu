@@ -55,8 +55,8 @@ constexpr int kMaxLayers = 96;
 constexpr int kMaxHeadDim = 128;
 constexpr int kMaxItems = 1024;      // attention (head, split) items of one step
 constexpr int kMinSplitKeys = 16;    // keys per attention item at least (fewer splits for short sequences)
-constexpr int kKeysPerStep =
-    20;  // keys a warp has in flight at once (160 per block: a 640-key cache in 4 splits, one pass)
+// Keys a warp has in flight at once (160 per block: a 640-key cache in 4 splits, one pass).
+constexpr int kKeysPerStep = 20;
 
 // Where a block's time goes (LAMINA_STEP_PROFILE=1): clock cycles of consumer thread 0 (the producer's
 // stalls from the producer thread), summed over blocks and the steps since the counters were zeroed (a
@@ -132,7 +132,7 @@ __device__ __forceinline__ void grid_sync(GridSync* gs, uint64_t watchdog_ns, un
     ++passed;
     if (threadIdx.x == 0) {
         __threadfence();
-        asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(&gs->arrivals) : "memory");
+        cuda::add_release(&gs->arrivals, 1);
         const unsigned target = passed * gridDim.x;
         cuda::Watchdog dog{watchdog_ns};
         for (;;) {

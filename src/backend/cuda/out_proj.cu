@@ -81,7 +81,7 @@ __global__ void __maxnreg__(kMaxRegisters) out_proj_kernel(const OutProjArgs<T> 
     unsigned* const gen = a.sync + a.n_head;
     unsigned* const arrived = gen + 1;
 
-    if (threadIdx.x == 0) {  // the shared-memory rows: a bulk copy each (as 32 KB copies: the same, run46)
+    if (threadIdx.x == 0) {  // the shared-memory rows: a bulk copy each (as 32 KB copies: the same, run47)
         cuda::mbar_init(&landed, 1);
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
         const auto row_bytes = static_cast<uint32_t>(a.k * sizeof(T));
@@ -131,7 +131,7 @@ __global__ void __maxnreg__(kMaxRegisters) out_proj_kernel(const OutProjArgs<T> 
     __syncthreads();
     LAMINA_TRACE_WAITED();  // the trace's "wait": the heads are merged
     // attn into shared memory, all of it requested at once (loaded in the loop below, after each head's wait, the
-    // loads were 16 dependent L2 round trips: 20 µs, run46).
+    // loads were 16 dependent L2 round trips: 20 µs, run47).
     uint4* const xs = rows + static_cast<int64_t>(a.js) * kWarps * vecs;
     for (int v = static_cast<int>(threadIdx.x); v < vecs; v += kWarps * 32)
         xs[v] = __ldcg(reinterpret_cast<const uint4*>(a.x) + v);
@@ -177,16 +177,16 @@ struct OutProjPlan {
 OutProjPlan plan_out_proj(DType act, const TensorView& attn, const TensorView& w, const TensorView& out,
                           const AttentionShape& s, const StepTokens& tok, int64_t n_ctx) {
     OutProjPlan p;
-    const bool on =
-        env_switch("LAMINA_OPROJ_OVERLAP", false);  // opt-in (slower, see the top); read each call for tests
+    // Opt-in (slower: see the top); read at each call, so that a test can turn it on.
+    const bool on = env_switch("LAMINA_OPROJ_OVERLAP", false);
     const int64_t k = attn.cols, m = w.rows;
     if (!on || act == DType::F32 || tok.n_tokens != 1 || tok.n_tiles != 0 || k > kMaxVectors * 32 * 8 || k % 8 != 0 ||
         s.head_dim % 8 != 0 || s.n_head > kMaxHeads || !vector_rows(attn, 8) || !vector_rows(w, 8) || out.rows != 1 ||
         reinterpret_cast<uintptr_t>(out.data) % 16 != 0)
         return p;
-    int device = 0, sms = 0, smem_sm = 0, smem_block = 0, reserved = 0;
+    const int sms = cuda::sm_count();
+    int device = 0, smem_sm = 0, smem_block = 0, reserved = 0;
     CUDA_CHECK(cudaGetDevice(&device));
-    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
     CUDA_CHECK(cudaDeviceGetAttribute(&smem_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device));
     CUDA_CHECK(cudaDeviceGetAttribute(&smem_block, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
     CUDA_CHECK(cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, device));
@@ -226,13 +226,6 @@ void launch_out_proj(const OutProjArgs<T>& a, const OutProjPlan& p, cudaStream_t
 }
 
 }  // namespace
-
-namespace cuda {
-uint64_t watchdog_ns() {
-    static const uint64_t ns = static_cast<uint64_t>(env_int("LAMINA_STEP_WATCHDOG_S", 10, 0)) * 1000000000ull;
-    return ns;
-}
-}  // namespace cuda
 
 void CudaBackend::attention_out_proj(const TensorView& qkv, const StepTokens& tok, const AttentionShape& s,
                                      int64_t layer, const KvCache& cache, TensorView attn, const TensorView& wo,
