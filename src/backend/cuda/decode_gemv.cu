@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "backend/cuda/cuda_backend_impl.h"
+#include "backend/cuda/sync.cuh"
 
 namespace lamina {
 
@@ -202,8 +203,7 @@ __device__ __forceinline__ void load_weights(uint4 (&wv)[U][R], const T* const (
 template <typename T, int U, int R>
 __device__ __forceinline__ void stage_weights(uint4* buf, const T* const (&wr)[R], int base, int step, int k,
                                               bool active) {
-    uint64_t policy;
-    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+    const uint64_t policy = cuda::evict_first_policy();
     const int lane = static_cast<int>(threadIdx.x % 32);
 #pragma unroll
     for (int u = 0; u < U; ++u) {
@@ -212,7 +212,7 @@ __device__ __forceinline__ void stage_weights(uint4* buf, const T* const (&wr)[R
         for (int r = 0; r < R; ++r) {
             uint4* dst = buf + (u * R + r) * 32 + lane;
             if (active && i < k) {
-                const auto s = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+                const uint32_t s = cuda::smem_addr(dst);
                 asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;" ::"r"(s), "l"(wr[r] + i),
                              "l"(policy)
                              : "memory");
