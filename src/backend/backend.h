@@ -106,12 +106,10 @@ public:
     virtual void attention(const TensorView& qkv, const StepTokens& tok, const AttentionShape& shape, int64_t layer,
                            const KvCache& cache, TensorView out) = 0;
     // attention(qkv, ..., attn), then out = attn @ wo^T + bo: the attention and its output projection (the CUDA
-    // backend can overlap them in one-token steps, LAMINA_OPROJ_OVERLAP=1). `next` (or null) is the weight matrix
-    // the step reads after them: a backend may start loading its first bytes into a cache meanwhile, since the
-    // latency-bound attention leaves memory bandwidth unused (CUDA: L2, LAMINA_L2_PREFETCH_MB).
+    // backend can overlap them in one-token steps, LAMINA_OPROJ_OVERLAP=1).
     virtual void attention_out_proj(const TensorView& qkv, const StepTokens& tok, const AttentionShape& shape,
                                     int64_t layer, const KvCache& cache, TensorView attn, const TensorView& wo,
-                                    const TensorView* bo, TensorView out, const TensorView* /*next*/) {
+                                    const TensorView* bo, TensorView out) {
         attention(qkv, tok, shape, layer, cache, attn);
         matmul(attn, wo, bo, out);
     }

@@ -323,7 +323,7 @@ void LlamaModel::step_ops(const StepTokens& tok, int64_t n_logits, bool argmax) 
             backend_.rope_kv_write(qkv, tok, rope_cos_sin_, attn_shape_, l, kv_);
         }
         trace(prefix + "qkv_rope", qkv);
-        backend_.attention_out_proj(qkv, tok, attn_shape_, l, kv_, attn, L.wo, opt(L.bo), proj, &L.w_gate_up);
+        backend_.attention_out_proj(qkv, tok, attn_shape_, l, kv_, attn, L.wo, opt(L.bo), proj);
         trace(prefix + "attn", attn);
         all_reduce(proj);  // row-parallel o_proj: partial sums over each rank's heads
         trace(prefix + "attn_out", proj);

@@ -238,35 +238,23 @@ TEST_P(CudaDecode, QkvNormRopeAndKvWrite) {
 // (LAMINA_OPROJ_SMEM_SLOTS: register rows only, then 2 + 2), GQA with a bias and few rows, heads of 16 (lanes past the
 // row's end), and 8192 rows, which it does not take (attention + matmul). Several steps over two layers: the per-layer
 // counters advance across calls. Outputs poisoned before each call. (f32 takes attention + matmul throughout.)
-// Then the default path (overlap off) with the L2 prefetch of `next` (the other layer's matrix): 24 MB of a 32 MB
-// matrix (LLaMA-7B's o_proj shape, each of o_proj's blocks a share, in each mode), and more than a small matrix
-// holds (capped at its size), which change no bit.
 TEST_P(CudaDecode, AttentionOutProjMatchesSeparateOps) {
     const DType t = GetParam();
     struct Case {
         int64_t n_head, n_head_kv, head_dim, m;
         const char* smem_slots;
         bool bias;
-        const char* overlap = "1";
-        const char* prefetch_mb = nullptr;
-        const char* prefetch_mode = nullptr;
     };
     uint32_t seed = 700;
-    for (const Case& c :
-         {Case{32, 32, 128, 4096, nullptr, false}, Case{32, 32, 128, 1000, "0", true},
-          Case{32, 32, 128, 2000, "2", false}, Case{8, 2, 64, 200, nullptr, true}, Case{4, 2, 16, 64, nullptr, false},
-          Case{16, 4, 128, 8192, nullptr, false}, Case{32, 32, 128, 4096, nullptr, false, "0", "24"},
-          Case{32, 32, 128, 4096, nullptr, true, "0", "24", "1"},
-          Case{32, 32, 128, 4096, nullptr, false, "0", "24", "2"}, Case{8, 2, 64, 200, nullptr, true, "0", "64"}}) {
-        const test::ScopedEnv on("LAMINA_OPROJ_OVERLAP", c.overlap), slots("LAMINA_OPROJ_SMEM_SLOTS", c.smem_slots);
-        const test::ScopedEnv prefetch("LAMINA_L2_PREFETCH_MB", c.prefetch_mb),
-            mode("LAMINA_L2_PREFETCH_MODE", c.prefetch_mode);
+    for (const Case& c : {Case{32, 32, 128, 4096, nullptr, false}, Case{32, 32, 128, 1000, "0", true},
+                          Case{32, 32, 128, 2000, "2", false}, Case{8, 2, 64, 200, nullptr, true},
+                          Case{4, 2, 16, 64, nullptr, false}, Case{16, 4, 128, 8192, nullptr, false}}) {
+        const test::ScopedEnv on("LAMINA_OPROJ_OVERLAP", "1"), slots("LAMINA_OPROJ_SMEM_SLOTS", c.smem_slots);
         const AttentionShape s{c.n_head, c.n_head_kv, c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim))};
         const int64_t k = c.n_head * c.head_dim, kv_dim = c.n_head_kv * c.head_dim, n_ctx = 300, n_layer = 2;
         const int64_t qkv_dim = k + 2 * kv_dim;
         const std::string what = " heads " + std::to_string(c.n_head) + "x" + std::to_string(c.head_dim) + " m " +
-                                 std::to_string(c.m) + " slots " + (c.smem_slots ? c.smem_slots : "default") +
-                                 " overlap " + c.overlap + " prefetch MB " + (c.prefetch_mb ? c.prefetch_mb : "0");
+                                 std::to_string(c.m) + " slots " + (c.smem_slots ? c.smem_slots : "default");
         DeviceMatrix kc(*gpu, t, n_layer * n_ctx, kv_dim), vc(*gpu, t, n_layer * n_ctx, kv_dim);
         kc.upload(rounded(random_vec(n_layer * n_ctx * kv_dim, seed++), t));
         vc.upload(rounded(random_vec(n_layer * n_ctx * kv_dim, seed++), t));
@@ -292,9 +280,8 @@ TEST_P(CudaDecode, AttentionOutProjMatchesSeparateOps) {
                 const std::string at = what + " position " + std::to_string(pos) + " layer " + std::to_string(l);
                 qkv.upload(rounded(random_vec(qkv_dim, seed++), t));
                 attn.poison(), out.poison(), ref_attn.poison(), ref_out.poison();
-                const TensorView next = wo[(l + 1) % n_layer]->view();
                 gpu->attention_out_proj(qkv.view(), tok, s, l, kv, attn.view(), wo[l]->view(),
-                                        c.bias ? &bias_view : nullptr, out.view(), &next);
+                                        c.bias ? &bias_view : nullptr, out.view());
                 gpu->attention(qkv.view(), tok, s, l, kv, ref_attn.view());
                 gpu->matmul(ref_attn.view(), wo[l]->view(), c.bias ? &bias_view : nullptr, ref_out.view());
                 const auto a = attn.download(), ra = ref_attn.download(), o = out.download(), ro = ref_out.download();

@@ -42,11 +42,8 @@ bool flash_prefill(DType act, const TensorView& qkv, const StepTokens& tok, cons
 int64_t decode_attention_splits(int64_t n_tokens, int64_t n_head, int64_t n_ctx);
 size_t decode_attention_block_smem();
 
-// decode_gemv.cu: out[n, m] = x[n, k] @ W[m, k]^T (+ bias), n = 1..4, one pass over W (the decode GEMV). With
-// `prefetch` (a weight matrix or null) at one token, the GEMV's blocks also start loading its first
-// l2_prefetch_bytes(prefetch) bytes into L2 before their PDL wait.
-void gemv(DType act, const TensorView& x, const TensorView& w, const float* bias, TensorView out, cudaStream_t stream,
-          const TensorView* prefetch = nullptr);
+// decode_gemv.cu: out[n, m] = x[n, k] @ W[m, k]^T (+ bias), n = 1..4, one pass over W (the decode GEMV).
+void gemv(DType act, const TensorView& x, const TensorView& w, const float* bias, TensorView out, cudaStream_t stream);
 
 class CudaBackend final : public Backend {
 public:
@@ -73,11 +70,11 @@ public:
     void attention(const TensorView& qkv, const StepTokens& tok, const AttentionShape& shape, int64_t layer,
                    const KvCache& cache, TensorView out) override;
     // out_proj.cu: in a one-token step with LAMINA_OPROJ_OVERLAP=1, o_proj as one block an SM started while the
-    // attention runs, waiting on its heads instead of the whole grid (slower: 251 against 273 tok/s on the H200;
-    // `next` unused); otherwise attention() + matmul_prefetching(), o_proj's GEMV prefetching `next` into L2.
+    // attention runs, waiting on its heads instead of the whole grid (slower: 251 against 273 tok/s on the H200);
+    // otherwise attention() + matmul().
     void attention_out_proj(const TensorView& qkv, const StepTokens& tok, const AttentionShape& shape, int64_t layer,
                             const KvCache& cache, TensorView attn, const TensorView& wo, const TensorView* bo,
-                            TensorView out, const TensorView* next) override;
+                            TensorView out) override;
     void swiglu(const TensorView& gate_up, TensorView out) override;
     void add(TensorView acc, const TensorView& x) override;
     void gather_rows(const TensorView& x, const int32_t* rows, int64_t n, TensorView out) override;
@@ -122,10 +119,6 @@ private:
     void launch_attention(const TensorView& qkv, const StepTokens& tok, const AttentionShape& shape, int64_t layer,
                           const KvCache& cache, TensorView out, unsigned* heads_done);
     void gemm_cublaslt(const TensorView& x, const TensorView& w, TensorView out);
-    // matmul, whose decode GEMV (one token) also starts loading the first bytes of `next` (or null) into L2
-    // (gemv's prefetch; attention_out_proj passes the step's next matrix).
-    void matmul_prefetching(const TensorView& x, const TensorView& w, const TensorView* bias, TensorView out,
-                            const TensorView* next);
     cublasLtMatmulAlgo_t choose_lt_algo(cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
                                         cublasLtMatrixLayout_t c, const TensorView& x, const TensorView& w, TensorView out);
     float* scratch_f32(size_t n);  // grows once, before any graph capture needs it

@@ -23,7 +23,6 @@
 // before cuda::pdl_wait(), so it overlaps the previous kernel (for a small one-token matrix, the second batch too,
 // copied into shared memory: stage_weights). Bytes: the weight matrix once, m * k * sizeof(T) — at batch 1 the whole
 // cost, so the target is the copy bandwidth; x, gains and bias (a few KB) come from L1/L2.
-#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <sstream>
@@ -73,11 +72,6 @@ struct GemvArgs {
     T* v_cache = nullptr;
     cuda::CacheGeometry cache{};
     int64_t layer = 0;
-    // L2 prefetch (gemv's `prefetch`): the first prefetch_bytes of the matrix the step reads next, a share a block;
-    // mode 0 before the PDL wait, 1 the same with the lines marked evict-last, 2 after the wait.
-    const char* prefetch = nullptr;
-    int64_t prefetch_bytes = 0;
-    int prefetch_mode = 0;
 };
 
 template <typename T, int V>
@@ -230,18 +224,6 @@ __device__ __forceinline__ void stage_weights(uint4* buf, const T* const (&wr)[R
     asm volatile("cp.async.commit_group;" ::: "memory");
 }
 
-// This block's share of the L2 prefetch (one thread issues it): gridDim.x slices of the first prefetch_bytes, in
-// bulk prefetches of at most 64 KB.
-template <typename T>
-__device__ __forceinline__ void prefetch_share(const GemvArgs<T>& a) {
-    constexpr int64_t kPiece = 64 << 10;
-    const int64_t share = ((a.prefetch_bytes + gridDim.x - 1) / gridDim.x + 15) / 16 * 16;
-    const int64_t begin = share * blockIdx.x, end = min(begin + share, a.prefetch_bytes);
-    const uint64_t policy = a.prefetch_mode == 1 ? cuda::evict_last_policy() : cuda::evict_normal_policy();
-    for (int64_t o = begin; o < end; o += kPiece)
-        cuda::prefetch_l2(a.prefetch + o, static_cast<uint32_t>(min(kPiece, end - o)), policy);
-}
-
 template <int U, int R>
 __device__ __forceinline__ void read_staged(uint4 (&wv)[U][R], const uint4* buf) {
     asm volatile("cp.async.wait_all;" ::: "memory");
@@ -283,11 +265,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const GemvArgs<T> a) 
         uint4* const my_stage = stage_buf + warp * kLoadsInFlight * 32;
         load(first);  // weights only: no kernel writes them, so issued before the wait
         if constexpr (Stage) stage_weights<T, kUnroll, R>(my_stage, wr, first + batch, step, a.k, active);
-        // (the plain GEMV's only: gemv sets it, and the fused kernels keep their registers)
-        const bool prefetch = E == Epi::Store && !Norm && a.prefetch_bytes > 0 && threadIdx.x == 0;
-        if (prefetch && a.prefetch_mode != 2) prefetch_share(a);
         cuda::pdl_wait();
-        if (prefetch && a.prefetch_mode == 2) prefetch_share(a);
         if constexpr (Norm) stage_normalized<T, N, V>(a, reinterpret_cast<T*>(staged_words));
         for (int base = first; active && base < a.k; base += batch) {
             // The first batch (and with Stage the second) was issued before the wait.
@@ -475,37 +453,16 @@ GemvArgs<T> gemv_args(const TensorView& x, const TensorView* g, float eps, const
     return a;
 }
 
-// How much of `w` a GEMV prefetches into L2 for the op after it: LAMINA_L2_PREFETCH_MB (read at each call, so that
-// tests can set it; 0: none), at most the matrix and half the L2; a multiple of 16 bytes from a 16-byte-aligned base.
-int64_t l2_prefetch_bytes(const TensorView& w) {
-    const int64_t mb = env_int("LAMINA_L2_PREFETCH_MB", 0, 0);
-    if (mb == 0 || reinterpret_cast<uintptr_t>(w.data) % 16 != 0) return 0;
-    static const int64_t l2 = [] {
-        int device = 0, bytes = 0;
-        CUDA_CHECK(cudaGetDevice(&device));
-        CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrL2CacheSize, device));
-        return static_cast<int64_t>(bytes);
-    }();
-    const int64_t matrix = ((w.rows - 1) * w.row_stride + w.cols) * static_cast<int64_t>(dtype_size(w.dtype));
-    return std::min({mb << 20, matrix, l2 / 2}) / 16 * 16;
-}
-
 const float* bias_of(const TensorView* b) { return b ? static_cast<const float*>(b->data) : nullptr; }
 // The norm's gain, or none (decode_qkv and decode_gate_up on an x that is already normalized).
 const TensorView* gain_of(const TensorView& g) { return g.empty() ? nullptr : &g; }
 
 }  // namespace
 
-void gemv(DType act, const TensorView& x, const TensorView& w, const float* bias, TensorView out, cudaStream_t stream,
-          const TensorView* prefetch) {
+void gemv(DType act, const TensorView& x, const TensorView& w, const float* bias, TensorView out, cudaStream_t stream) {
     cuda::dispatch_dtype(act, [&]<typename T>() {
         bool vec = false;
-        GemvArgs<T> a = gemv_args<T>(x, nullptr, 0.0f, w, bias, out, static_cast<int>(w.rows), vec);
-        if (prefetch != nullptr && vec && x.rows == 1) {
-            a.prefetch = static_cast<const char*>(prefetch->data);
-            a.prefetch_bytes = l2_prefetch_bytes(*prefetch);
-            a.prefetch_mode = env_choice("LAMINA_L2_PREFETCH_MODE", 0, {0, 1, 2});
-        }
+        const GemvArgs<T> a = gemv_args<T>(x, nullptr, 0.0f, w, bias, out, static_cast<int>(w.rows), vec);
         launch<T, Epi::Store, false>(a, x.rows, vec, stream);
     });
 }

@@ -127,18 +127,13 @@ void CudaBackend::gemm_cublaslt(const TensorView& x, const TensorView& w, Tensor
 }
 
 void CudaBackend::matmul(const TensorView& x, const TensorView& w, const TensorView* bias, TensorView out) {
-    matmul_prefetching(x, w, bias, out, nullptr);
-}
-
-void CudaBackend::matmul_prefetching(const TensorView& x, const TensorView& w, const TensorView* bias, TensorView out,
-                                     const TensorView* next) {
     LAMINA_CHECK(x.dtype == act_ && w.dtype == act_ && out.dtype == act_, "cuda matmul: weights must be the engine dtype");
     LAMINA_CHECK(x.cols == w.cols && out.rows == x.rows && out.cols == w.rows);
     const float* b = bias ? static_cast<const float*>(bias->data) : nullptr;
     static const int64_t gemv_max_tokens =
         std::min<int64_t>(kGemvMaxTokens, env_int("LAMINA_GEMV_MAX_TOKENS", kGemvMaxTokens));
     if (x.rows <= gemv_max_tokens) {
-        gemv(act_, x, w, b, out, stream_, next);
+        gemv(act_, x, w, b, out, stream_);
         return;
     }
     gemm_cublaslt(x, w, out);

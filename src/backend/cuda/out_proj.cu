@@ -229,14 +229,14 @@ void launch_out_proj(const OutProjArgs<T>& a, const OutProjPlan& p, cudaStream_t
 
 void CudaBackend::attention_out_proj(const TensorView& qkv, const StepTokens& tok, const AttentionShape& s,
                                      int64_t layer, const KvCache& cache, TensorView attn, const TensorView& wo,
-                                     const TensorView* bo, TensorView out, const TensorView* next) {
+                                     const TensorView* bo, TensorView out) {
     LAMINA_CHECK(wo.dtype == act_ && out.dtype == act_ && wo.cols == attn.cols && out.cols == wo.rows &&
                  out.rows == attn.rows);
     LAMINA_CHECK(bo == nullptr || (bo->dtype == DType::F32 && bo->n_elements() == wo.rows));
     const OutProjPlan p = plan_out_proj(act_, attn, wo, out, s, tok, cache.n_ctx);
     if (!p.ok) {
         attention(qkv, tok, s, layer, cache, attn);
-        matmul_prefetching(attn, wo, bo, out, next);
+        matmul(attn, wo, bo, out);
         return;
     }
     // The counters: per layer, n_head heads_done, then gen and arrived; one set per (layers, heads), since a

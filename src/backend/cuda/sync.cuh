@@ -62,23 +62,6 @@ __device__ __forceinline__ uint64_t evict_first_policy() {
     return policy;
 }
 
-// Starts loading [p, p + bytes) into L2, with no destination and nothing to wait on (p and bytes multiples of
-// 16). `policy` is the lines' L2 eviction priority (createpolicy).
-__device__ __forceinline__ void prefetch_l2(const void* p, uint32_t bytes, uint64_t policy) {
-    asm volatile("cp.async.bulk.prefetch.L2.global.L2::cache_hint [%0], %1, %2;" ::"l"(p), "r"(bytes), "l"(policy)
-                 : "memory");
-}
-__device__ __forceinline__ uint64_t evict_normal_policy() {
-    uint64_t policy;
-    asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;" : "=l"(policy));
-    return policy;
-}
-__device__ __forceinline__ uint64_t evict_last_policy() {
-    uint64_t policy;
-    asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(policy));
-    return policy;
-}
-
 // bytes from global src to shared dst (both 16-byte aligned, bytes a multiple of 16), completing on `bar`.
 __device__ __forceinline__ void bulk_load(void* dst, const void* src, uint32_t bytes, uint64_t* bar, uint64_t policy) {
     asm volatile(
