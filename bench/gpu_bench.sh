@@ -10,7 +10,8 @@
 #                                    (PROFILE_BATCH: the batch; PROFILE_TAG: a suffix for its files)
 #   bash bench/gpu_bench.sh tp       on a multi-GPU machine: CUDA tensor-parallel tests, NCCL all-reduce latency,
 #                                    random LLaMA-7B at tp 1/2/4/8 (prefill, decode b1/b32, greedy vs tp 1); tp > 1
-#                                    also with LAMINA_TP_EPILOGUES=1 (tests, bench, greedy: rows "Ne")
+#                                    also with the ranks on the plain decode ops, LAMINA_TP_EPILOGUES=0 (tests, bench,
+#                                    greedy: rows "Np")
 #   bash bench/gpu_bench.sh ab       quick A/B of development switches (AB_VARIANTS="label:ENV=1+ENV2=0:batch ...";
 #                                    AB_TESTS=1 runs the decode tests first, and AB_TEST_ENV="ENV=1" runs them
 #                                    again under that switch; with a carried .ab-base/ from
@@ -76,9 +77,9 @@ if [ "$mode" = "tp" ]; then  # tensor parallelism over this machine's GPUs (NCCL
     n=$(nvidia-smi -L | wc -l)
     ./build-gpu/lamina_tests --gtest_filter='*CudaTp*:*TpMatchesOneRank*:*TpCli*' > "$out/tp_tests.log" 2>&1 || true
     grep -E "^\[ *(FAILED|PASSED|SKIPPED) " "$out/tp_tests.log" | sort | uniq | tail -12 || true
-    echo "CUDA tensor-parallel tests with LAMINA_TP_EPILOGUES=1:"
-    LAMINA_TP_EPILOGUES=1 ./build-gpu/lamina_tests --gtest_filter='*CudaTp*' > "$out/tp_tests_epilogues.log" 2>&1 || true
-    grep -E "^\[ *(FAILED|PASSED|SKIPPED) " "$out/tp_tests_epilogues.log" | sort | uniq | tail -12 || true
+    echo "CUDA tensor-parallel tests with LAMINA_TP_EPILOGUES=0:"
+    LAMINA_TP_EPILOGUES=0 ./build-gpu/lamina_tests --gtest_filter='*CudaTp*' > "$out/tp_tests_plain.log" 2>&1 || true
+    grep -E "^\[ *(FAILED|PASSED|SKIPPED) " "$out/tp_tests_plain.log" | sort | uniq | tail -12 || true
     [ "$n" -ge 2 ] && { ./build-gpu/lamina_bench_allreduce "$n" 4096 32 | tee "$out/allreduce.md" || true; }
     [ -f "$ckpt/config.json" ] || python3 tools/make_random_llama.py --out "$ckpt" > "$out/make_ckpt.log"
     python3 -c "import random; random.seed(7); print(' '.join(str(random.randrange(3, 32000)) for _ in range(512)))" > /tmp/prompt_ids.txt
@@ -98,8 +99,9 @@ if [ "$mode" = "tp" ]; then  # tensor parallelism over this machine's GPUs (NCCL
             --max_batch_size 32 --max_input_len 512 --max_output_len 128 --tp_size $tp \
             --tokenizer tests/data/tokenizer/ggml-vocab-llama-spm.gguf >> "$out/build_engine.log" 2>&1 || { tail -3 "$out/build_engine.log"; continue; }
         tp_runs "$eng" "$tp"
-        # The same with the ranks on the Epilogues decode ops (LAMINA_TP_EPILOGUES=1, off by default): rows "tpNe".
-        [ "$tp" -lt 2 ] || tp_runs "$eng" "${tp}e" LAMINA_TP_EPILOGUES=1
+        # The same with the ranks on the plain decode ops (LAMINA_TP_EPILOGUES=0; the default is the Epilogues ops):
+        # rows "tpNp".
+        [ "$tp" -lt 2 ] || tp_runs "$eng" "${tp}p" LAMINA_TP_EPILOGUES=0
     done
     python3 bench/summarize_tp.py "$out" | tee "$out/tp_summary.md" || true
     exit 0

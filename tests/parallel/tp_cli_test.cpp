@@ -35,9 +35,9 @@ TEST(TpCli, RunOnTp2EngineGivesTheTp1Text) {
     ASSERT_EQ(tp.status, 0) << tp.output;
     EXPECT_NE(tp.output.find("Output [Text 0 Beam 0]: \""), std::string::npos) << tp.output;
     EXPECT_EQ(tp.output, one.output) << "only rank 0 prints, and it prints what tp 1 does";
-    // The ranks' A/B switch for the fused decode ops: 0 and 1 are taken (the CPU has no fused ops either way),
-    // anything else is a one-line error naming it.
-    EXPECT_EQ(run("tp2", "LAMINA_TP_EPILOGUES=1 ").output, one.output);
+    // The ranks' A/B switch for the fused decode ops (on by default): 0 and 1 are taken (the CPU has no fused ops
+    // either way), anything else is a one-line error naming it.
+    EXPECT_EQ(run("tp2", "LAMINA_TP_EPILOGUES=0 ").output, one.output);
     const auto bad = run_command(std::string("LAMINA_TP_EPILOGUES=yes ") +
                                  lamina("run --device cpu --engine_dir " + (dir / "tp2").string() +
                                         " --input_text 'Hello world' --max_output_len 4"));
