@@ -26,10 +26,11 @@ uint64_t watchdog_ns() {  // sync.cuh
 
 namespace {
 // LAMINA_KERNEL_TRACE=path.csv: which graph replay to record (LAMINA_KERNEL_TRACE_REPLAY, default 100), 0 when
-// unset. A build without the recorder refuses the variable rather than ignoring it.
-int64_t kernel_trace_replay() {
-    const char* path = std::getenv("LAMINA_KERNEL_TRACE");
-    if (path == nullptr || *path == '\0') return 0;
+// unset; *path the file. A build without the recorder refuses the variable rather than ignoring it.
+int64_t kernel_trace_replay(std::string* path) {
+    const char* env = std::getenv("LAMINA_KERNEL_TRACE");
+    if (env == nullptr || *env == '\0') return 0;
+    *path = env;
 #ifdef LAMINA_KERNEL_TRACE
     return env_int("LAMINA_KERNEL_TRACE_REPLAY", 100);
 #else
@@ -60,7 +61,7 @@ std::unique_ptr<Backend> make_cuda_backend(DType activation_dtype, int device) {
 CudaBackend::CudaBackend(DType activation_dtype, int device) : act_(activation_dtype), device_(device) {
     CUDA_CHECK(cudaSetDevice(device_));
     fused_decode_ = fused_decode_from_env();
-    trace_replay_ = kernel_trace_replay();
+    trace_replay_ = kernel_trace_replay(&trace_path_);
     persistent_decode_ = env_switch("LAMINA_PERSISTENT_DECODE", false);
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     if (cublasLtCreate(&lt_) != CUBLAS_STATUS_SUCCESS) throw Error("cuBLASLt: cannot create a handle");
@@ -153,7 +154,7 @@ std::vector<TraceArm>& trace_arms() {
 void CudaBackend::traced_graph_launch(cudaGraphExec_t exec) {
 #ifdef LAMINA_KERNEL_TRACE
     constexpr unsigned long long kCapacity = 4ull << 20;  // records: 160 MB, several LLaMA-7B steps' worth
-    const std::string path = std::getenv("LAMINA_KERNEL_TRACE");
+    const std::string& path = trace_path_;
     std::ofstream csv(path);
     if (!csv) throw Error("LAMINA_KERNEL_TRACE: cannot write " + path);
     cuda::TraceRecord* records = nullptr;

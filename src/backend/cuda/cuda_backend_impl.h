@@ -158,6 +158,7 @@ private:
     cudaGraph_t capturing_ = nullptr;
     // LAMINA_KERNEL_TRACE (kernel_trace.cuh): the graph replay to record (0: none) and how many have run.
     int64_t trace_replay_ = 0, replays_ = 0;
+    std::string trace_path_;
     void traced_graph_launch(cudaGraphExec_t exec);
 };
 
