@@ -7,7 +7,9 @@
 #                                    (after prepare, on the same machine: each step fits the 10-minute
 #                                    limit of one device call)
 #   bash bench/gpu_bench.sh profile  per-kernel time and DRAM GB/s of one prefill + decode (ncu), after prepare
-#                                    (PROFILE_BATCH: the batch; PROFILE_TAG: a suffix for its files)
+#                                    (PROFILE_BATCH: the batch; PROFILE_TAG: a suffix for its files; PROFILE_METRICS:
+#                                    more ncu metrics, a column each, e.g. lts__t_sector_hit_rate.pct; PROFILE_ENV:
+#                                    switches for the profiled run, "ENV=1+ENV2=0")
 #   bash bench/gpu_bench.sh tp       on a multi-GPU machine: CUDA tensor-parallel tests, NCCL all-reduce latency,
 #                                    random LLaMA-7B at tp 1/2/4/8 (prefill, decode b1/b32, greedy vs tp 1); tp > 1
 #                                    also with the ranks on the plain decode ops, LAMINA_TP_EPILOGUES=0 (tests, bench,
@@ -63,8 +65,9 @@ fi
 [ "$mode" = "test" ] && exit 0
 
 if [ "$mode" = "profile" ]; then  # per-kernel time and DRAM bytes of prefill + decode steps (ncu), after prepare
-    ncu --clock-control none --cache-control none --log-file "$out/ncu$tag.csv" --csv \
-        --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,launch__registers_per_thread \
+    penv="${PROFILE_ENV:-LAMINA_X=1}"
+    env ${penv//+/ } ncu --clock-control none --cache-control none --log-file "$out/ncu$tag.csv" --csv \
+        --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,launch__registers_per_thread${PROFILE_METRICS:+,$PROFILE_METRICS} \
         ./build-gpu/lamina bench --device cuda --engine_dir /tmp/llama7b-fp16-on --batch_size ${PROFILE_BATCH:-1} \
         --input_len 512 --output_len 3 --repeats 1 > "$out/ncu_bench$tag.md" 2>&1 || tail -5 "$out/ncu_bench$tag.md"
     python3 bench/ncu_summary.py "$out/ncu$tag.csv" > "$out/ncu_summary$tag.md"
