@@ -79,6 +79,20 @@ public:
     virtual void to_host(void* dst, const void* src, size_t bytes) = 0;
     virtual void copy_device(void* dst, const void* src, size_t bytes) = 0;
     virtual void synchronize() {}
+    // Ops return before they are done (the CUDA stream): the host can issue a step while another runs.
+    virtual bool asynchronous() const { return false; }
+    // Host memory that copies to and from the device need not stage (page-locked on CUDA), for the async
+    // copies below; plain host memory on a synchronous backend.
+    virtual void* alloc_host(size_t bytes) { return ::operator new(bytes); }
+    virtual void free_host(void* p) { ::operator delete(p); }
+    // Copies in order with the ops that may return before they are done (host side from alloc_host): the
+    // host buffer may be reused, or the bytes copied to it read, once wait(f) has returned for a fence f
+    // made after the copy. A synchronous backend copies at once, and its fences are always passed.
+    virtual void to_device_async(void* dst, const void* src, size_t bytes) { to_device(dst, src, bytes); }
+    virtual void to_host_async(void* dst, const void* src, size_t bytes) { to_host(dst, src, bytes); }
+    // A point after every op issued so far (0: none needed), and a wait until the backend has passed it.
+    virtual uint64_t fence() { return 0; }
+    virtual void wait(uint64_t /*fence*/) {}
     // True when device memory is host memory: weights are then used in place from the mapped file.
     virtual bool shares_host_memory() const { return false; }
     // The dtype of activations (and so of logits and the KV cache) on this backend.

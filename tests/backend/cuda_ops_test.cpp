@@ -8,11 +8,12 @@
 #include <cmath>
 #include <random>
 
+#include "../runtime/issue_ahead_check.h"
 #include "../test_util.h"
-#include "cuda_test_util.h"
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda/cuda_backend.h"
 #include "core/error.h"
+#include "cuda_test_util.h"
 #include "runtime/generator.h"
 
 namespace lamina {
@@ -300,6 +301,50 @@ TEST_P(CudaOps, SmallOps) {
     gpu->free(ids);
 }
 
+// The one-block-a-row kernels at the 16-byte-vector width (4096 and 8008 columns, rows strided by 8 more) and at
+// one element (1001 columns): embedding gather, row gather and argmax against the CPU, outputs poisoned. Argmax
+// ties sit in one vector, across vectors and at both ends of a row; the first index must win.
+TEST_P(CudaOps, RowKernelsAtBothWidths) {
+    const DType t = GetParam();
+    for (const int64_t cols : {int64_t{4096}, int64_t{8008}, int64_t{1001}}) {
+        SCOPED_TRACE("cols " + std::to_string(cols));
+        const int64_t rows = 37, stride = cols + 8, n = 3;
+        auto table = rounded(random_vec(rows * cols, 30), t);
+        table[0 * cols + cols - 1] = 50.0f;  // row 0: the maximum is the last element
+        for (int64_t j : {int64_t{3}, int64_t{5}, cols - 2}) table[1 * cols + j] = 50.0f;  // one vector, and across
+        for (int64_t j : {int64_t{0}, cols - 1}) table[2 * cols + j] = 50.0f;              // both ends
+        DeviceMatrix dtable(*gpu, t, rows, cols, stride);
+        dtable.upload(table);
+        const std::vector<int32_t> ids = {36, 0, 17};
+        auto* dids = static_cast<int32_t*>(gpu->alloc(n * sizeof(int32_t)));
+        gpu->to_device(dids, ids.data(), n * sizeof(int32_t));
+        std::vector<float> want(static_cast<size_t>(n * cols));
+        for (int64_t r = 0; r < n; ++r) std::copy_n(table.begin() + ids[r] * cols, cols, want.begin() + r * cols);
+
+        StepTokens tok;
+        tok.ids = dids;
+        tok.n_tokens = n;
+        DeviceMatrix demb(*gpu, t, n, cols, stride);
+        gpu->embedding(dtable.view(), tok, demb.view());
+        EXPECT_EQ(demb.download(), want) << "embedding";
+        DeviceMatrix dgather(*gpu, t, n, cols);
+        gpu->gather_rows(dtable.view(), dids, n, dgather.view());
+        EXPECT_EQ(dgather.download(), want) << "gather_rows";
+
+        auto* dbest = static_cast<int32_t*>(gpu->alloc(rows * sizeof(int32_t)));
+        gpu->argmax_rows(dtable.view(), dbest);
+        std::vector<int32_t> got(rows), best(rows);
+        gpu->to_host(got.data(), dbest, rows * sizeof(int32_t));
+        cpu.argmax_rows(make_view(table.data(), DType::F32, rows, cols), best.data());
+        EXPECT_EQ(got, best) << "argmax";
+        EXPECT_EQ(got[0], cols - 1);
+        EXPECT_EQ(got[1], 3);
+        EXPECT_EQ(got[2], 0);
+        gpu->free(dbest);
+        gpu->free(dids);
+    }
+}
+
 INSTANTIATE_TEST_SUITE_P(Dtypes, CudaOps, ::testing::Values(DType::F16, DType::BF16, DType::F32),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
@@ -328,6 +373,18 @@ TEST(CudaModel, TinyFixturesMatchTransformersInF32) {
             EXPECT_EQ(gen.generate({ids}, params)[0], c["greedy_ids"].get<std::vector<int32_t>>()) << name;
         }
     }
+}
+
+// Greedy steps issued ahead (the default on CUDA) against steps one at a time, on an f16 engine: the same
+// tokens, with sequences stopping mid-batch.
+TEST(CudaModel, IssuingStepsAheadChangesNoToken) {
+    REQUIRE_GPU();
+    test::TempDir eng;
+    test::build_from(test::data_dir() / "tiny_llama", eng.path(), DType::F16, 24, 20, /*max_batch_size=*/4);
+    Engine engine(eng.path());
+    auto gpu = make_cuda_backend(DType::F16);
+    EXPECT_TRUE(Generator(engine, *gpu, 1).issue_ahead());
+    test::expect_issuing_ahead_changes_nothing(engine, *gpu);
 }
 
 // Sampled generation end to end: on CUDA the rows are sampled on the GPU (forward_sample, graph replay

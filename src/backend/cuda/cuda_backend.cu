@@ -76,6 +76,8 @@ CudaBackend::~CudaBackend() {
     } catch (const Error&) {  // a failed device: nothing to print
     }
     for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
+    for (cudaEvent_t e : events_)
+        if (e) cudaEventDestroy(e);
     for (void* p : retired_) cudaFree(p);
     if (attn_partials_) cudaFree(attn_partials_);
     if (attn_counters_) cudaFree(attn_counters_);
@@ -122,6 +124,40 @@ void CudaBackend::copy_device(void* dst, const void* src, size_t bytes) {
 }
 
 void CudaBackend::synchronize() { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+void* CudaBackend::alloc_host(size_t bytes) {
+    void* p = nullptr;
+    if (cudaMallocHost(&p, bytes) != cudaSuccess) {
+        cudaGetLastError();
+        throw Error("CUDA: cannot allocate " + std::to_string(bytes) + " bytes of page-locked host memory");
+    }
+    return p;
+}
+
+void CudaBackend::free_host(void* p) {
+    if (p) cudaFreeHost(p);
+}
+
+void CudaBackend::to_device_async(void* dst, const void* src, size_t bytes) {
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+}
+
+void CudaBackend::to_host_async(void* dst, const void* src, size_t bytes) {
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+}
+
+uint64_t CudaBackend::fence() {
+    cudaEvent_t& e = events_[fences_ % events_.size()];
+    if (!e) CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventRecord(e, stream_));
+    return ++fences_;
+}
+
+void CudaBackend::wait(uint64_t fence) {
+    if (fence == 0) return;
+    LAMINA_CHECK(fence <= fences_, "wait: fence " + std::to_string(fence) + " was never made");
+    CUDA_CHECK(cudaEventSynchronize(events_[(fence - 1) % events_.size()]));
+}
 
 float* CudaBackend::scratch_f32(size_t n) {
     if (n > scratch_n_) {

@@ -5,6 +5,7 @@
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
+#include <array>
 #include <map>
 #include <tuple>
 #include <vector>
@@ -58,6 +59,13 @@ public:
     void to_host(void* dst, const void* src, size_t bytes) override;
     void copy_device(void* dst, const void* src, size_t bytes) override;
     void synchronize() override;
+    bool asynchronous() const override { return true; }
+    void* alloc_host(size_t bytes) override;
+    void free_host(void* p) override;
+    void to_device_async(void* dst, const void* src, size_t bytes) override;
+    void to_host_async(void* dst, const void* src, size_t bytes) override;
+    uint64_t fence() override;
+    void wait(uint64_t fence) override;
 
     void embedding(const TensorView& table, const StepTokens& tok, TensorView out) override;
     void rms_norm(const TensorView& x, const TensorView& w, float eps, TensorView out) override;
@@ -155,6 +163,10 @@ private:
     size_t sample_scratch_bytes_ = 0;
     std::vector<void*> retired_;  // buffers replaced by larger ones; captured graphs may still use them
     std::map<int64_t, cudaGraphExec_t> graphs_;
+    // fence(): events recorded in turn; fence f is events_[(f - 1) % size]. A wait on a fence whose event was
+    // recorded again since waits for the later point, which is past it too.
+    std::array<cudaEvent_t, 8> events_{};
+    uint64_t fences_ = 0;
     cudaGraph_t capturing_ = nullptr;
     // LAMINA_KERNEL_TRACE (kernel_trace.cuh): the graph replay to record (0: none) and how many have run.
     int64_t trace_replay_ = 0, replays_ = 0;
