@@ -34,14 +34,14 @@ double seconds_per_launch(Backend& be, int sets, const std::function<void(int)>&
     const int launches = std::max(kMinLaunches, sets);
     be.graph_begin();
     for (int i = 0; i < launches; ++i) op(i % sets);
-    be.graph_end(++key);
-    for (int i = 0; i < 3; ++i) be.graph_replay(key);
+    be.graph_end(&be, ++key);
+    for (int i = 0; i < 3; ++i) be.graph_replay(&be, key);
     std::vector<double> times;
     constexpr int kReplays = 10;
     for (int r = 0; r < 9; ++r) {
         be.synchronize();
         const auto t0 = std::chrono::steady_clock::now();
-        for (int i = 0; i < kReplays; ++i) be.graph_replay(key);
+        for (int i = 0; i < kReplays; ++i) be.graph_replay(&be, key);
         be.synchronize();
         times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / (kReplays * launches));
     }

@@ -16,6 +16,11 @@ PRESETS = {
     "llama-7b": dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
                      num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096,
                      rms_norm_eps=1e-5, rope_theta=10000.0),
+    # SmolLM2-135M's shapes (its embeddings untied here): a model whose decode step is short, so the host's
+    # share of a step shows (bench: LAMINA_DECODE_AHEAD on/off).
+    "smollm2-135m": dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                         num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
+                         rms_norm_eps=1e-5, rope_theta=100000.0),
     "small": dict(vocab_size=32000, hidden_size=1024, intermediate_size=2816, num_hidden_layers=4,
                   num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=4096,
                   rms_norm_eps=1e-5, rope_theta=10000.0),

@@ -79,8 +79,6 @@ public:
     virtual void to_host(void* dst, const void* src, size_t bytes) = 0;
     virtual void copy_device(void* dst, const void* src, size_t bytes) = 0;
     virtual void synchronize() {}
-    // Ops return before they are done (the CUDA stream): the host can issue a step while another runs.
-    virtual bool asynchronous() const { return false; }
     // Host memory that copies to and from the device need not stage (page-locked on CUDA), for the async
     // copies below; plain host memory on a synchronous backend.
     virtual void* alloc_host(size_t bytes) { return ::operator new(bytes); }
@@ -182,11 +180,14 @@ public:
     }
 
     // Graph capture of one step's kernels (CUDA graphs): graph_begin/graph_end record the ops issued
-    // between them under `key`; graph_replay(key) runs them again and returns false if none was recorded.
+    // between them under (owner, key); graph_replay(owner, key) runs them again and returns false if none
+    // was recorded. A graph holds the buffers it was captured with, so keys are per owner (each model has
+    // its own buffers), and an owner releases its graphs before it frees them.
     virtual bool supports_graphs() const { return false; }
-    virtual bool graph_replay(int64_t /*key*/) { return false; }
+    virtual bool graph_replay(const void* /*owner*/, int64_t /*key*/) { return false; }
     virtual void graph_begin() {}
-    virtual void graph_end(int64_t /*key*/) {}
+    virtual void graph_end(const void* /*owner*/, int64_t /*key*/) {}
+    virtual void graph_release(const void* /*owner*/) {}
 };
 
 std::unique_ptr<Backend> make_cpu_backend();

@@ -111,14 +111,14 @@ LlamaModel::LlamaModel(const Engine& engine, Backend& backend, const ModelLimits
     meta_ = static_cast<int32_t*>(backend.alloc(meta_ints_ * sizeof(int32_t)));
     buffers_.push_back(meta_);
     for (Staging& st : uploads_) st.data = static_cast<int32_t*>(backend.alloc_host(meta_ints_ * sizeof(int32_t)));
-    for (Staging& st : readbacks_)
-        st.data = static_cast<int32_t*>(backend.alloc_host(static_cast<size_t>(T) * sizeof(int32_t)));
+    readback_ = static_cast<int32_t*>(backend.alloc_host(static_cast<size_t>(T) * sizeof(int32_t)));
 }
 
 LlamaModel::~LlamaModel() {
-    backend_.synchronize();  // a step issued ahead and never collected may still be reading these
+    backend_.synchronize();
+    backend_.graph_release(this);
     for (Staging& st : uploads_) backend_.free_host(st.data);
-    for (Staging& st : readbacks_) backend_.free_host(st.data);
+    backend_.free_host(readback_);
     for (void* p : buffers_) backend_.free(p);
     if (device_weights_ != nullptr) backend_.free(device_weights_);
 }
@@ -165,11 +165,11 @@ StepTokens LlamaModel::upload_step(std::span<const int32_t> ids, std::span<const
     const ModelConfig& c = config_;
     const auto n = static_cast<int64_t>(positions.size());
     const auto m = static_cast<int64_t>(logit_rows.size());
-    LAMINA_CHECK(n > 0 && n <= limits_.max_step_tokens && slots.size() == positions.size());
-    LAMINA_CHECK(ids.empty() || ids.size() == positions.size());
+    LAMINA_CHECK(n > 0 && n <= limits_.max_step_tokens && slots.size() == positions.size() &&
+                 ids.size() == positions.size());
     LAMINA_CHECK(m > 0 && m <= n);
     for (int64_t t = 0; t < n; ++t) {
-        if (!ids.empty()) LAMINA_CHECK(ids[t] >= 0 && ids[t] < c.n_vocab, "token id " + std::to_string(ids[t]));
+        LAMINA_CHECK(ids[t] >= 0 && ids[t] < c.n_vocab, "token id " + std::to_string(ids[t]));
         LAMINA_CHECK(positions[t] >= 0 && positions[t] < limits_.n_ctx, "position " + std::to_string(positions[t]));
         LAMINA_CHECK(slots[t] >= 0 && slots[t] < limits_.n_slot, "slot " + std::to_string(slots[t]));
     }
@@ -186,23 +186,17 @@ StepTokens LlamaModel::upload_step(std::span<const int32_t> ids, std::span<const
     }
     // Packed as ids [n], positions [n], slots [n], logit rows [m], tiles: the offsets follow from the step's
     // shape, so a graph captured for a shape (run_step's key) reads each replay's values. One copy from a
-    // page-locked staging buffer, taken in turn and reused once its last copy is done; without ids, the
-    // ids are the last argmax step's choices, still in backend memory (issue_argmax).
+    // page-locked staging buffer, taken in turn and reused once its last copy is done.
     Staging& st = uploads_[uploads_made_++ % uploads_.size()];
     backend_.wait(st.fence);
     int32_t* h = st.data;
-    if (!ids.empty()) std::copy(ids.begin(), ids.end(), h);
+    std::copy(ids.begin(), ids.end(), h);
     std::copy(positions.begin(), positions.end(), h + n);
     std::copy(slots.begin(), slots.end(), h + 2 * n);
     std::copy(logit_rows.begin(), logit_rows.end(), h + 3 * n);
     std::copy(tiles.begin(), tiles.end(), h + 3 * n + m);
     const size_t used = static_cast<size_t>(3 * n + m) + tiles.size();
-    if (ids.empty()) {
-        backend_.to_device_async(meta_ + n, h + n, (used - static_cast<size_t>(n)) * sizeof(int32_t));
-        backend_.copy_device(meta_, next_ids_, static_cast<size_t>(n) * sizeof(int32_t));
-    } else {
-        backend_.to_device_async(meta_, h, used * sizeof(int32_t));
-    }
+    backend_.to_device_async(meta_, h, used * sizeof(int32_t));
     st.fence = backend_.fence();
     logit_rows_ = meta_ + 3 * n;
     return StepTokens{meta_, meta_ + n, meta_ + 2 * n, n, meta_ + 3 * n + m, static_cast<int64_t>(tiles.size() / 4)};
@@ -222,22 +216,20 @@ void LlamaModel::run_step(const StepTokens& tok, int64_t n_logits, bool argmax) 
     // steps are captured at once; a prefill shape only when it comes a second time, since a one-off
     // prompt length would pay for a capture it never replays.
     const int64_t key = (((tok.n_tiles * kKeyField + tok.n_tokens) * kKeyField + n_logits) << 1) | (argmax ? 1 : 0);
-    if (backend_.graph_replay(key)) return;
+    if (backend_.graph_replay(this, key)) return;
     if (tok.n_tiles > 0 && ++prefill_shapes_seen_[key] < 2) {
         step_ops(tok, n_logits, argmax);
         return;
     }
     backend_.graph_begin();
     step_ops(tok, n_logits, argmax);
-    backend_.graph_end(key);
-    LAMINA_CHECK(backend_.graph_replay(key));
+    backend_.graph_end(this, key);
+    LAMINA_CHECK(backend_.graph_replay(this, key));
 }
 
 void LlamaModel::forward(std::span<const int32_t> ids, std::span<const int32_t> positions,
                          std::span<const int32_t> slots, std::span<const int32_t> logit_rows, float* logits) {
     if (tp_) return tp_->forward(ids, positions, slots, logit_rows, logits, on_intermediate);
-    LAMINA_CHECK(!ids.empty());
-    argmax_rows_ = 0;
     const StepTokens tok = upload_step(ids, positions, slots, logit_rows);
     const auto n_logits = static_cast<int64_t>(logit_rows.size());
     run_step(tok, n_logits, false);
@@ -255,42 +247,12 @@ void LlamaModel::forward_argmax(std::span<const int32_t> ids, std::span<const in
                                 std::span<const int32_t> slots, std::span<const int32_t> logit_rows,
                                 int32_t* next_ids) {
     if (tp_) return tp_->forward_argmax(ids, positions, slots, logit_rows, next_ids, on_intermediate);
-    LAMINA_CHECK(!ids.empty());
-    issue_argmax(ids, positions, slots, logit_rows);
-    collect_argmax(next_ids);
-}
-
-void LlamaModel::issue_argmax(std::span<const int32_t> ids, std::span<const int32_t> positions,
-                              std::span<const int32_t> slots, std::span<const int32_t> logit_rows) {
-    // A rank (comm_) takes part through forward_argmax only: one step at a time, with its ids.
-    if (!can_issue_ahead() && !(comm_ != nullptr && !ids.empty() && issued_ == collected_))
-        throw Error("issue_argmax: steps issued ahead need one model on one backend (no tensor parallelism)");
-    if (issued_ - collected_ >= static_cast<int64_t>(readbacks_.size()))
-        throw Error("issue_argmax: " + std::to_string(issued_ - collected_) + " steps are in flight already");
-    if (ids.empty() && argmax_rows_ != static_cast<int64_t>(positions.size()))
-        throw Error("issue_argmax: no ids given, and the last step did not choose one for each of its " +
-                    std::to_string(positions.size()) + " tokens");
-    const auto m = static_cast<int64_t>(logit_rows.size());
     const StepTokens tok = upload_step(ids, positions, slots, logit_rows);
-    run_step(tok, m, true);
-    Staging& rb = readbacks_[issued_ % readbacks_.size()];
-    backend_.to_host_async(rb.data, next_ids_, static_cast<size_t>(m) * sizeof(int32_t));
-    rb.fence = backend_.fence();
-    rb.count = m;
-    ++issued_;
-    argmax_rows_ = m;
-}
-
-void LlamaModel::collect_argmax(int32_t* next_ids) {
-    if (collected_ == issued_) throw Error("collect_argmax: no step is in flight");
-    const Staging& rb = readbacks_[collected_ % readbacks_.size()];
-    backend_.wait(rb.fence);
-    std::copy_n(rb.data, rb.count, next_ids);
-    ++collected_;
-}
-
-void LlamaModel::drop_issued() {
-    collected_ = issued_;
+    run_step(tok, static_cast<int64_t>(logit_rows.size()), true);
+    // Into page-locked memory: the copy itself is a DMA with no staging on the host.
+    backend_.to_host_async(readback_, next_ids_, logit_rows.size() * sizeof(int32_t));
+    backend_.wait(backend_.fence());
+    std::copy_n(readback_, logit_rows.size(), next_ids);
 }
 
 void LlamaModel::forward_sample(std::span<const int32_t> ids, std::span<const int32_t> positions,
@@ -299,12 +261,10 @@ void LlamaModel::forward_sample(std::span<const int32_t> ids, std::span<const in
                                 int32_t* next_ids) {
     if (tp_) return tp_->forward_sample(ids, positions, slots, logit_rows, params, uniforms, next_ids, on_intermediate);
     LAMINA_CHECK(params.size() == logit_rows.size() && uniforms.size() == logit_rows.size());
-    LAMINA_CHECK(!ids.empty());
     const StepTokens tok = upload_step(ids, positions, slots, logit_rows);
     const auto n = static_cast<int64_t>(logit_rows.size());
     run_step(tok, n, false);
     backend_.sample_rows(rows_of(logits_, n), params, uniforms, next_ids_);
-    argmax_rows_ = 0;
     backend_.to_host(next_ids, next_ids_, logit_rows.size() * sizeof(int32_t));
 }
 

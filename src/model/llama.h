@@ -45,17 +45,6 @@ public:
     // captured graph on backends that have graphs.
     void forward_argmax(std::span<const int32_t> ids, std::span<const int32_t> positions,
                         std::span<const int32_t> slots, std::span<const int32_t> logit_rows, int32_t* next_ids);
-    // Greedy steps issued ahead: issue_argmax issues the step of forward_argmax and returns without waiting;
-    // collect_argmax waits for the oldest step not yet collected and writes its ids (one per logit row).
-    // With `ids` empty the step's tokens are the choices of the step issued just before, still in backend
-    // memory (token t = that step's row t), so the host can issue step n + 1 before it has read step n's
-    // ids. At most two steps are in flight; drop_issued() forgets those not collected (their ids are never
-    // read; a later step is issued after them). Not with tensor parallelism (can_issue_ahead()).
-    void issue_argmax(std::span<const int32_t> ids, std::span<const int32_t> positions, std::span<const int32_t> slots,
-                      std::span<const int32_t> logit_rows);
-    void collect_argmax(int32_t* next_ids);
-    void drop_issued();
-    bool can_issue_ahead() const { return tp_ == nullptr && comm_ == nullptr; }
     // The same step, with each logits row r sampled on the backend (Backend::sample_rows with params[r]
     // and uniforms[r]); only the ids come back. The step replays from a graph as forward() does; the
     // sampling kernel runs after it (its inputs change every step).
@@ -82,8 +71,7 @@ public:
     std::function<void(const std::string& name, const TensorView& value)> on_intermediate;
 
 private:
-    // Uploads the step's token metadata (without ids: the last argmax step's choices); returns the
-    // StepTokens view of it.
+    // Uploads the step's token metadata; returns the StepTokens view of it.
     StepTokens upload_step(std::span<const int32_t> ids, std::span<const int32_t> positions,
                            std::span<const int32_t> slots, std::span<const int32_t> logit_rows);
     // Issues every op of a step (no host synchronization): embedding to logits, and argmax if asked.
@@ -115,17 +103,15 @@ private:
     size_t meta_ints_ = 0;
     int32_t* logit_rows_ = nullptr;
     int32_t* next_ids_ = nullptr;  // argmax (or sampled) results
-    int64_t argmax_rows_ = 0;      // rows of the last step if it was an argmax step (its ids in next_ids_), else 0
-    // Page-locked host buffers for copies in flight, each with the fence after its last copy and, for a
-    // readback, how many ids it holds.
+    // Page-locked host buffers: step metadata staged for its copy (used in turn, each with the fence after
+    // its last copy), and the argmax ids read back.
     struct Staging {
         int32_t* data = nullptr;
         uint64_t fence = 0;
-        int64_t count = 0;
     };
-    std::array<Staging, 2> uploads_;    // step metadata, used in turn
-    std::array<Staging, 2> readbacks_;  // the ids of argmax steps issued and not yet collected
-    int64_t uploads_made_ = 0, issued_ = 0, collected_ = 0;
+    std::array<Staging, 2> uploads_;
+    int64_t uploads_made_ = 0;
+    int32_t* readback_ = nullptr;
     std::map<int64_t, int> prefill_shapes_seen_;  // run_step's graph keys of prefill steps, and how often
     int64_t whole_step_kernels_ = 0;
     // Tensor parallelism. comm_: this is one rank, and must use the plain (unfused) ops around its

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 
-#include "core/env.h"
 #include "core/error.h"
 #include "runtime/kv_budget.h"
 #include "runtime/prefill_packer.h"
@@ -23,9 +22,7 @@ ModelLimits limits_for(const Engine& e, Backend& backend, int64_t n_slot, uint64
 }  // namespace
 
 Generator::Generator(const Engine& engine, Backend& backend, int64_t n_slot, uint64_t kv_cache_bytes)
-    : engine_(engine), model_(engine, backend, limits_for(engine, backend, n_slot, kv_cache_bytes)) {
-    set_issue_ahead(backend.asynchronous() && env_switch("LAMINA_DECODE_AHEAD", true));
-}
+    : engine_(engine), model_(engine, backend, limits_for(engine, backend, n_slot, kv_cache_bytes)) {}
 
 void Generator::check_prompt(const std::vector<int32_t>& prompt, size_t index) const {
     if (prompt.empty()) throw Error("prompt " + std::to_string(index) + " is empty");
@@ -128,56 +125,26 @@ std::vector<std::vector<int32_t>> Generator::generate(const std::vector<std::vec
         }
         if (g0 == 0) stats_.first_token_seconds = seconds_since(t_start);
 
-        // Decode: one token for every live sequence per step. Greedy steps go out one ahead where the model
-        // allows it: step n + 1, its tokens the backend's choices of step n, is issued before the host reads
-        // step n's ids, so the device does not wait for the host between steps. Only when every sequence of
-        // step n will want another token after it; if one of them stops at step n, the step issued ahead is
-        // dropped and the next one issued for the live sequences alone, so the tokens are those of steps
-        // issued one at a time.
-        const bool ahead_ok = device_greedy && issue_ahead_;
-        const double c0 = model_.collective_seconds();  // reading it may synchronize: outside the decode's time
-        const auto t_decode = Clock::now();
-        std::vector<size_t> active;
-        bool in_flight = false;  // the step for `active` was issued ahead and is not collected yet
+        // Decode: one token for every live sequence per step.
         while (std::find(live.begin(), live.end(), true) != live.end()) {
-            if (!in_flight) {
-                ids.clear();
-                pos.clear();
-                slots.clear();
-                logit_rows.clear();
-                active.clear();
-                for (size_t s = 0; s < live.size(); ++s) {
-                    if (!live[s]) continue;
-                    logit_rows.push_back(static_cast<int32_t>(ids.size()));
-                    ids.push_back(history[s].back());
-                    pos.push_back(static_cast<int32_t>(history[s].size() - 1));
-                    slots.push_back(static_cast<int32_t>(s));
-                    active.push_back(s);
-                }
-                if (!ahead_ok) {
-                    run(logit_rows, active);
-                    ++stats_.decode_steps;
-                    for (size_t r = 0; r < active.size(); ++r) accept(active[r], chosen[r]);
-                    continue;
-                }
-                model_.issue_argmax(ids, pos, slots, logit_rows);
+            ids.clear(); pos.clear(); slots.clear(); logit_rows.clear();
+            std::vector<size_t> active;
+            for (size_t s = 0; s < live.size(); ++s) {
+                if (!live[s]) continue;
+                logit_rows.push_back(static_cast<int32_t>(ids.size()));
+                ids.push_back(history[s].back());
+                pos.push_back(static_cast<int32_t>(history[s].size() - 1));
+                slots.push_back(static_cast<int32_t>(s));
+                active.push_back(s);
             }
-            const bool ahead = std::all_of(active.begin(), active.end(), [&](size_t s) {
-                return static_cast<int64_t>(outputs[g0 + s].size()) + 2 <= params.max_new_tokens;
-            });
-            if (ahead) {
-                for (int32_t& p : pos) ++p;
-                model_.issue_argmax({}, pos, slots, logit_rows);
-            }
-            chosen.resize(active.size());
-            model_.collect_argmax(chosen.data());
+            const double c0 = model_.collective_seconds();  // reading it may synchronize: outside the step's time
+            const auto t0 = Clock::now();
+            run(logit_rows, active);
+            stats_.decode_seconds += seconds_since(t0);
+            stats_.decode_collective_seconds += model_.collective_seconds() - c0;
             ++stats_.decode_steps;
             for (size_t r = 0; r < active.size(); ++r) accept(active[r], chosen[r]);
-            in_flight = ahead && std::all_of(active.begin(), active.end(), [&](size_t s) { return live[s]; });
-            if (ahead && !in_flight) model_.drop_issued();
         }
-        stats_.decode_seconds += seconds_since(t_decode);
-        stats_.decode_collective_seconds += model_.collective_seconds() - c0;
     }
     return outputs;
 }

@@ -47,18 +47,12 @@ public:
     const GenerationStats& stats() const { return stats_; }
     LlamaModel& model() { return model_; }
 
-    // Greedy decode steps issued one ahead (LlamaModel::issue_argmax): on by default where the backend runs
-    // asynchronously and the model allows it, and LAMINA_DECODE_AHEAD is not 0. Results never depend on it.
-    bool issue_ahead() const { return issue_ahead_; }
-    void set_issue_ahead(bool on) { issue_ahead_ = on && model_.can_issue_ahead(); }
-
 private:
     void check_prompt(const std::vector<int32_t>& prompt, size_t index) const;
 
     const Engine& engine_;
     LlamaModel model_;
     GenerationStats stats_;
-    bool issue_ahead_ = false;
 };
 
 }  // namespace lamina

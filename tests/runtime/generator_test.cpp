@@ -1,11 +1,9 @@
 // Generator and sampler behaviour: limits, stop ids, batching equivalence, seeded sampling.
-#include "runtime/generator.h"
-
 #include <gtest/gtest.h>
 
 #include "../test_util.h"
 #include "core/error.h"
-#include "issue_ahead_check.h"
+#include "runtime/generator.h"
 #include "runtime/sampler.h"
 
 namespace lamina {
@@ -53,35 +51,6 @@ TEST_F(TinyGenerator, StopsAtStopIdAndIncludesIt) {
     const auto first = std::find(free_run.begin(), free_run.end(), free_run[3]) - free_run.begin();
     EXPECT_EQ(stopped.size(), static_cast<size_t>(first + 1));
     EXPECT_EQ(stopped.back(), free_run[3]);
-}
-
-TEST_F(TinyGenerator, IssuingStepsAheadChangesNoToken) {
-    EXPECT_FALSE(Generator(*engine, *backend, 1).issue_ahead());  // off by default on the synchronous CPU
-    test::expect_issuing_ahead_changes_nothing(*engine, *backend);
-}
-
-// LlamaModel::issue_argmax misuse is an Error: no ids with no argmax step before, a third step in flight,
-// a collect with none in flight.
-TEST_F(TinyGenerator, IssueArgmaxRefusesMisuse) {
-    Generator gen(*engine, *backend, 1);
-    LlamaModel& m = gen.model();
-    const std::vector<int32_t> ids = {1}, pos = {0}, slots = {0}, rows = {0};
-    int32_t out = -1;
-    EXPECT_THROW(m.collect_argmax(&out), Error);
-    EXPECT_THROW(m.issue_argmax({}, pos, slots, rows), Error);
-    m.issue_argmax(ids, pos, slots, rows);
-    const std::vector<int32_t> next = {1};
-    m.issue_argmax({}, next, slots, rows);
-    EXPECT_THROW(m.issue_argmax({}, std::vector<int32_t>{2}, slots, rows), Error);
-    m.collect_argmax(&out);
-    int32_t second = -1;
-    m.collect_argmax(&second);
-    // The second step's token was the first's choice: the same as issuing it with that id.
-    m.issue_argmax(std::vector<int32_t>{out}, next, slots, rows);
-    int32_t again = -1;
-    m.collect_argmax(&again);
-    EXPECT_EQ(again, second);
-    EXPECT_THROW(m.collect_argmax(&out), Error);
 }
 
 TEST(Sampler, ArgmaxTakesFirstOfTies) {

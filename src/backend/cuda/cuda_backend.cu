@@ -1,5 +1,6 @@
 // CudaBackend: device, stream, memory, cuBLASLt handle and CUDA graphs. The ops live in their own files.
 #include <fstream>
+#include <limits>
 
 #include "backend/cuda/cuda_backend_impl.h"
 #include "backend/cuda/sync.cuh"
@@ -168,8 +169,8 @@ float* CudaBackend::scratch_f32(size_t n) {
     return scratch_;
 }
 
-bool CudaBackend::graph_replay(int64_t key) {
-    auto it = graphs_.find(key);
+bool CudaBackend::graph_replay(const void* owner, int64_t key) {
+    auto it = graphs_.find({owner, key});
     if (it == graphs_.end()) return false;
     if (trace_replay_ > 0 && ++replays_ == trace_replay_) traced_graph_launch(it->second);
     else CUDA_CHECK(cudaGraphLaunch(it->second, stream_));
@@ -232,13 +233,24 @@ void CudaBackend::graph_begin() {
     CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed));
 }
 
-void CudaBackend::graph_end(int64_t key) {
+void CudaBackend::graph_end(const void* owner, int64_t key) {
     cudaGraph_t graph = nullptr;
     CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
     cudaGraphExec_t exec = nullptr;
     CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
     CUDA_CHECK(cudaGraphDestroy(graph));
-    graphs_[key] = exec;
+    cudaGraphExec_t& slot = graphs_[{owner, key}];
+    if (slot) CUDA_CHECK(cudaGraphExecDestroy(slot));
+    slot = exec;
+}
+
+void CudaBackend::graph_release(const void* owner) {
+    // An executable graph still running is freed when it completes (cudaGraphExecDestroy).
+    for (auto it = graphs_.lower_bound({owner, std::numeric_limits<int64_t>::min()});
+         it != graphs_.end() && it->first.first == owner;) {
+        CUDA_CHECK(cudaGraphExecDestroy(it->second));
+        it = graphs_.erase(it);
+    }
 }
 
 }  // namespace lamina

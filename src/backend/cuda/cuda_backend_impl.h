@@ -59,7 +59,6 @@ public:
     void to_host(void* dst, const void* src, size_t bytes) override;
     void copy_device(void* dst, const void* src, size_t bytes) override;
     void synchronize() override;
-    bool asynchronous() const override { return true; }
     void* alloc_host(size_t bytes) override;
     void free_host(void* p) override;
     void to_device_async(void* dst, const void* src, size_t bytes) override;
@@ -111,9 +110,10 @@ public:
                      const AttentionShape& shape, KvCache& cache, const DecodeStepBuffers& buf) override;
 
     bool supports_graphs() const override { return true; }
-    bool graph_replay(int64_t key) override;
+    bool graph_replay(const void* owner, int64_t key) override;
     void graph_begin() override;
-    void graph_end(int64_t key) override;
+    void graph_end(const void* owner, int64_t key) override;
+    void graph_release(const void* owner) override;
 
     cudaStream_t stream() const { return stream_; }
 
@@ -162,7 +162,7 @@ private:
     float* sample_scratch_ = nullptr;  // sample_rows: [rows, n_vocab] penalized, scaled logits
     size_t sample_scratch_bytes_ = 0;
     std::vector<void*> retired_;  // buffers replaced by larger ones; captured graphs may still use them
-    std::map<int64_t, cudaGraphExec_t> graphs_;
+    std::map<std::pair<const void*, int64_t>, cudaGraphExec_t> graphs_;  // by (owner, key)
     // fence(): events recorded in turn; fence f is events_[(f - 1) % size]. A wait on a fence whose event was
     // recorded again since waits for the later point, which is past it too.
     std::array<cudaEvent_t, 8> events_{};
