@@ -42,7 +42,14 @@ protected:
 
 TEST_P(CudaOps, RmsNormFusedAndUnfused) {
     const DType t = GetParam();
-    for (auto [rows, cols, stride] : {std::tuple{1, 4096, 4096}, {5, 577, 600}, {3, 64, 72}, {2, 5000, 5000}}) {
+    // 100 rows: the plain norm's one-wave geometry (128 threads a row); 1200 rows of 4096: more rows than
+    // resident blocks, so blocks walk rows with the next row's loads in flight.
+    for (auto [rows, cols, stride] : {std::tuple{1, 4096, 4096},
+                                      {5, 577, 600},
+                                      {3, 64, 72},
+                                      {2, 5000, 5000},
+                                      {100, 4096, 4104},
+                                      {1200, 4096, 4096}}) {
         const auto x = rounded(random_vec(rows * cols, 1), t), r0 = rounded(random_vec(rows * cols, 2), t);
         const auto w = random_vec(cols, 3);
         DeviceMatrix dx(*gpu, t, rows, cols, stride), dres(*gpu, t, rows, cols, stride), dout(*gpu, t, rows, cols, stride);

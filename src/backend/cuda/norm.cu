@@ -24,6 +24,10 @@ namespace {
 
 constexpr int kMaxItems = 8;        // vectors per thread held in registers: cols <= 1024 * 8 * VEC
 constexpr int kTargetThreads = 512;  // per row (measured on the H100: 64 to 1024 threads, 512 best)
+// The plain norm over 64 rows up to one wave of 512-thread blocks (4 an SM): 128 threads a row, 4 vectors a
+// thread (H200, 512 x 4096 fp16 cold: 2,432 GB/s against 2,194 at 512 threads; 1, 16 and 4096 rows and the
+// fused form are no faster or slower that way).
+constexpr int kOneWaveThreads = 128;
 
 struct RowGeometry {
     int threads;
@@ -248,8 +252,10 @@ void launch_rms_norm(TensorView residual, const TensorView* x, const TensorView&
                      cudaStream_t stream) {
     const int cols = static_cast<int>(residual.cols);
     // Development switches for measuring the geometry (bench/rmsnorm_bench.cpp sweeps them).
-    static const int target_threads = env_int("LAMINA_RMSNORM_THREADS", kTargetThreads);
+    static const int forced_threads = env_int("LAMINA_RMSNORM_THREADS", 0, 32);  // 0: the rule below
     static const int rows_per_block = env_int("LAMINA_RMSNORM_ROWS", 1);
+    const bool one_wave = !Fused && residual.rows >= 64 && residual.rows <= 4 * static_cast<int64_t>(cuda::sm_count());
+    const int target_threads = forced_threads > 0 ? forced_threads : one_wave ? kOneWaveThreads : kTargetThreads;
     auto go = [&]<int VEC>() {
         const RowGeometry g = row_geometry<VEC>(cols, target_threads);
         if (g.threads * g.items * VEC < cols) throw Error("rms_norm: row of " + std::to_string(cols) + " elements is too long");
