@@ -8,7 +8,8 @@
 // accumulation in f32. A block per row at a time (a persistent grid of as many blocks as fit, each
 // walking rows with its slice of w held in registers, the next row's 16-byte loads issued before the
 // current row is reduced); each thread holds ITEMS 16-byte vectors of the row (ITEMS chosen so a block
-// has ~512 threads, the best of 64-1024 measured on the H100), so the row is read once and written once.
+// has ~512 threads, the best of 64-1024 measured on the H100; ~128 for the plain norm over one wave of rows,
+// see kOneWaveThreads), so the row is read once and written once.
 // Roofline: bytes = rows * cols * sizeof(T) * 2 (3 reads + 2 writes for the fused form); FLOPs are
 // negligible (~4 per element): memory bound, the target is the device's copy bandwidth.
 #include <algorithm>
