@@ -110,14 +110,14 @@ LlamaModel::LlamaModel(const Engine& engine, Backend& backend, const ModelLimits
     meta_ints_ = static_cast<size_t>(4 * T + 4 * (T + limits.n_slot));
     meta_ = static_cast<int32_t*>(backend.alloc(meta_ints_ * sizeof(int32_t)));
     buffers_.push_back(meta_);
-    for (Staging& st : uploads_) st.data = static_cast<int32_t*>(backend.alloc_host(meta_ints_ * sizeof(int32_t)));
+    upload_ = static_cast<int32_t*>(backend.alloc_host(meta_ints_ * sizeof(int32_t)));
     readback_ = static_cast<int32_t*>(backend.alloc_host(static_cast<size_t>(T) * sizeof(int32_t)));
 }
 
 LlamaModel::~LlamaModel() {
     backend_.synchronize();
     backend_.graph_release(this);
-    for (Staging& st : uploads_) backend_.free_host(st.data);
+    backend_.free_host(upload_);
     backend_.free_host(readback_);
     for (void* p : buffers_) backend_.free(p);
     if (device_weights_ != nullptr) backend_.free(device_weights_);
@@ -186,10 +186,9 @@ StepTokens LlamaModel::upload_step(std::span<const int32_t> ids, std::span<const
     }
     // Packed as ids [n], positions [n], slots [n], logit rows [m], tiles: the offsets follow from the step's
     // shape, so a graph captured for a shape (run_step's key) reads each replay's values. One copy from a
-    // page-locked staging buffer, taken in turn and reused once its last copy is done.
-    Staging& st = uploads_[uploads_made_++ % uploads_.size()];
-    backend_.wait(st.fence);
-    int32_t* h = st.data;
+    // page-locked staging buffer, rewritten once its last copy is done.
+    backend_.wait(upload_fence_);
+    int32_t* h = upload_;
     std::copy(ids.begin(), ids.end(), h);
     std::copy(positions.begin(), positions.end(), h + n);
     std::copy(slots.begin(), slots.end(), h + 2 * n);
@@ -197,7 +196,7 @@ StepTokens LlamaModel::upload_step(std::span<const int32_t> ids, std::span<const
     std::copy(tiles.begin(), tiles.end(), h + 3 * n + m);
     const size_t used = static_cast<size_t>(3 * n + m) + tiles.size();
     backend_.to_device_async(meta_, h, used * sizeof(int32_t));
-    st.fence = backend_.fence();
+    upload_fence_ = backend_.fence();
     logit_rows_ = meta_ + 3 * n;
     return StepTokens{meta_, meta_ + n, meta_ + 2 * n, n, meta_ + 3 * n + m, static_cast<int64_t>(tiles.size() / 4)};
 }

@@ -6,7 +6,6 @@
 // with tp_size > 1, it runs all ranks through a TpModel (parallel/tp_model.h) behind this same interface.
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -103,14 +102,10 @@ private:
     size_t meta_ints_ = 0;
     int32_t* logit_rows_ = nullptr;
     int32_t* next_ids_ = nullptr;  // argmax (or sampled) results
-    // Page-locked host buffers: step metadata staged for its copy (used in turn, each with the fence after
-    // its last copy), and the argmax ids read back.
-    struct Staging {
-        int32_t* data = nullptr;
-        uint64_t fence = 0;
-    };
-    std::array<Staging, 2> uploads_;
-    int64_t uploads_made_ = 0;
+    // Page-locked host buffers: step metadata staged for its copy (rewritten once upload_fence_ is passed),
+    // and the argmax ids read back.
+    int32_t* upload_ = nullptr;
+    uint64_t upload_fence_ = 0;
     int32_t* readback_ = nullptr;
     std::map<int64_t, int> prefill_shapes_seen_;  // run_step's graph keys of prefill steps, and how often
     int64_t whole_step_kernels_ = 0;
