@@ -130,7 +130,7 @@ void* CudaBackend::alloc_host(size_t bytes) {
     void* p = nullptr;
     if (cudaMallocHost(&p, bytes) != cudaSuccess) {
         cudaGetLastError();
-        throw Error("CUDA: cannot allocate " + std::to_string(bytes) + " bytes of page-locked host memory");
+        throw Error("cuda: cannot allocate " + std::to_string(bytes) + " bytes of page-locked host memory");
     }
     return p;
 }
