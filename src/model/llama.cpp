@@ -107,10 +107,10 @@ LlamaModel::LlamaModel(const Engine& engine, Backend& backend, const ModelLimits
     buffers_.push_back(next_ids_);
     // ids, positions, slots and logit rows of at most T tokens, and the prefill tiles: a step of T tokens
     // splits into at most T / kAttentionTileRows + n_slot tiles, 4 ints each.
-    meta_ints_ = static_cast<size_t>(4 * T + 4 * (T + limits.n_slot));
-    meta_ = static_cast<int32_t*>(backend.alloc(meta_ints_ * sizeof(int32_t)));
+    const auto meta_bytes = static_cast<size_t>(4 * T + 4 * (T + limits.n_slot)) * sizeof(int32_t);
+    meta_ = static_cast<int32_t*>(backend.alloc(meta_bytes));
     buffers_.push_back(meta_);
-    upload_ = static_cast<int32_t*>(backend.alloc_host(meta_ints_ * sizeof(int32_t)));
+    upload_ = static_cast<int32_t*>(backend.alloc_host(meta_bytes));
     readback_ = static_cast<int32_t*>(backend.alloc_host(static_cast<size_t>(T) * sizeof(int32_t)));
 }
 
@@ -248,10 +248,14 @@ void LlamaModel::forward_argmax(std::span<const int32_t> ids, std::span<const in
     if (tp_) return tp_->forward_argmax(ids, positions, slots, logit_rows, next_ids, on_intermediate);
     const StepTokens tok = upload_step(ids, positions, slots, logit_rows);
     run_step(tok, static_cast<int64_t>(logit_rows.size()), true);
+    read_next_ids(next_ids, logit_rows.size());
+}
+
+void LlamaModel::read_next_ids(int32_t* next_ids, size_t n) {
     // Into page-locked memory: the copy itself is a DMA with no staging on the host.
-    backend_.to_host_async(readback_, next_ids_, logit_rows.size() * sizeof(int32_t));
+    backend_.to_host_async(readback_, next_ids_, n * sizeof(int32_t));
     backend_.wait(backend_.fence());
-    std::copy_n(readback_, logit_rows.size(), next_ids);
+    std::copy_n(readback_, n, next_ids);
 }
 
 void LlamaModel::forward_sample(std::span<const int32_t> ids, std::span<const int32_t> positions,
@@ -264,7 +268,7 @@ void LlamaModel::forward_sample(std::span<const int32_t> ids, std::span<const in
     const auto n = static_cast<int64_t>(logit_rows.size());
     run_step(tok, n, false);
     backend_.sample_rows(rows_of(logits_, n), params, uniforms, next_ids_);
-    backend_.to_host(next_ids, next_ids_, logit_rows.size() * sizeof(int32_t));
+    read_next_ids(next_ids, logit_rows.size());
 }
 
 // Whether this step takes the backend's fused decode ops of `mode` (Backend::FusedDecode): a decode step (a few

@@ -78,6 +78,8 @@ private:
     bool whole_step_decode(const StepTokens& tok, int64_t n_logits, bool argmax);
     bool fused_decode(const StepTokens& tok, int64_t n_logits, Backend::FusedDecode mode) const;
     void fused_decode_ops(const StepTokens& tok, bool argmax);
+    // Copies the first n ids of next_ids_ (the step's argmax or sampled ids) to the host, once they are there.
+    void read_next_ids(int32_t* next_ids, size_t n);
     // Runs step_ops, from a captured graph on a graph backend (decode steps; prefill shapes seen before).
     void run_step(const StepTokens& tok, int64_t n_logits, bool argmax);
     void trace(const std::string& name, const TensorView& v);
@@ -99,7 +101,6 @@ private:
     TensorView x_, h_, qkv_, attn_, proj_, gate_up_, ff_, last_, logits_;
     // A step's token metadata, packed (upload_step); logit_rows_ points at this step's rows inside it.
     int32_t* meta_ = nullptr;
-    size_t meta_ints_ = 0;
     int32_t* logit_rows_ = nullptr;
     int32_t* next_ids_ = nullptr;  // argmax (or sampled) results
     // Page-locked host buffers: step metadata staged for its copy (rewritten once upload_fence_ is passed),

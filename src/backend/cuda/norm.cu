@@ -255,7 +255,8 @@ void launch_rms_norm(TensorView residual, const TensorView* x, const TensorView&
     // Development switches for measuring the geometry (bench/rmsnorm_bench.cpp sweeps them).
     static const int forced_threads = env_int("LAMINA_RMSNORM_THREADS", 0, 32);  // 0: the rule below
     static const int rows_per_block = env_int("LAMINA_RMSNORM_ROWS", 1);
-    const bool one_wave = !Fused && residual.rows >= 64 && residual.rows <= 4 * static_cast<int64_t>(cuda::sm_count());
+    static const int64_t one_wave_rows = 4 * static_cast<int64_t>(cuda::sm_count());  // 512-thread blocks, 4 an SM
+    const bool one_wave = !Fused && residual.rows >= 64 && residual.rows <= one_wave_rows;
     const int target_threads = forced_threads > 0 ? forced_threads : one_wave ? kOneWaveThreads : kTargetThreads;
     auto go = [&]<int VEC>() {
         const RowGeometry g = row_geometry<VEC>(cols, target_threads);
