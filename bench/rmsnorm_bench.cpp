@@ -55,14 +55,26 @@ struct BufferSet {
 
 }  // namespace
 
+// Usage: lamina_bench_rmsnorm [COPY_GBPS [TOKENS ...]] (default tokens 1 16 512 4096).
 int main(int argc, char** argv) {
     const double copy_gbps = argc > 1 ? std::atof(argv[1]) : 0.0;
+    std::vector<int64_t> token_counts;
+    for (int i = 2; i < argc; ++i) {
+        char* end = nullptr;
+        const long long t = std::strtoll(argv[i], &end, 10);
+        if (*end != '\0' || t < 1 || t > (1 << 20)) {
+            std::fprintf(stderr, "lamina_bench_rmsnorm: token count '%s' is not an integer in 1..1048576\n", argv[i]);
+            return 2;
+        }
+        token_counts.push_back(t);
+    }
+    if (token_counts.empty()) token_counts = {1, 16, 512, 4096};
     auto be = make_cuda_backend(DType::F16);
     const int64_t cols = 4096;
     auto pct = [&](double gbps) { return copy_gbps > 0 ? std::to_string(static_cast<int>(100 * gbps / copy_gbps)) + "%" : std::string("-"); };
     std::printf("| tokens | fused GB/s cold | %% of copy | fused GB/s warm | fused+residual cold | %% of copy | unfused cold | "
                 "same-size copy cold | fused %% of same-size copy |\n|---|---|---|---|---|---|---|---|---|\n");
-    for (int64_t tokens : {1, 16, 512, 4096}) {
+    for (int64_t tokens : token_counts) {
         const size_t n = static_cast<size_t>(tokens * cols);
         const int sets = static_cast<int>(std::clamp<size_t>(kColdBytes / (3 * n * 2) + 1, 2, kMaxSets));
         std::vector<uint16_t> host(n);
