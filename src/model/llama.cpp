@@ -115,12 +115,18 @@ LlamaModel::LlamaModel(const Engine& engine, Backend& backend, const ModelLimits
 }
 
 LlamaModel::~LlamaModel() {
-    backend_.synchronize();
-    backend_.graph_release(this);
-    backend_.free_host(upload_);
-    backend_.free_host(readback_);
-    for (void* p : buffers_) backend_.free(p);
-    if (device_weights_ != nullptr) backend_.free(device_weights_);
+    // No exception may leave a destructor (it would end the program without the error's message, often while
+    // that error unwinds the stack): on a failed device every call below fails with it, and nothing is left to
+    // release.
+    try {
+        backend_.synchronize();
+        backend_.graph_release(this);
+        backend_.free_host(upload_);
+        backend_.free_host(readback_);
+        for (void* p : buffers_) backend_.free(p);
+        if (device_weights_ != nullptr) backend_.free(device_weights_);
+    } catch (const Error&) {
+    }
 }
 
 TensorView LlamaModel::activation(int64_t cols, int64_t rows) {
