@@ -45,7 +45,7 @@ test-asan: setup
 bench: build model
 	bash bench/cpu_bench.sh
 
-# On a GPU machine (the device tool: see README, "Developing with CUDA"): build with CUDA and run the
+# On a GPU machine (the device tool: see docs/developing.md): build with CUDA and run the
 # CUDA tests; the full benchmark (ceilings, random LLaMA-7B, HF baseline) in two steps of < 10 minutes.
 gpu-test:
 	bash bench/gpu_bench.sh test

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Everything that needs the GPU, for a device machine (see README, "Developing with CUDA"):
+# Everything that needs the GPU, for a device machine (see docs/developing.md):
 #   bash bench/gpu_bench.sh test     build with CUDA, run the CUDA tests (ops vs CPU, models vs HF)
 #   bash bench/gpu_bench.sh prepare  + the card's ceilings, the RMSNorm kernel benchmark, a random
 #                                    LLaMA-7B saved by transformers and built by lamina (plugin on/off)
@@ -42,7 +42,7 @@ if [ "$mode" = "ab" ]; then
     rm -f "$out"/ab_* "$out"/trace_* "$out"/tests*.log  # a warm machine keeps the last call's files
 fi
 
-# PCRE2 headers are not on the device image: unpack the carried Debian packages (see README).
+# PCRE2 headers are not on the device image: unpack the carried Debian packages (see docs/developing.md).
 if [ -d .deps ] && ! [ -f /usr/include/pcre2.h ]; then
     mkdir -p /tmp/deps && for d in .deps/*.deb; do dpkg -x "$d" /tmp/deps; done
     export CMAKE_PREFIX_PATH=/tmp/deps/usr

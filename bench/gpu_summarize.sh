@@ -2,7 +2,7 @@
 # `lamina summarize --device cuda` on SmolLM2-135M (the CNN/DailyMail task of issue 4) on a device
 # machine, side by side with the committed Hugging Face reference (tests/data/summarize/hf_greedy_20.json).
 #   bash bench/gpu_summarize.sh MODEL.gguf     after `bash bench/gpu_bench.sh test` built build-gpu
-# The GGUF (98 MB) is larger than what one device call carries: send it in two halves (see README).
+# The GGUF (98 MB) is larger than what one device call carries: send it in two halves (see docs/developing.md).
 set -euo pipefail
 model="$1"
 out=/tmp/lamina-run
