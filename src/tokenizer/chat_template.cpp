@@ -1,153 +1,136 @@
 #include "tokenizer/chat_template.h"
 
+#include <string_view>
+
 #include "core/error.h"
+// llama.cpp's Jinja engine and its JSON wrapper (third_party/llama_jinja/common).
+#include "jinja/lexer.h"
+#include "jinja/parser.h"
+#include "jinja/runtime.h"
+#include "json.h"
 
 namespace lamina {
 
 namespace {
 
-using Messages = std::vector<std::pair<std::string, std::string>>;
+using json = nlohmann::ordered_json;
 
-// How much of an unrecognized template an error message quotes.
-constexpr size_t kQuoteLength = 80;
+std::string where(const Vocab& vocab) { return vocab.source.empty() ? "the model" : vocab.source; }
 
-bool contains(std::string_view s, std::string_view part) { return s.find(part) != std::string_view::npos; }
+// The variables transformers renders a template with (PreTrainedTokenizerBase.apply_chat_template:
+// messages, tools, documents, add_generation_prompt, then the special tokens map, then kwargs).
+json template_variables(const Vocab& vocab, const json& messages, const ChatTemplateOptions& options) {
+    json vars = json::object();
+    vars["messages"] = messages;
+    vars["tools"] = options.tools;
+    vars["documents"] = nullptr;
+    vars["add_generation_prompt"] = options.add_generation_prompt;
+    const std::pair<const char*, int32_t> special[] = {
+        {"bos_token", vocab.bos_id}, {"eos_token", vocab.eos_id}, {"unk_token", vocab.unk_id}, {"pad_token", vocab.pad_id}};
+    for (const auto& [name, id] : special) {
+        if (id >= 0 && id < vocab.n_vocab()) vars[name] = vocab.tokens[static_cast<size_t>(id)];
+    }
+    if (options.date_string) vars["date_string"] = *options.date_string;
+    if (!options.variables.is_null()) {
+        if (!options.variables.is_object()) throw Error("chat template variables must be a JSON object");
+        for (const auto& [key, value] : options.variables.items()) vars[key] = value;
+    }
+    return vars;
+}
 
-// Jinja's `trim` filter / Python str.strip() on ASCII whitespace.
-std::string strip(std::string_view s) {
-    constexpr std::string_view kSpace = " \t\n\r\f\v";
+std::string_view trim(std::string_view s) {
+    constexpr std::string_view kSpace = " \t\r\n";
     const size_t first = s.find_first_not_of(kSpace);
     if (first == std::string_view::npos) return {};
-    const size_t last = s.find_last_not_of(kSpace);
-    return std::string(s.substr(first, last - first + 1));
+    return s.substr(first, s.find_last_not_of(kSpace) - first + 1);
 }
 
-// Undoes the escapes of a Jinja string literal (\n, \t, \', \", \\).
-std::string jinja_unescape(std::string_view s) {
-    std::string out;
-    for (size_t i = 0; i < s.size(); ++i) {
-        if (s[i] != '\\' || i + 1 == s.size()) {
-            out += s[i];
-            continue;
-        }
-        const char c = s[++i];
-        out += c == 'n' ? '\n' : c == 't' ? '\t' : c;
-    }
-    return out;
+std::string_view first_line(std::string_view s) {
+    s = trim(s);
+    return s.substr(0, s.find('\n'));
 }
 
-// A constant system message written by a ChatML template ('<|im_start|>system\n…<|im_end|>' as a
-// string literal), which the template emits when the conversation does not start with one.
-std::string chatml_default_system(std::string_view tmpl) {
-    constexpr std::string_view kOpen = "<|im_start|>system";
-    constexpr std::string_view kClose = "<|im_end|>";
-    const size_t open = tmpl.find(kOpen);
-    if (open == std::string_view::npos) return {};
-    size_t start = open + kOpen.size();
-    // The newline after the role is either a real newline or the escape "\n" in the Jinja source.
-    if (tmpl.substr(start).starts_with("\n")) {
-        start += 1;
-    } else if (tmpl.substr(start).starts_with("\\n")) {
-        start += 2;
-    } else {
-        return {};
+// The engine's messages span several lines (a source excerpt with a caret under the position):
+//   syntax:  "parser: <message>\n...<excerpt>...\n   ^"
+//   runtime: "\n------------\nWhile executing <node> at line L, column C in source:\n<excerpt>\n   ^\n
+//             Error: <message>", where raise_exception's message reads "Jinja Exception: <text>".
+// Lamina prints errors on one line: keep the message and the position.
+std::string render_error_line(std::string_view what) {
+    constexpr std::string_view kWhile = "While executing ";
+    constexpr std::string_view kError = "\nError: ";
+    constexpr std::string_view kRaised = "Jinja Exception: ";
+    const size_t error_at = what.rfind(kError);
+    if (error_at == std::string_view::npos) return std::string(first_line(what));
+    std::string_view message = trim(what.substr(error_at + kError.size()));
+    std::string position;
+    if (const size_t at = what.find(kWhile); at != std::string_view::npos) {
+        std::string_view line = first_line(what.substr(at + kWhile.size()));
+        if (const size_t in = line.rfind(" in source:"); in != std::string_view::npos) line = line.substr(0, in);
+        position = " (while executing " + std::string(line) + ")";
     }
-    const size_t close = tmpl.find(kClose, start);
-    if (close == std::string_view::npos) return {};
-    const std::string_view body = tmpl.substr(start, close - start);
-    // Only a literal counts; an expression ("' + message['content'] + '") is not a default.
-    if (contains(body, "'") || contains(body, "\"") || contains(body, "{")) return {};
-    return jinja_unescape(body);
+    if (message.starts_with(kRaised)) {
+        return "the chat template raised an exception: " + std::string(message.substr(kRaised.size())) + position;
+    }
+    std::string flat(message);
+    for (char& c : flat) {
+        if (c == '\n') c = ' ';
+    }
+    return "rendering the chat template failed: " + flat + position;
 }
 
-std::string token_text(const Vocab& v, int32_t id, const char* what) {
-    if (id < 0) throw Error(std::string("the chat template needs a ") + what + " token, but the vocab has none");
-    return v.tokens[static_cast<size_t>(id)];
+jinja::program parse(const Vocab& vocab) {
+    try {
+        jinja::lexer lexer;
+        return jinja::parse_from_tokens(lexer.tokenize(vocab.chat_template));
+    } catch (const std::exception& e) {
+        throw Error(where(vocab) + ": the chat template does not parse: " + std::string(first_line(e.what())));
+    }
 }
 
-std::string render_chatml(const Vocab& v, const Messages& messages, bool add_generation_prompt) {
-    const std::string default_system = chatml_default_system(v.chat_template);
-    std::string out;
-    for (size_t i = 0; i < messages.size(); ++i) {
-        const auto& [role, content] = messages[i];
-        if (i == 0 && role != "system" && !default_system.empty()) {
-            out += "<|im_start|>system\n" + default_system + "<|im_end|>\n";
-        }
-        out += "<|im_start|>" + role + "\n" + content + "<|im_end|>\n";
+std::string render(const Vocab& vocab, const json& messages, const ChatTemplateOptions& options) {
+    if (vocab.chat_template.empty()) {
+        throw Error(where(vocab) +
+                    ": the model has no chat template (no tokenizer.chat_template in the GGUF, no chat_template in "
+                    "tokenizer_config.json or chat_template.jinja); give the prompt as plain text instead");
     }
-    if (add_generation_prompt) out += "<|im_start|>assistant\n";
-    return out;
-}
+    if (!messages.is_array()) throw Error("chat messages must be a JSON array");
+    const json vars = template_variables(vocab, messages, options);
 
-// Meta's Llama-2-chat template: the system prompt is folded into the first user turn; the roles must
-// alternate user/assistant (the template raises an exception otherwise). It has no generation prompt.
-std::string render_llama2(const Vocab& v, const Messages& messages) {
-    const std::string bos = token_text(v, v.bos_id, "BOS");
-    const std::string eos = token_text(v, v.eos_id, "EOS");
-    size_t first = 0;
-    std::string system;
-    if (!messages.empty() && messages[0].first == "system") {
-        system = messages[0].second;
-        first = 1;
+    const jinja::program program = parse(vocab);
+    try {
+        // The source is given so runtime errors name a line and column.
+        jinja::context ctx(vocab.chat_template);
+        jinja::global_from_json(ctx, common_json::parse(vars.dump()), /*mark_input=*/false);
+        jinja::runtime runtime(ctx);
+        const jinja::value_array results = runtime.execute(program);
+        return jinja::runtime::gather_string_parts(results)->as_string().str();
+    } catch (const std::exception& e) {
+        throw Error(where(vocab) + ": " + render_error_line(e.what()));
     }
-    std::string out;
-    for (size_t i = first; i < messages.size(); ++i) {
-        const auto& [role, content] = messages[i];
-        const bool expect_user = (i - first) % 2 == 0;
-        if ((role == "user") != expect_user || (role != "user" && role != "assistant")) {
-            throw Error("Llama-2 chat: roles must alternate user/assistant (message " + std::to_string(i) + " is '" +
-                        role + "')");
-        }
-        std::string text = content;
-        if (i == first && first == 1) text = "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + content;
-        if (role == "user") {
-            out += bos + "[INST] " + strip(text) + " [/INST]";
-        } else {
-            // Appended piece by piece: `" " + std::string&&` trips a GCC 12 -Wrestrict false positive.
-            out += ' ';
-            out += strip(text);
-            out += ' ';
-            out += eos;
-        }
-    }
-    return out;
-}
-
-std::string render_llama3(const Vocab& v, const Messages& messages, bool add_generation_prompt) {
-    std::string out;
-    for (size_t i = 0; i < messages.size(); ++i) {
-        const auto& [role, content] = messages[i];
-        if (i == 0) out += token_text(v, v.bos_id, "BOS");
-        out += "<|start_header_id|>" + role + "<|end_header_id|>\n\n" + strip(content) + "<|eot_id|>";
-    }
-    if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
-    return out;
 }
 
 }  // namespace
 
-ChatFormat detect_chat_format(std::string_view tmpl) {
-    if (tmpl.empty()) throw Error("the model has no chat template");
-    if (contains(tmpl, "<|im_start|>")) return ChatFormat::ChatML;
-    if (contains(tmpl, "<|start_header_id|>")) {
-        // Llama 3.1+ templates write a dated system header and tool blocks that Lamina does not render.
-        if (contains(tmpl, "Cutting Knowledge Date")) {
-            throw Error("unsupported chat template: Llama 3.1-style (dated system header)");
-        }
-        return ChatFormat::Llama3;
-    }
-    if (contains(tmpl, "[INST]") && contains(tmpl, "<<SYS>>")) return ChatFormat::Llama2;
-    throw Error("unsupported chat template (not ChatML, Llama-2 or Llama-3): \"" +
-                std::string(tmpl.substr(0, kQuoteLength)) + (tmpl.size() > kQuoteLength ? "…\"" : "\""));
+std::string apply_chat_template_json(const Vocab& vocab, const nlohmann::ordered_json& messages,
+                                     const ChatTemplateOptions& options) {
+    return render(vocab, messages, options);
 }
 
-std::string apply_chat_template(const Vocab& vocab, const Messages& messages, bool add_generation_prompt) {
-    switch (detect_chat_format(vocab.chat_template)) {
-        case ChatFormat::ChatML: return render_chatml(vocab, messages, add_generation_prompt);
-        case ChatFormat::Llama2: return render_llama2(vocab, messages);
-        case ChatFormat::Llama3: return render_llama3(vocab, messages, add_generation_prompt);
-    }
-    LAMINA_CHECK(false, "unhandled ChatFormat");
+std::string apply_chat_template(const Vocab& vocab, const std::vector<ChatMessage>& messages,
+                                const ChatTemplateOptions& options) {
+    json list = json::array();
+    for (const ChatMessage& m : messages) list.push_back({{"role", m.role}, {"content", m.content}});
+    return render(vocab, list, options);
+}
+
+std::string apply_chat_template(const Vocab& vocab, const std::vector<std::pair<std::string, std::string>>& messages,
+                                bool add_generation_prompt) {
+    std::vector<ChatMessage> list;
+    list.reserve(messages.size());
+    for (const auto& [role, content] : messages) list.push_back({role, content});
+    ChatTemplateOptions options;
+    options.add_generation_prompt = add_generation_prompt;
+    return apply_chat_template(vocab, list, options);
 }
 
 }  // namespace lamina

@@ -1,19 +1,24 @@
-// Chat prompts: renders (role, content) messages into the text a chat model was trained on.
+// Chat prompts: renders a conversation with the model's own Jinja chat template, as Hugging Face
+// transformers' `tokenizer.apply_chat_template(messages, tokenize=False, ...)` does.
 //
-// Lamina does not run Jinja. It recognizes the template stored in the checkpoint as one of a few
-// known formats and renders that format in C++, reproducing the template's output exactly:
-//   ChatML  ("<|im_start|>"): <|im_start|>{role}\n{content}<|im_end|>\n …, plus the template's own
-//           default system message when it has one and the first message is not a system message
-//           (SmolLM2: "You are a helpful AI assistant named SmolLM, trained by Hugging Face");
-//   Llama-2 ("[INST]" with "<<SYS>>"): <s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {assistant} </s>…
-//   Llama-3 ("<|start_header_id|>", without 3.1's date header): <|begin_of_text|><|start_header_id|>{role}
-//           <|end_header_id|>\n\n{content}<|eot_id|>…
-// Anything else throws lamina::Error. The result already contains whatever BOS text the template
-// writes, so encode it with parse_special = true and add_special = false.
+// The template is the checkpoint's own text (GGUF `tokenizer.chat_template`, tokenizer_config.json
+// `chat_template` or chat_template.jinja), kept in Vocab::chat_template and in the engine's tokenizer
+// file. It runs on llama.cpp's Jinja engine (third_party/llama_jinja), with the environment transformers
+// sets up: trim_blocks and lstrip_blocks, the loop controls, `raise_exception`, `strftime_now` (local
+// time) and a `tojson` that writes Python json.dumps text. The variables are those transformers passes:
+//   messages, tools (none unless given), documents (none), add_generation_prompt,
+//   bos_token / eos_token / unk_token / pad_token (the vocab's tokens, where it has them),
+//   date_string (only when given), and any extra variables, which override all of the above.
+// tests/tokenizer/chat_template_test.cpp checks the output byte for byte against transformers on the
+// templates of Llama 3.1/3.2, Mistral Nemo, Qwen2.5, Gemma 3, Phi-3.5 and SmolLM2.
+//
+// The result already contains whatever BOS text the template writes, so encode it with
+// parse_special = true and add_special = false.
 #pragma once
 
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
-#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -21,12 +26,39 @@
 
 namespace lamina {
 
-enum class ChatFormat { ChatML, Llama2, Llama3 };
+// One turn. role: "system", "user", "assistant" (or "tool" where the template knows it).
+struct ChatMessage {
+    std::string role;
+    std::string content;
+};
 
-// Throws lamina::Error when the template is empty or not one of the known formats.
-ChatFormat detect_chat_format(std::string_view chat_template);
+struct ChatTemplateOptions {
+    // Ends the prompt with the header of an assistant turn, so the model writes the reply.
+    bool add_generation_prompt = true;
+    // Llama 3.x "Today Date: …" (e.g. "07 Dec 2025"). Unset, the template decides: Llama 3.2 calls
+    // strftime_now (today), Llama 3.1 writes its own default ("26 Jul 2024").
+    std::optional<std::string> date_string;
+    // Tool JSON schemas as transformers takes them ([{"type": "function", "function": {...}}]); null for
+    // none. Key order is kept: templates print the schemas.
+    nlohmann::ordered_json tools;
+    // More template variables (an object), e.g. {"tools_in_user_message": false}. They override the
+    // ones above, bos_token and eos_token included.
+    nlohmann::ordered_json variables = nlohmann::ordered_json::object();
+};
 
-// messages: (role, content) pairs, roles "system", "user", "assistant".
+// Renders the vocab's chat template. Throws lamina::Error (one line, starting with Vocab::source) when
+// the vocab has no template, when the template does not parse, and when rendering fails or the template
+// refuses the conversation with raise_exception (the error then carries the template's message).
+std::string apply_chat_template(const Vocab& vocab, const std::vector<ChatMessage>& messages,
+                                const ChatTemplateOptions& options = {});
+
+// The same for messages in the OpenAI / transformers JSON shape, for what ChatMessage cannot hold:
+// assistant "tool_calls", "tool" messages with "tool_call_id", content given as a list of parts.
+std::string apply_chat_template_json(const Vocab& vocab, const nlohmann::ordered_json& messages,
+                                     const ChatTemplateOptions& options = {});
+
+// The signature src/cli/cmd_run.cpp calls, kept until it moves to the ChatMessage overload:
+// (role, content) pairs and add_generation_prompt.
 std::string apply_chat_template(const Vocab& vocab, const std::vector<std::pair<std::string, std::string>>& messages,
                                 bool add_generation_prompt);
 

@@ -156,6 +156,7 @@ Vocab vocab_from_gguf(const GgufFile& gguf) {
     }
     if (v.types.size() == n) add_default_stop_ids(v);
     validate_vocab(v, where);
+    v.source = where;
     return v;
 }
 
@@ -324,6 +325,7 @@ Vocab load_vocab(const std::filesystem::path& file) {
     v.types = f.ints("types");
     v.merges = f.strings("merges");
     validate_vocab(v, where);
+    v.source = where;
     return v;
 }
 

@@ -50,7 +50,10 @@ struct Vocab {
     bool ignore_merges = false;
 
     std::vector<int32_t> stop_ids;  // every id that ends generation (eos, <|im_end|>, <|eot_id|>, …)
-    std::string chat_template;      // raw jinja text from the checkpoint, kept for detection
+    std::string chat_template;      // the checkpoint's Jinja chat template, rendered by chat_template.h
+    // Where the vocab was read from (GGUF file, HF directory, engine tokenizer file), for error messages;
+    // not saved.
+    std::string source;
 
     int32_t n_vocab() const { return static_cast<int32_t>(tokens.size()); }
     TokenType type(int32_t id) const { return static_cast<TokenType>(types[static_cast<size_t>(id)]); }

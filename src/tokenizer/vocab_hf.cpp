@@ -412,6 +412,7 @@ Vocab vocab_from_hf_dir(const std::filesystem::path& dir) {
     }
     add_default_stop_ids(v);
     validate_vocab(v, tokenizer_file.string());
+    v.source = dir.string();
     return v;
 }
 

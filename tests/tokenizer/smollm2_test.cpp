@@ -75,7 +75,6 @@ TEST_F(TokenizerSmolLM2, ParseSpecialSplitsControlTokens) {
 }
 
 TEST_F(TokenizerSmolLM2, ChatTemplateMatchesTheCheckpointTemplate) {
-    ASSERT_EQ(detect_chat_format(vocab_->chat_template), ChatFormat::ChatML);
     // What the template stored in the GGUF renders for one user message (default system message added).
     const std::string expected =
         "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
