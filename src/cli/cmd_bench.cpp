@@ -14,6 +14,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/progress.h"
 #include "core/error.h"
 #include "runtime/generator.h"
 
@@ -21,8 +22,8 @@ namespace lamina::cli {
 
 namespace {
 struct BenchArgs {
-    std::string engine_dir, json, device = "auto";
-    uint64_t kv_cache_bytes = 0;
+    ModelArgs model;
+    std::string json;
     int64_t input_len = 512, output_len = 128, repeats = 3, batch_size = 1;
     bool profile = false;
 };
@@ -98,22 +99,21 @@ double decode_step_bytes(const Engine& e, int64_t position, size_t kv_elem_bytes
 Handler add_bench(CLI::App& app) {
     auto a = std::make_shared<BenchArgs>();
     CLI::App* cmd = app.add_subcommand("bench", "Measure prefill and decode speed of an engine");
-    cmd->add_option("--engine_dir", a->engine_dir)->required();
+    add_model_options(cmd, a->model);
     cmd->add_option("--input_len", a->input_len, "Prompt tokens")->check(CLI::PositiveNumber);
     cmd->add_option("--output_len", a->output_len, "Generated tokens")->check(CLI::PositiveNumber);
     cmd->add_option("--repeats", a->repeats, "Timed repetitions (min and median are reported)")->check(CLI::PositiveNumber);
     cmd->add_option("--batch_size", a->batch_size, "Sequences decoded together")->check(CLI::PositiveNumber);
     cmd->add_option("--json", a->json, "Also write the results to this JSON file");
-    cmd->add_option("--device", a->device, "cpu, cuda or auto");
-    add_kv_cache_option(cmd, a->kv_cache_bytes);
     cmd->add_flag("--profile", a->profile, "Also print time per op group for one prefill and decode steps");
     return [a] {
-        Engine engine(a->engine_dir);
+        OpenedEngine opened = open_engine(a->model, {a->batch_size, a->input_len, a->output_len});
+        const Engine& engine = *opened.engine;
         if (a->input_len > engine.limits().max_input_len)
             throw Error("--input_len " + std::to_string(a->input_len) + " exceeds the engine's max_input_len " +
                         std::to_string(engine.limits().max_input_len));
-        auto backend = make_backend(a->device, engine.dtype());
-        Generator gen(engine, *backend, a->batch_size, a->kv_cache_bytes);
+        auto backend = make_backend(a->model, opened);
+        Generator gen(engine, *backend, a->batch_size, a->model.kv_cache_bytes);
         std::mt19937 rng(1234);
         std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(engine.config().n_vocab - 1));
         std::vector<std::vector<int32_t>> prompts(static_cast<size_t>(a->batch_size));
@@ -124,13 +124,18 @@ Handler add_bench(CLI::App& app) {
         params.sampling.temperature = 0.0f;  // greedy, no stop ids: exactly output_len steps
 
         std::vector<double> prefill_tps, decode_tps, first_token_ms;
-        gen.generate(prompts, {params.max_new_tokens > 4 ? 4 : params.max_new_tokens, params.sampling, {}});  // warm-up
+        gen.generate(prompts, {params.max_new_tokens > 4 ? 4 : params.max_new_tokens, params.sampling, {}, {}});  // warm-up
+        Progress bar("bench", static_cast<double>(a->repeats), "runs");
         for (int64_t r = 0; r < a->repeats; ++r) {
             gen.generate(prompts, params);
             const GenerationStats& s = gen.stats();
             prefill_tps.push_back(static_cast<double>(s.prompt_tokens) / s.prefill_seconds);
             decode_tps.push_back(static_cast<double>(s.decode_steps * a->batch_size) / s.decode_seconds);
             first_token_ms.push_back(1e3 * s.first_token_seconds);
+            char note[64];
+            std::snprintf(note, sizeof note, "decode %.1f tok/s", decode_tps.back());
+            if (r + 1 < a->repeats) bar.update(static_cast<double>(r + 1), note);
+            else bar.finish(note);
         }
         // Tensor parallel: one more run with the collectives timed (their events are left out of the runs
         // above), for the time rank 0 spends in all-reduces and the logits all-gather per decode step.
@@ -179,7 +184,8 @@ Handler add_bench(CLI::App& app) {
         if (!a->json.empty()) {
             nlohmann::json j = {{"device", backend->name()},
                                 {"dtype", dtype_name(engine.dtype())},
-                                {"engine_dir", a->engine_dir},
+                                {"model", a->model.engine_dir.empty() ? a->model.model_dir : a->model.engine_dir},
+                                {"threads", a->model.threads},
                                 {"batch_size", a->batch_size},
                                 {"tp_size", engine.tp_size()},
                                 {"decode_collective_ms_per_step", collective_ms},

@@ -1,5 +1,6 @@
 // lamina logits: the numbers behind a parity check against another implementation. Reads prompt ids,
 // writes the logits at the last prompt position and the greedy continuation as JSON.
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -14,7 +15,8 @@ namespace lamina::cli {
 
 namespace {
 struct LogitsArgs {
-    std::string engine_dir, input_ids, output, device = "auto";
+    ModelArgs model;
+    std::string input_ids, output;
     int64_t greedy = 0;
 };
 
@@ -41,16 +43,16 @@ std::vector<int32_t> read_ids(const std::string& path) {
 Handler add_logits(CLI::App& app) {
     auto a = std::make_shared<LogitsArgs>();
     CLI::App* cmd = app.add_subcommand("logits", "Write last-position logits and a greedy continuation as JSON");
-    cmd->add_option("--engine_dir", a->engine_dir)->required();
+    add_model_options(cmd, a->model);
     cmd->add_option("--input_ids", a->input_ids, "File of whitespace-separated prompt token ids")->required();
     cmd->add_option("--output", a->output, "JSON file to write")->required();
     cmd->add_option("--greedy", a->greedy, "Also generate this many greedy tokens")->check(CLI::NonNegativeNumber);
-    cmd->add_option("--device", a->device, "cpu, cuda or auto");
     return [a] {
-        Engine engine(a->engine_dir);
         const std::vector<int32_t> ids = read_ids(a->input_ids);
-        auto backend = make_backend(a->device, engine.dtype());
-        Generator gen(engine, *backend, 1);
+        OpenedEngine opened = open_engine(a->model, {1, static_cast<int64_t>(ids.size()), std::max<int64_t>(a->greedy, 1)});
+        const Engine& engine = *opened.engine;
+        auto backend = make_backend(a->model, opened);
+        Generator gen(engine, *backend, 1, a->model.kv_cache_bytes);
         const int64_t n_vocab = engine.config().n_vocab;
         const std::vector<float> all = gen.prompt_logits(ids);
         nlohmann::json j;

@@ -16,5 +16,6 @@ Handler add_bench(CLI::App& app);
 Handler add_logits(CLI::App& app);
 Handler add_rouge(CLI::App& app);
 Handler add_summarize(CLI::App& app);
+Handler add_perplexity(CLI::App& app);
 
 }  // namespace lamina::cli

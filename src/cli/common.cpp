@@ -2,7 +2,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <random>
+
+#include "build/engine_cache.h"
 #include "build/engine_format.h"
+#include "cli/progress.h"
 #include "core/error.h"
 #include "io/gguf.h"
 #include "model/model_spec.h"
@@ -11,20 +17,57 @@
 #include "backend/cuda/cuda_backend.h"
 #endif
 
-
 namespace lamina::cli {
 
-std::unique_ptr<Backend> make_backend(const std::string& device, DType engine_dtype) {
-    if (device == "cpu") return make_cpu_backend();
+namespace {
+// Largest model (parameters) that --dtype auto builds in float32 for the CPU; above it float16 halves
+// the memory (a 7B model is 27 GB in float32).
+constexpr double kMaxF32Params = 3e9;
+
+DType auto_dtype(const std::string& device, const ModelSpec& spec) {
+    if (device == "cuda") return DType::F16;
+    double params = 0;
+    for (const auto& [name, w] : spec.weights) params += static_cast<double>(w.n_elements());
+    return params <= kMaxF32Params ? DType::F32 : DType::F16;
+}
+
+// --max_input_len / --max_output_len for a checkpoint run: the flags, else what the command needs, and
+// the rest of the model's context (at most kDefaultMaxContext) for the other.
+EngineLimits limits_for(const ModelArgs& a, const Needs& needs, int64_t n_ctx) {
+    const int64_t ctx = std::min(n_ctx, kDefaultMaxContext);
+    EngineLimits l;
+    l.max_batch_size = a.max_batch_size > 0 ? a.max_batch_size : std::max<int64_t>(needs.batch, 1);
+    l.max_output_len = a.max_output_len > 0 ? a.max_output_len : needs.output_len > 0 ? needs.output_len : ctx / 2;
+    if (a.max_input_len > 0) {
+        l.max_input_len = a.max_input_len;
+    } else {
+        l.max_input_len = needs.input_len > 0 ? needs.input_len : ctx - l.max_output_len;
+        if (l.max_input_len < 1)
+            throw Error(std::to_string(l.max_output_len) + " new tokens leave no room for a prompt in the model's " +
+                        std::to_string(n_ctx) + "-token context (lower --max_output_len)");
+    }
+    return l;
+}
+}  // namespace
+
+std::string resolve_device(const std::string& device) {
+    if (device == "cpu") return "cpu";
 #ifdef LAMINA_HAS_CUDA
-    if (device == "cuda") return make_cuda_backend(engine_dtype);
-    if (device == "auto") return cuda_device_count() > 0 ? make_cuda_backend(engine_dtype) : make_cpu_backend();
+    if (device == "cuda") return "cuda";
+    if (device == "auto") return cuda_device_count() > 0 ? "cuda" : "cpu";
 #else
-    (void)engine_dtype;
     if (device == "cuda") throw Error("--device cuda: this lamina was built without CUDA (configure with -DLAMINA_CUDA=ON)");
-    if (device == "auto") return make_cpu_backend();
+    if (device == "auto") return "cpu";
 #endif
     throw Error("--device '" + device + "' is not one of cpu, cuda, auto");
+}
+
+std::unique_ptr<Backend> make_backend(const ModelArgs& a, const OpenedEngine& opened) {
+#ifdef LAMINA_HAS_CUDA
+    if (opened.device == "cuda") return make_cuda_backend(opened.engine->dtype());
+#endif
+    (void)a;
+    return make_cpu_backend();
 }
 
 OpenedEngine::~OpenedEngine() {
@@ -38,24 +81,104 @@ OpenedEngine::~OpenedEngine() {
 void add_kv_cache_option(CLI::App* cmd, uint64_t& bytes) {
     cmd->add_option("--kv_cache_bytes", bytes,
                     "KV cache budget in bytes (suffixes K/M/G, binary; per rank with tensor parallelism); shortens "
-                    "each sequence's context to fit. "
-                    "Default: max_batch x (max_input_len + max_output_len) positions")
+                    "each sequence's context to fit. 0: max_batch_size x (max_input_len + max_output_len) positions")
         ->transform(CLI::AsSizeValue(false));
 }
 
-OpenedEngine open_engine(const std::string& engine_dir, const std::string& model_dir, const BuildOptions& build) {
+void add_model_options(CLI::App* cmd, ModelArgs& a, bool with_max_output_len) {
+    cmd->add_option("--engine_dir", a.engine_dir, "Engine directory from `lamina build`");
+    cmd->add_option("--model_dir", a.model_dir,
+                    "Or a .gguf file / Hugging Face directory: its engine is built once into the cache and reused");
+    cmd->add_option("--dtype", a.dtype,
+                    "Engine dtype when building from --model_dir (auto: float16 on CUDA; float32 on the CPU up to 3B "
+                    "parameters, float16 above)")
+        ->check(CLI::IsMember({"auto", "float32", "float16", "bfloat16"}));
+    cmd->add_option("--max_batch_size", a.max_batch_size,
+                    "Sequences at once, with --model_dir (0: what the command needs)")
+        ->check(CLI::Range(int64_t{0}, int64_t{4096}));
+    cmd->add_option("--max_input_len", a.max_input_len,
+                    "Longest prompt, with --model_dir (0: the model's context, at most " +
+                        std::to_string(kDefaultMaxContext) + ", less the output)")
+        ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
+    if (with_max_output_len)
+        cmd->add_option("--max_output_len", a.max_output_len,
+                        "Most new tokens, with --model_dir (0: what the command needs)")
+            ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
+    cmd->add_option("--cache_dir", a.cache_dir,
+                    "Where engines built from --model_dir are kept (default $XDG_CACHE_HOME/lamina/engines or "
+                    "~/.cache/lamina/engines)");
+    cmd->add_option("--device", a.device, "cpu, cuda or auto (CUDA when built with it and a GPU is present)")
+        ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+    cmd->add_option("--threads", a.threads, "CPU threads (0: the machine's physical cores)")
+        ->check(CLI::Range(0, 1024));
+    add_kv_cache_option(cmd, a.kv_cache_bytes);
+    cmd->add_flag("--verbose", a.verbose, "Say more on stderr: the engine used, the sampling seed");
+}
+
+OpenedEngine open_engine(const ModelArgs& a, const Needs& needs) {
     OpenedEngine e;
-    if (!engine_dir.empty() && !model_dir.empty()) throw Error("give --engine_dir or --model_dir, not both");
-    if (!engine_dir.empty()) {
-        e.engine = std::make_unique<Engine>(engine_dir);
+    if (!a.engine_dir.empty() && !a.model_dir.empty()) throw Error("give --engine_dir or --model_dir, not both");
+    e.device = resolve_device(a.device);
+    if (!a.engine_dir.empty()) {
+        if (a.max_batch_size > 0 || a.max_input_len > 0 || a.max_output_len > 0 || a.dtype != "auto")
+            throw Error("--max_batch_size, --max_input_len, --max_output_len and --dtype apply to --model_dir; an "
+                        "--engine_dir keeps what it was built with (rebuild it to change them)");
+        e.engine = std::make_unique<Engine>(a.engine_dir);
         return e;
     }
-    if (model_dir.empty()) throw Error("give --engine_dir (built by `lamina build`) or --model_dir (a .gguf or HF directory)");
-    ModelSpec spec = load_model_spec(model_dir);
-    e.temp_dir = std::filesystem::temp_directory_path() / ("lamina-engine-" + std::to_string(::getpid()));
-    build_engine(spec, build, e.temp_dir);
-    e.engine = std::make_unique<Engine>(e.temp_dir);
+    if (a.model_dir.empty())
+        throw Error("give --model_dir (a .gguf file or Hugging Face directory) or --engine_dir (from `lamina build`)");
+
+    const ModelSpec spec = load_model_spec(a.model_dir);  // metadata only: weights are read when built
+    BuildOptions build;
+    build.dtype = a.dtype == "auto" ? auto_dtype(e.device, spec) : dtype_from_name(a.dtype);
+    EngineCache cache{a.cache_dir.empty() ? EngineCache::default_dir() : std::filesystem::path(a.cache_dir)};
+    BuildProgressPrinter printer("building engine");
+    const BuildProgressFn progress = printer.fn();
+    std::filesystem::path dir;
+    if (cache.dir.empty()) {  // no cache directory: build into a temporary one, removed afterwards
+        e.temp_dir = std::filesystem::temp_directory_path() / ("lamina-engine-" + std::to_string(::getpid()));
+        build.max_input_len = std::max<int64_t>(1, spec.config.n_ctx / 2);
+        build.max_output_len = std::max<int64_t>(1, spec.config.n_ctx - build.max_input_len);
+        build_engine(spec, build, e.temp_dir, progress);
+        dir = e.temp_dir;
+    } else {
+        bool built = false;
+        dir = cache.get_or_build(a.model_dir, build, progress, &built);
+        if (a.verbose) std::fprintf(stderr, "lamina: %s engine %s\n", built ? "built" : "cached", dir.string().c_str());
+    }
+    e.engine = std::make_unique<Engine>(dir);
+    fit_limits(a, e, needs);
     return e;
+}
+
+void fit_limits(const ModelArgs& a, OpenedEngine& opened, const Needs& needs) {
+    if (a.engine_dir.empty()) opened.engine->set_limits(limits_for(a, needs, opened.engine->config().n_ctx));
+}
+
+void add_sampling_options(CLI::App* cmd, SamplingArgs& s, const std::string& seed_flag) {
+    s.temperature_opt = cmd->add_option("--temperature", s.temperature,
+                                        "Sampling temperature; 0 is greedy. Given alone (> 0), samples with top-k off");
+    s.top_k_opt = cmd->add_option("--top_k", s.top_k,
+                                  "Sample from the k likeliest tokens; 1 is greedy, 0 no limit (default: 1, or 0 "
+                                  "when --temperature or --top_p asks for sampling)");
+    s.top_p_opt = cmd->add_option("--top_p", s.top_p, "Nucleus sampling: the smallest set of tokens with this much mass");
+    s.seed_opt = cmd->add_option(seed_flag, s.seed, "Sampler seed (default: a fresh one each run, reported)");
+    cmd->add_option("--repetition_penalty", s.repetition_penalty, "Hugging Face repetition penalty (1: off)");
+}
+
+SamplingParams resolve_sampling(const SamplingArgs& s) {
+    SamplingParams p;
+    p.temperature = s.temperature;
+    p.top_p = s.top_p;
+    p.repetition_penalty = s.repetition_penalty;
+    p.top_k = s.top_k;
+    const bool asks_sampling = (s.temperature_opt->count() > 0 && s.temperature > 0.0f) ||
+                               (s.top_p_opt->count() > 0 && s.top_p < 1.0f);
+    if (s.top_k_opt->count() == 0) p.top_k = asks_sampling ? 0 : 1;
+    p.seed = s.seed_opt->count() > 0 ? s.seed : std::random_device{}();
+    p.validate();
+    return p;
 }
 
 Tokenizer load_tokenizer(const std::filesystem::path& path) {

@@ -1,7 +1,8 @@
-// Helpers shared by the commands: choosing a backend, opening an engine (or building one on the fly
-// from a checkpoint), loading a tokenizer from any model path.
+// Helpers shared by the commands: the model flags (an engine, or a checkpoint built on the fly and
+// cached), choosing a backend, sampling flags with the defaults users know, loading a tokenizer.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -12,28 +13,79 @@
 #include "backend/backend.h"
 #include "build/engine_writer.h"
 #include "runtime/engine.h"
+#include "runtime/sampler.h"
 #include "tokenizer/tokenizer.h"
 
 namespace lamina::cli {
 
-// "cpu", "cuda" or "auto" (cuda when built with it and a GPU is present, else cpu). On CUDA the
-// activations and KV cache take the engine's dtype.
-std::unique_ptr<Backend> make_backend(const std::string& device, DType engine_dtype);
+// Context that a checkpoint run without limit flags gets at most (tokens per sequence): a model trained
+// for 128k would otherwise take gigabytes of KV cache for a short prompt. The flags raise it.
+inline constexpr int64_t kDefaultMaxContext = 8192;
+
+// The flags of every command that runs a model: where it comes from, the limits and dtype of an engine
+// built from a checkpoint, and where it runs.
+struct ModelArgs {
+    std::string engine_dir, model_dir, dtype = "auto", device = "auto", cache_dir;
+    int64_t max_batch_size = 0, max_input_len = 0, max_output_len = 0;  // 0: from the model's context
+    int threads = 0;                                                     // 0: the machine's physical cores
+    uint64_t kv_cache_bytes = 0;
+    bool verbose = false;
+};
+
+// Adds --engine_dir, --model_dir, --dtype, --max_batch_size, --max_input_len, --device, --threads,
+// --kv_cache_bytes, --cache_dir, --verbose, and --max_output_len unless the command has its own (run's
+// --max_output_len is both the new-token budget and the limit).
+void add_model_options(CLI::App* cmd, ModelArgs& a, bool with_max_output_len = true);
+
+// What a command will ask of the engine, for the limits of one built on the fly: sequences at once,
+// prompt and new tokens (0: whatever the context leaves).
+struct Needs {
+    int64_t batch = 1;
+    int64_t input_len = 0;
+    int64_t output_len = 0;
+};
+
+struct OpenedEngine {
+    std::unique_ptr<Engine> engine;
+    std::filesystem::path temp_dir;  // removed on destruction when set (no cache directory to keep it in)
+    std::string device;              // "cpu" or "cuda": --device with auto resolved
+    OpenedEngine() = default;
+    OpenedEngine(OpenedEngine&& o) noexcept
+        : engine(std::move(o.engine)), temp_dir(std::exchange(o.temp_dir, {})), device(std::move(o.device)) {}
+    OpenedEngine& operator=(OpenedEngine&&) = delete;
+    ~OpenedEngine();
+};
+
+// The engine of --engine_dir (limit flags are an error: its limits are built in), or of --model_dir:
+// built once into the engine cache and reused, with limits from the flags or else from `needs` and the
+// model's context (capped at kDefaultMaxContext).
+OpenedEngine open_engine(const ModelArgs& a, const Needs& needs);
+// Sets the limits of an engine opened from --model_dir again, once the command knows its needs better
+// (e.g. the longest prompt after tokenizing): the flags, else `needs`. Nothing for an --engine_dir.
+void fit_limits(const ModelArgs& a, OpenedEngine& opened, const Needs& needs);
+
+// The backend for an opened engine (its resolved device and dtype, --threads).
+std::unique_ptr<Backend> make_backend(const ModelArgs& a, const OpenedEngine& opened);
+
+// "cpu", "cuda" or "auto" (cuda when built with it and a GPU is present, else cpu) -> "cpu" or "cuda".
+std::string resolve_device(const std::string& device);
 
 // --kv_cache_bytes: the KV cache's byte budget (binary suffixes accepted: 512MiB, 4G); 0 sizes it from
 // the engine's limits.
 void add_kv_cache_option(CLI::App* cmd, uint64_t& bytes);
 
-// An engine from --engine_dir, or built into a temporary directory from --model_dir.
-struct OpenedEngine {
-    std::unique_ptr<Engine> engine;
-    std::filesystem::path temp_dir;  // removed on destruction when set
-    OpenedEngine() = default;
-    OpenedEngine(OpenedEngine&& o) noexcept : engine(std::move(o.engine)), temp_dir(std::exchange(o.temp_dir, {})) {}
-    OpenedEngine& operator=(OpenedEngine&&) = delete;
-    ~OpenedEngine();
+// Sampling flags. Greedy with none of them; --temperature > 0 or --top_p < 1 without --top_k samples
+// from the whole distribution (top-k off), as Hugging Face generate and llama.cpp do. Without --seed each
+// run draws a fresh seed (reported: resolve() returns it, --verbose prints it).
+struct SamplingArgs {
+    float temperature = 1.0f, top_p = 1.0f, repetition_penalty = 1.0f;
+    int32_t top_k = 1;
+    uint64_t seed = 0;
+    CLI::Option *temperature_opt = nullptr, *top_p_opt = nullptr, *top_k_opt = nullptr, *seed_opt = nullptr;
 };
-OpenedEngine open_engine(const std::string& engine_dir, const std::string& model_dir, const BuildOptions& build);
+// seed_flag: the seed's flag name (summarize.py calls it --random_seed).
+void add_sampling_options(CLI::App* cmd, SamplingArgs& s, const std::string& seed_flag = "--seed");
+SamplingParams resolve_sampling(const SamplingArgs& s);
 
 // Tokenizer of a .gguf file, a Hugging Face directory, or an engine directory.
 Tokenizer load_tokenizer(const std::filesystem::path& path);

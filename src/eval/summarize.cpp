@@ -52,6 +52,7 @@ void SummarizeOptions::validate() const {
             throw Error("--no_repeat_ngram_size is implemented for beam search only; use --num_beams > 1");
         SamplingParams s;
         s.top_k = top_k;
+        s.top_p = top_p;
         s.temperature = temperature;
         s.repetition_penalty = repetition_penalty;
         s.validate();
@@ -64,13 +65,13 @@ void SummarizeOptions::validate() const {
         b.no_repeat_ngram_size = no_repeat_ngram_size;
         b.repetition_penalty = repetition_penalty;
         b.validate();
-        if (top_k != 1 || temperature != 1.0f)
-            throw Error("beam search is deterministic (HF's do_sample=False): leave --top_k 1 and --temperature 1 with --num_beams > 1");
+        if (top_k != 1 || temperature != 1.0f || (top_p > 0.0f && top_p < 1.0f))
+            throw Error("beam search is deterministic (HF's do_sample=False): leave --top_k, --top_p and --temperature unset with --num_beams > 1");
     }
 }
 
 SummarizeRun run_summarize(const Engine& engine, Backend& backend, const std::vector<SummarizeExample>& examples,
-                           const SummarizeOptions& o, const std::function<void(size_t, size_t, double)>& progress) {
+                           const SummarizeOptions& o, const std::function<void(const SummarizeRun&, size_t)>& progress) {
     o.validate();
     check_engine(engine, o);
     const Tokenizer& tok = engine.tokenizer();
@@ -90,6 +91,7 @@ SummarizeRun run_summarize(const Engine& engine, Backend& backend, const std::ve
         generator = std::make_unique<Generator>(engine, backend, o.batch_size, o.kv_cache_bytes);
         gen_params.max_new_tokens = o.output_len;
         gen_params.sampling.top_k = o.top_k;
+        gen_params.sampling.top_p = o.top_p;
         gen_params.sampling.temperature = o.temperature;
         gen_params.sampling.repetition_penalty = o.repetition_penalty;
         gen_params.sampling.seed = o.seed;
@@ -146,7 +148,7 @@ SummarizeRun run_summarize(const Engine& engine, Backend& backend, const std::ve
             out.latency_s = latency;
             out.first_token_latency_s = first_token[i];
         }
-        if (progress) progress(b1, n, run.total_latency_s);
+        if (progress) progress(run, b1);
     }
 
     // ROUGE per returned beam, outside the timed part (summarize.py's evaluate.compute()).

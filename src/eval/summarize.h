@@ -29,6 +29,7 @@ struct SummarizeOptions {
     int64_t num_beams = 1;           // 1: the Generator (greedy when top_k is 1)
     int64_t num_return_sequences = 0;  // beams returned and scored; 0 means num_beams
     int32_t top_k = 1;
+    float top_p = 1.0f;
     float temperature = 1.0f;
     uint64_t seed = 0;
     float length_penalty = 1.0f;
@@ -64,9 +65,10 @@ struct SummarizeRun {
 };
 
 // Checks the engine against the options first (limits, with the rebuild hint), then runs. Calls
-// progress(done, total, elapsed seconds) after every batch.
+// progress(run so far, done) after every batch: examples [0, done) of the run are filled in (outputs,
+// latencies; ROUGE comes at the end).
 SummarizeRun run_summarize(const Engine& engine, Backend& backend, const std::vector<SummarizeExample>& examples,
                            const SummarizeOptions& options,
-                           const std::function<void(size_t, size_t, double)>& progress = {});
+                           const std::function<void(const SummarizeRun&, size_t)>& progress = {});
 
 }  // namespace lamina

@@ -44,6 +44,10 @@ public:
     const ModelConfig& config() const { return config_; }
     DType dtype() const { return dtype_; }
     const EngineLimits& limits() const { return limits_; }
+    // This run's limits in place of the built ones (the weights do not depend on them; an engine built on
+    // the fly from a checkpoint is cached once and opened with each run's limits). Throws lamina::Error
+    // when a limit is below 1 or max_input_len + max_output_len exceeds the model's context.
+    void set_limits(const EngineLimits& limits);
     bool rmsnorm_plugin() const { return rmsnorm_plugin_; }
     // Tensor parallelism: tp_size ranks, cut as sharding() says; rank(0) is the whole model at tp_size 1.
     int tp_size() const { return sharding_.tp_size; }

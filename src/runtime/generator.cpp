@@ -94,7 +94,9 @@ std::vector<std::vector<int32_t>> Generator::generate(const std::vector<std::vec
             outputs[g0 + s].push_back(id);
             ++stats_.generated_tokens;
             if (on_token) on_token(g0 + s, id);
-            if (is_stop(id) || static_cast<int64_t>(outputs[g0 + s].size()) >= params.max_new_tokens) live[s] = false;
+            if (is_stop(id) || static_cast<int64_t>(outputs[g0 + s].size()) >= params.max_new_tokens ||
+                (params.stop_requested && params.stop_requested(g0 + s)))
+                live[s] = false;
         };
 
         // Prefill: prompt tokens of the group packed into steps of at most `step` tokens; sequence s of

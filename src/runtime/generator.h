@@ -16,6 +16,8 @@ struct GenerationParams {
     int64_t max_new_tokens = 32;
     SamplingParams sampling;
     std::vector<int32_t> stop_ids;  // generation of a sequence ends after it emits one of these
+    // Asked after each token of sequence i (after on_token): true ends that sequence there (stop strings).
+    std::function<bool(size_t)> stop_requested;
 };
 
 struct GenerationStats {

@@ -116,7 +116,8 @@ TEST_F(CliTiny, BenchPrintsATableAndJson) {
 
 TEST(CliSmolLM2, RunFromGgufOnTheFlyGivesHfText) {
     LAMINA_REQUIRE_SMOLLM2();
-    const auto r = run_command(lamina("run --device cpu --model_dir " + test::smollm2_gguf().string() +
+    TempDir cache;
+    const auto r = run_command(lamina("run --device cpu --cache_dir " + cache.path().string() + " --model_dir " + test::smollm2_gguf().string() +
                                       " --input_text 'The capital of France is' --max_output_len 6 --temperature 0"));
     ASSERT_EQ(r.status, 0) << r.output;
     // tests/data/smollm2_greedy.json: HF's greedy continuation begins " Paris".

@@ -261,8 +261,9 @@ TEST_F(SummarizeTiny, RecordsOutputsLatenciesAndScores) {
     o.num_beams = 2;
     o.max_ite = 3;
     std::vector<size_t> progress;
-    const SummarizeRun run = run_summarize(*engine_, *backend, dataset, o, [&](size_t done, size_t total, double) {
-        EXPECT_EQ(total, 3u);
+    const SummarizeRun run = run_summarize(*engine_, *backend, dataset, o, [&](const SummarizeRun& so_far, size_t done) {
+        EXPECT_EQ(so_far.examples.size(), 3u);
+        EXPECT_FALSE(so_far.examples[done - 1].outputs.empty());
         progress.push_back(done);
     });
     EXPECT_EQ(progress, (std::vector<size_t>{1, 2, 3}));
