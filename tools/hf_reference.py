@@ -6,6 +6,8 @@ Two jobs, each run where torch + transformers are installed:
   tiny    For each tiny model dir made by tools/make_tiny_llama.py, writes
           <dir>/reference.json: prompt logits, greedy generation and the raw logits of
           each generation step, for 3 fixed prompts (token ids of lengths 1, 7, 19).
+  v5      The same for the dirs made by tools/make_tiny_llama_v5.py (prompt lengths 1, 9,
+          40; no step logits), plus the RoPE transformers set up (inv_freq, attention scaling).
   smollm2 Loads the SmolLM2-135M-Instruct Q4_1 GGUF through transformers (dequantized to
           fp32) and writes smollm2_greedy.json (greedy, 6 prompts incl. a chat prompt),
           smollm2_beams.json (beam search, 3 configs x 3 prompts) and the HF tokenizer
@@ -16,6 +18,7 @@ decimal that round-trips the float32 value (so they hold full float32 precision)
 
 Usage:
   python3 tools/hf_reference.py tiny    [--data tests/data] [--device cpu|cuda] [--out DIR]
+  python3 tools/hf_reference.py v5      [--data tests/data] [--device cpu|cuda] [--out DIR]
   python3 tools/hf_reference.py smollm2 [--data tests/data] [--device cpu|cuda] [--out DIR]
                                         [--gguf models/SmolLM2-135M-Instruct.Q4_1.gguf]
 --out writes the results there instead of into --data (to compare two machines' runs).
@@ -33,12 +36,15 @@ import tempfile
 import numpy as np
 import torch
 import transformers
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 TINY_MODELS = ["tiny_llama", "tiny_llama_b", "tiny_llama_c"]
 TINY_PROMPT_LENGTHS = [1, 7, 19]
 TINY_PROMPT_SEED = 20240607
 TINY_FIRST_ID = 3  # ids 0..2 are <unk>, <s>, </s>
+V5_MODELS = ["tiny_llama_v5_llama3", "tiny_llama_v5_yarn", "tiny_llama_v5_linear", "tiny_llama_v5_dynamic", "tiny_mistral_v5"]
+V5_PROMPT_LENGTHS = [1, 9, 40]
+V5_PROMPT_SEED = 20261207
 N_NEW_TOKENS = 32
 
 SMOLLM2_PROMPTS = [
@@ -152,69 +158,100 @@ def load_model(path, device, **kw):
     return model.to(device).eval()
 
 
-def run_tiny(args, command):
+def tiny_reference(args, command, name, prompts, keep_step_logits=True):
+    """reference.json of one tiny model dir for these prompts."""
     from safetensors import safe_open
 
+    path = os.path.join(args.data, name)
+    model = load_model(path, args.device)
+    cfg = model.config
+    # The RoPE transformers set up, before any forward pass (dynamic NTK would update it past
+    # max_position_embeddings, which no case reaches).
+    rotary = model.model.rotary_emb
+    hf_rope = {
+        "rope_type": rotary.rope_type,
+        "inv_freq": f32_list(rotary.inv_freq),
+        "attention_scaling": f32(rotary.attention_scaling),
+    }
+
+    # The loaded parameters must be exactly the stored values upcast to fp32.
+    state = model.state_dict()
+    files = sorted(f for f in os.listdir(path) if f.endswith(".safetensors"))
+    for fname in files:
+        with safe_open(os.path.join(path, fname), framework="pt") as f:
+            for k in f.keys():
+                assert torch.equal(f.get_tensor(k).float(), state[k].cpu()), k
+    if cfg.tie_word_embeddings:
+        assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+
+    # Stop on nothing: random models may emit </s>; we want exactly N_NEW_TOKENS.
+    model.generation_config.eos_token_id = None
+    model.generation_config.pad_token_id = 0
+    cases, gaps = [], []
+    for ids in prompts:
+        with torch.no_grad():
+            logits = model(torch.tensor([ids], device=args.device)).logits[0]
+        new_ids, step_logits, diff = greedy(model, ids, N_NEW_TOKENS)
+        assert len(new_ids) == N_NEW_TOKENS, new_ids
+        assert torch.equal(step_logits[0].argmax(), logits[-1].argmax())
+        case_gaps = [top2_gap(r) for r in step_logits]
+        gaps.append(min(case_gaps))
+        case = {"input_ids": ids, "logits": f32_list(logits), "greedy_ids": new_ids}
+        if keep_step_logits:
+            case["step_logits"] = f32_list(step_logits)
+        case |= {"top2_gaps": [f32(g) for g in case_gaps], "min_top2_gap": f32(min(case_gaps))}
+        cases.append(case)
+        print(f"{name} len {len(ids)}: min top-2 gap {min(case_gaps):.4g}, cached-vs-full max diff {diff:.3g}")
+
+    tok = AutoTokenizer.from_pretrained(path)
+    texts = ["Hello, world!", " The capital of France is Paris.", "def add(a, b):\n    return a + b", "Zebra café 42"]
+    ref = {
+        "generated_by": command,
+        "versions": versions(args.device),
+        "model": name,
+        "hf_rope_parameters": getattr(cfg, "rope_parameters", None),
+        "n_new_tokens": N_NEW_TOKENS,
+        "notes": "logits: [prompt position][vocab] from one forward pass over input_ids. "
+        "greedy_ids: model.generate(do_sample=False, max_new_tokens=32) with eos stopping disabled "
+        "(generation_config.eos_token_id=None). "
+        + (
+            "step_logits: raw logits of each generate step (output_logits=True, KV cache), [step][vocab]; "
+            "step 0 is the last prompt position. "
+            if keep_step_logits
+            else ""
+        )
+        + "top2_gaps: top-1 minus top-2 logit per step. tokenizer_cases: AutoTokenizer(text) "
+        "with default add_special_tokens.",
+        "cases": cases,
+        "tokenizer_cases": [{"text": t, "input_ids": tok(t)["input_ids"]} for t in texts],
+    }
+    if not keep_step_logits:
+        ref["hf_rope"] = hf_rope
+        ref["notes"] += (
+            " hf_rope: model.model.rotary_emb at load: rope_type, inv_freq (float32) and attention_scaling "
+            "(the factor transformers multiplies cos and sin by)."
+        )
+    print(f"{name}: min top-2 gap over all cases {min(gaps):.4g}")
+    return ref
+
+
+def run_tiny(args, command):
     rng = np.random.default_rng(TINY_PROMPT_SEED)
     for name in TINY_MODELS:
-        path = os.path.join(args.data, name)
-        model = load_model(path, args.device)
-        cfg = model.config
-        vocab = cfg.vocab_size
+        vocab = AutoConfig.from_pretrained(os.path.join(args.data, name)).vocab_size
         prompts = [rng.integers(TINY_FIRST_ID, vocab, size=n).tolist() for n in TINY_PROMPT_LENGTHS]
+        ref = tiny_reference(args, command, name, prompts)
+        dump(os.path.join(args.out or args.data, name, "reference.json"), ref)
 
-        # The loaded parameters must be exactly the stored values upcast to fp32.
-        state = model.state_dict()
-        files = sorted(f for f in os.listdir(path) if f.endswith(".safetensors"))
-        for fname in files:
-            with safe_open(os.path.join(path, fname), framework="pt") as f:
-                for k in f.keys():
-                    assert torch.equal(f.get_tensor(k).float(), state[k].cpu()), k
-        if cfg.tie_word_embeddings:
-            assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
 
-        # Stop on nothing: random models may emit </s>; we want exactly N_NEW_TOKENS.
-        model.generation_config.eos_token_id = None
-        model.generation_config.pad_token_id = 0
-        cases, gaps = [], []
-        for ids in prompts:
-            with torch.no_grad():
-                logits = model(torch.tensor([ids], device=args.device)).logits[0]
-            new_ids, step_logits, diff = greedy(model, ids, N_NEW_TOKENS)
-            assert len(new_ids) == N_NEW_TOKENS, new_ids
-            assert torch.equal(step_logits[0].argmax(), logits[-1].argmax())
-            case_gaps = [top2_gap(r) for r in step_logits]
-            gaps.append(min(case_gaps))
-            cases.append(
-                {
-                    "input_ids": ids,
-                    "logits": f32_list(logits),
-                    "greedy_ids": new_ids,
-                    "step_logits": f32_list(step_logits),
-                    "top2_gaps": [f32(g) for g in case_gaps],
-                    "min_top2_gap": f32(min(case_gaps)),
-                }
-            )
-            print(f"{name} len {len(ids)}: min top-2 gap {min(case_gaps):.4g}, cached-vs-full max diff {diff:.3g}")
-
-        tok = AutoTokenizer.from_pretrained(path)
-        texts = ["Hello, world!", " The capital of France is Paris.", "def add(a, b):\n    return a + b", "Zebra café 42"]
-        ref = {
-            "generated_by": command,
-            "versions": versions(args.device),
-            "model": name,
-            "hf_rope_parameters": getattr(cfg, "rope_parameters", None),
-            "n_new_tokens": N_NEW_TOKENS,
-            "notes": "logits: [prompt position][vocab] from one forward pass over input_ids. "
-            "greedy_ids: model.generate(do_sample=False, max_new_tokens=32) with eos stopping disabled "
-            "(generation_config.eos_token_id=None). step_logits: raw logits of each generate step "
-            "(output_logits=True, KV cache), [step][vocab]; step 0 is the last prompt position. "
-            "top2_gaps: top-1 minus top-2 logit per step. tokenizer_cases: AutoTokenizer(text) "
-            "with default add_special_tokens.",
-            "cases": cases,
-            "tokenizer_cases": [{"text": t, "input_ids": tok(t)["input_ids"]} for t in texts],
-        }
-        print(f"{name}: min top-2 gap over all cases {min(gaps):.4g}")
+def run_v5(args, command):
+    """The transformers-5-saved tiny models (tools/make_tiny_llama_v5.py): no step logits (the greedy ids
+    check the decode path), a 40-token prompt for positions past the llama3 / yarn original contexts."""
+    rng = np.random.default_rng(V5_PROMPT_SEED)
+    for name in V5_MODELS:
+        vocab = AutoConfig.from_pretrained(os.path.join(args.data, name)).vocab_size
+        prompts = [rng.integers(TINY_FIRST_ID, vocab, size=n).tolist() for n in V5_PROMPT_LENGTHS]
+        ref = tiny_reference(args, command, name, prompts, keep_step_logits=False)
         dump(os.path.join(args.out or args.data, name, "reference.json"), ref)
 
 
@@ -329,7 +366,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.normpath(os.path.join(here, ".."))
-    ap.add_argument("job", choices=["tiny", "smollm2"])
+    ap.add_argument("job", choices=["tiny", "v5", "smollm2"])
     ap.add_argument("--data", default=os.path.join(root, "tests", "data"))
     ap.add_argument("--out", default=None, help="write results here instead of --data")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -340,6 +377,8 @@ def main():
     command = f"python3 tools/hf_reference.py {args.job} --device {args.device}"
     if args.job == "tiny":
         run_tiny(args, command)
+    elif args.job == "v5":
+        run_v5(args, command)
     else:
         run_smollm2(args, command)
 
