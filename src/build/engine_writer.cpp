@@ -113,9 +113,7 @@ void build_engine(const ModelSpec& spec, const BuildOptions& opts, const std::fi
     c.validate(spec.source);
     if (opts.max_batch_size < 1 || opts.max_input_len < 1 || opts.max_output_len < 1)
         throw Error("--max_batch_size, --max_input_len and --max_output_len must be at least 1");
-    if (opts.max_input_len + opts.max_output_len > c.n_ctx)
-        throw Error("max_input_len + max_output_len = " + std::to_string(opts.max_input_len + opts.max_output_len) +
-                    " exceeds the model's context length " + std::to_string(c.n_ctx));
+    c.check_context(opts.max_input_len + opts.max_output_len, spec.source);
     const TpSharding tp = plan_tensor_parallel(c, opts.tp_size);
     const int n_rank = tp.tp_size;
     const ModelConfig rc = tp.rank_config(c);  // == c when tp_size is 1

@@ -1,6 +1,9 @@
 #include "io/hf_config.h"
 
+#include <cmath>
+#include <cstdio>
 #include <fstream>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -10,14 +13,162 @@
 namespace lamina {
 
 namespace {
-const char* const kSupportedArchs[] = {"LlamaForCausalLM", "MistralForCausalLM"};
 
-template <typename T>
-T field_or(const nlohmann::json& j, const char* key, T fallback) {
-    auto it = j.find(key);
-    if (it == j.end() || it->is_null()) return fallback;
-    return it->get<T>();
+// The model families lamina reads, as transformers' AutoModelForCausalLM picks them: by model_type (the
+// config class, whose defaults fill absent keys), with architectures[0] naming the same class.
+struct Family {
+    const char* model_type;
+    const char* architecture;
+    bool is_mistral;
+};
+constexpr Family kFamilies[] = {{"llama", "LlamaForCausalLM", false}, {"mistral", "MistralForCausalLM", true}};
+
+// Reads the keys of one JSON object of a config.json. Every error is one line naming the file, the key
+// (with its parent's name, e.g. rope_parameters.factor) and the value found.
+class Fields {
+public:
+    Fields(const nlohmann::json& j, const std::string& file, std::string prefix = "")
+        : j_(j), file_(file), prefix_(std::move(prefix)) {}
+
+    const nlohmann::json* find(const char* key) const {
+        auto it = j_.find(key);
+        return it == j_.end() || it->is_null() ? nullptr : &*it;
+    }
+    bool has(const char* key) const { return find(key) != nullptr; }
+
+    [[noreturn]] void fail(const char* key, const std::string& what) const {
+        const nlohmann::json* v = find(key);
+        std::string shown = v ? v->dump() : "absent";
+        if (shown.size() > 80) shown = shown.substr(0, 77) + "...";
+        throw Error(file_ + ": " + prefix_ + key + " = " + shown + ": " + what);
+    }
+
+    std::optional<double> number_opt(const char* key) const {
+        const nlohmann::json* v = find(key);
+        if (!v) return std::nullopt;
+        if (!v->is_number()) fail(key, "expected a number");
+        return v->get<double>();
+    }
+    double number(const char* key) const {
+        if (!has(key)) throw Error(file_ + ": " + prefix_ + key + " is missing");
+        return *number_opt(key);
+    }
+    double number_or(const char* key, double fallback) const { return number_opt(key).value_or(fallback); }
+
+    std::optional<int64_t> integer_opt(const char* key) const {
+        const nlohmann::json* v = find(key);
+        if (!v) return std::nullopt;
+        if (!v->is_number_integer()) fail(key, "expected an integer");
+        return v->get<int64_t>();
+    }
+    int64_t integer(const char* key) const {
+        if (!has(key)) throw Error(file_ + ": " + prefix_ + key + " is missing");
+        return *integer_opt(key);
+    }
+    int64_t integer_or(const char* key, int64_t fallback) const { return integer_opt(key).value_or(fallback); }
+
+    bool boolean_or(const char* key, bool fallback) const {
+        const nlohmann::json* v = find(key);
+        if (!v) return fallback;
+        if (!v->is_boolean()) fail(key, "expected true or false");
+        return v->get<bool>();
+    }
+    std::optional<std::string> string_opt(const char* key) const {
+        const nlohmann::json* v = find(key);
+        if (!v) return std::nullopt;
+        if (!v->is_string()) fail(key, "expected a string");
+        return v->get<std::string>();
+    }
+
+    const nlohmann::json& json() const { return j_; }
+
+private:
+    const nlohmann::json& j_;
+    const std::string& file_;
+    std::string prefix_;
+};
+
+const Family& family_of(const Fields& top, const std::string& p) {
+    std::optional<std::string> arch;
+    if (const nlohmann::json* a = top.find("architectures")) {
+        if (!a->is_array() || (!a->empty() && !(*a)[0].is_string())) top.fail("architectures", "expected a list of class names");
+        if (!a->empty()) arch = (*a)[0].get<std::string>();
+    }
+    const std::optional<std::string> model_type = top.string_opt("model_type");
+    const Family* by_arch = nullptr;
+    const Family* by_type = nullptr;
+    for (const Family& f : kFamilies) {
+        if (arch && *arch == f.architecture) by_arch = &f;
+        if (model_type && *model_type == f.model_type) by_type = &f;
+    }
+    if ((arch && !by_arch) || (model_type && !by_type) || (!arch && !model_type))
+        throw Error(p + ": unsupported architecture '" + arch.value_or("?") + "' (model_type '" + model_type.value_or("?") +
+                    "'); supported: LlamaForCausalLM, MistralForCausalLM");
+    if (by_arch && by_type && by_arch != by_type)
+        throw Error(p + ": architectures '" + *arch + "' and model_type '" + *model_type + "' name different models");
+    return by_type ? *by_type : *by_arch;
 }
+
+// yarn's attention factor when the config gives none (transformers' _compute_yarn_parameters.get_mscale).
+double yarn_mscale(double scale, double mscale) { return scale <= 1.0 ? 1.0 : 0.1 * mscale * std::log(scale) + 1.0; }
+
+// RoPE, as transformers 5 reads it: the 4.x `rope_scaling` object (when set) or the 5.x `rope_parameters`
+// object, with rope_theta taken from that object first and the top level second.
+void read_rope(const Fields& top, const std::string& p, ModelConfig& c) {
+    const char* where = top.has("rope_scaling") && !top.find("rope_scaling")->empty() ? "rope_scaling"
+                        : top.has("rope_parameters")                                  ? "rope_parameters"
+                                                                                      : nullptr;
+    static const nlohmann::json kEmpty = nlohmann::json::object();
+    const nlohmann::json& obj = where ? *top.find(where) : kEmpty;
+    if (!obj.is_object()) top.fail(where, "expected an object");
+    const Fields r(obj, p, where ? std::string(where) + "." : "");
+    for (const auto& [key, value] : obj.items())
+        if (value.is_object())  // {"full_attention": {...}, "sliding_attention": {...}} in models with layer types
+            r.fail(key.c_str(), "per-layer-type RoPE parameters are not supported (LLaMA and Mistral use one RoPE)");
+
+    c.rope_theta = static_cast<float>(r.number_opt("rope_theta").value_or(top.number_or("rope_theta", 10000.0)));
+    for (const Fields* f : {&r, &top})
+        if (auto prf = f->number_opt("partial_rotary_factor"); prf && *prf != 1.0)
+            f->fail("partial_rotary_factor", "partial rotary embeddings are not supported (lamina rotates the whole head)");
+
+    const std::string type = r.string_opt("rope_type").value_or(r.string_opt("type").value_or("default"));
+    const char* type_key = r.has("rope_type") ? "rope_type" : "type";
+    RopeScaling& s = c.rope_scaling;
+    // transformers fills original_max_position_embeddings from max_position_embeddings for llama3 and yarn.
+    auto original_max_position = [&] { return r.integer_or("original_max_position_embeddings", c.n_ctx); };
+    if (type == "default") {
+        s.kind = RopeScaling::Kind::None;
+    } else if (type == "linear" || type == "dynamic") {
+        s.kind = type == "linear" ? RopeScaling::Kind::Linear : RopeScaling::Kind::Dynamic;
+        s.factor = static_cast<float>(r.number("factor"));
+    } else if (type == "llama3") {
+        s.kind = RopeScaling::Kind::Llama3;
+        s.factor = static_cast<float>(r.number("factor"));
+        s.low_freq_factor = static_cast<float>(r.number("low_freq_factor"));
+        s.high_freq_factor = static_cast<float>(r.number("high_freq_factor"));
+        s.original_max_position = original_max_position();
+    } else if (type == "yarn") {
+        s.kind = RopeScaling::Kind::Yarn;
+        s.original_max_position = original_max_position();
+        if (!r.json().contains("factor")) throw Error(p + ": " + where + ".factor is missing (rope_type yarn needs it)");
+        // A null factor is the context's growth (DeepSeek-V3's convention, which transformers follows).
+        const double factor = r.number_or("factor", static_cast<double>(c.n_ctx) / static_cast<double>(s.original_max_position));
+        s.factor = static_cast<float>(factor);
+        const auto mscale = r.number_opt("mscale"), mscale_all_dim = r.number_opt("mscale_all_dim");
+        if (auto af = r.number_opt("attention_factor")) s.attention_factor = static_cast<float>(*af);
+        else if (mscale.value_or(0) != 0 && mscale_all_dim.value_or(0) != 0)
+            s.attention_factor = static_cast<float>(yarn_mscale(factor, *mscale) / yarn_mscale(factor, *mscale_all_dim));
+        else s.attention_factor = static_cast<float>(yarn_mscale(factor, 1.0));
+        // transformers reads these with `or`: 0 and null both give the default.
+        auto or_default = [](std::optional<double> v, double fallback) { return v.value_or(0) != 0 ? *v : fallback; };
+        s.beta_fast = static_cast<float>(or_default(r.number_opt("beta_fast"), 32.0));
+        s.beta_slow = static_cast<float>(or_default(r.number_opt("beta_slow"), 1.0));
+        s.truncate = r.boolean_or("truncate", true);
+    } else {
+        r.fail(type_key, "rope type '" + type + "' is not supported (supported: default, linear, llama3, dynamic, yarn)");
+    }
+}
+
 }  // namespace
 
 ModelConfig model_config_from_hf(const std::filesystem::path& path) {
@@ -30,60 +181,115 @@ ModelConfig model_config_from_hf(const std::filesystem::path& path) {
     } catch (const nlohmann::json::exception& e) {
         throw Error(p + ": not valid JSON: " + e.what());
     }
-    ModelConfig c;
-    try {
-        std::string arch = "?";
-        if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty())
-            arch = j["architectures"][0].get<std::string>();
-        bool supported = false;
-        for (const char* a : kSupportedArchs) supported = supported || arch == a;
-        const std::string model_type = field_or<std::string>(j, "model_type", "");
-        if (!supported)
-            throw Error(p + ": unsupported architecture '" + arch + "' (model_type '" + model_type +
-                        "'); supported: LlamaForCausalLM, MistralForCausalLM");
-        c.arch = "llama";
-        c.n_vocab = j.at("vocab_size");
-        c.n_embd = j.at("hidden_size");
-        c.n_layer = j.at("num_hidden_layers");
-        c.n_head = j.at("num_attention_heads");
-        c.n_head_kv = field_or<int64_t>(j, "num_key_value_heads", c.n_head);
-        c.head_dim = field_or<int64_t>(j, "head_dim", c.n_head > 0 ? c.n_embd / c.n_head : 0);
-        c.n_ff = j.at("intermediate_size");
-        c.n_ctx = field_or<int64_t>(j, "max_position_embeddings", 2048);
-        c.rope_theta = field_or<float>(j, "rope_theta", 10000.0f);
-        c.rms_eps = field_or<float>(j, "rms_norm_eps", 1e-6f);
-        c.tied_embeddings = field_or<bool>(j, "tie_word_embeddings", false);
-        c.attn_bias = field_or<bool>(j, "attention_bias", false);
-        c.mlp_bias = field_or<bool>(j, "mlp_bias", false);
-        const std::string act = field_or<std::string>(j, "hidden_act", "silu");
-        if (act != "silu") throw Error(p + ": hidden_act '" + act + "' is not supported (LLaMA uses silu)");
-        if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
-            const auto& r = j["rope_scaling"];
-            std::string type = field_or<std::string>(r, "rope_type", field_or<std::string>(r, "type", ""));
-            if (type == "linear") {
-                c.rope_scaling.kind = RopeScaling::Kind::Linear;
-                c.rope_scaling.factor = r.at("factor");
-            } else if (type == "llama3") {
-                c.rope_scaling.kind = RopeScaling::Kind::Llama3;
-                c.rope_scaling.factor = r.at("factor");
-                c.rope_scaling.low_freq_factor = r.at("low_freq_factor");
-                c.rope_scaling.high_freq_factor = r.at("high_freq_factor");
-                c.rope_scaling.original_max_position = r.at("original_max_position_embeddings");
-            } else if (type != "default" && !type.empty()) {
-                throw Error(p + ": rope_scaling type '" + type + "' is not supported (supported: linear, llama3)");
-            }
-        }
-    } catch (const nlohmann::json::exception& e) {
-        throw Error(p + ": missing or malformed field: " + e.what());
+    if (!j.is_object()) throw Error(p + ": expected a JSON object");
+    const Fields top(j, p);
+    const Family& family = family_of(top, p);
+    if (top.has("quantization_config")) {
+        const std::string method = Fields(*top.find("quantization_config"), p).json().value("quant_method", std::string("?"));
+        top.fail("quantization_config", "quantized checkpoints (quant_method '" + method +
+                                            "') are not supported; lamina reads f32/f16/bf16 safetensors and GGUF");
     }
+    const std::string act = top.string_opt("hidden_act").value_or("silu");
+    if (act != "silu") top.fail("hidden_act", "is not supported (LLaMA and Mistral use silu)");
+
+    // Absent keys take the defaults of transformers' LlamaConfig / MistralConfig.
+    ModelConfig c;
+    c.arch = "llama";
+    c.n_vocab = top.integer("vocab_size");
+    c.n_embd = top.integer("hidden_size");
+    c.n_layer = top.integer("num_hidden_layers");
+    c.n_head = top.integer("num_attention_heads");
+    c.n_head_kv = top.integer_or("num_key_value_heads", family.is_mistral ? 8 : c.n_head);
+    c.head_dim = top.integer_or("head_dim", c.n_head > 0 ? c.n_embd / c.n_head : 0);
+    c.n_ff = top.integer("intermediate_size");
+    c.n_ctx = top.integer_or("max_position_embeddings", family.is_mistral ? 4096 * 32 : 2048);
+    c.rms_eps = static_cast<float>(top.number_or("rms_norm_eps", 1e-6));
+    c.tied_embeddings = top.boolean_or("tie_word_embeddings", false);
+    if (family.is_mistral) {
+        // Mistral's projections have no biases whatever the config says, and its window defaults to 4096
+        // (null: none). transformers' Mistral has no use_sliding_window switch (that is Qwen2's).
+        const nlohmann::json* w = top.find("sliding_window");
+        c.sliding_window = !j.contains("sliding_window") ? 4096 : w ? top.integer("sliding_window") : 0;
+        if (c.sliding_window < 0) top.fail("sliding_window", "must not be negative");
+    } else {
+        // transformers' Llama has no sliding window: a sliding_window key there changes nothing, and is ignored.
+        c.attn_bias = top.boolean_or("attention_bias", false);
+        c.mlp_bias = top.boolean_or("mlp_bias", false);
+    }
+    read_rope(top, p, c);
     c.validate(p);
     return c;
 }
 
+namespace {
+
+// RoPE from GGUF metadata as llama.cpp's convert_hf_to_gguf.py writes it: linear and yarn as
+// rope.scaling.* keys, Llama 3.1's scaling as per-dimension factors in a rope_freqs.weight tensor, and dynamic
+// NTK not at all (it equals plain RoPE within the context). Keys that would change the math in ways lamina
+// does not run are errors naming them.
+void read_gguf_rope(const GgufFile& f, const std::string& k, ModelConfig& c) {
+    const std::string file = f.path().string();
+    auto fail = [&](const std::string& key, const std::string& value, const std::string& what) {
+        throw Error(file + ": " + key + " = " + value + ": " + what);
+    };
+    auto number = [](double v) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%g", v);
+        return std::string(buf);
+    };
+    if (auto dims = f.get_int_opt(k + "rope.dimension_count"); dims && *dims != c.head_dim)
+        fail(k + "rope.dimension_count", std::to_string(*dims),
+             "partial rotary embeddings are not supported (lamina rotates the whole head of " + std::to_string(c.head_dim) + ")");
+    for (const char* key : {"rope.scaling.attn_factor", "rope.scaling.yarn_log_multiplier"})
+        if (auto v = f.get_float_opt(k + key); v && *v != (std::string(key) == "rope.scaling.attn_factor" ? 1.0 : 0.0))
+            fail(k + key, number(*v), "is not supported for LLaMA");
+    if (auto v = f.get_float_opt(k + "rope.scaling.yarn_ext_factor"); v && *v != 1.0)
+        fail(k + "rope.scaling.yarn_ext_factor", number(*v), "only 1 (transformers' yarn) is supported");
+
+    RopeScaling& s = c.rope_scaling;
+    // llama.cpp takes an absent type as linear, and a factor of 0 (or none) as no scaling; older files
+    // name the linear factor rope.scale_linear.
+    const std::string type = f.get_string_opt(k + "rope.scaling.type").value_or("linear");
+    const double factor = f.get_float_opt(k + "rope.scaling.factor").value_or(f.get_float_opt(k + "rope.scale_linear").value_or(0.0));
+    if (type == "none" || (type == "linear" && (factor == 0.0 || factor == 1.0))) {
+        s.kind = RopeScaling::Kind::None;
+    } else if (type == "linear") {
+        s.kind = RopeScaling::Kind::Linear;
+        s.factor = static_cast<float>(factor);
+    } else if (type == "yarn") {
+        s.kind = RopeScaling::Kind::Yarn;
+        s.factor = static_cast<float>(factor);
+        s.original_max_position = f.get_int_opt(k + "rope.scaling.original_context_length").value_or(c.n_ctx);
+        s.beta_fast = static_cast<float>(f.get_float_opt(k + "rope.scaling.yarn_beta_fast").value_or(32.0));
+        s.beta_slow = static_cast<float>(f.get_float_opt(k + "rope.scaling.yarn_beta_slow").value_or(1.0));
+        // The converter writes transformers' attention_factor here; without it, transformers' default.
+        s.attention_factor = static_cast<float>(
+            f.get_float_opt(k + "rope.scaling.yarn_attn_factor").value_or(yarn_mscale(factor, 1.0)));
+    } else {
+        fail(k + "rope.scaling.type", "'" + type + "'", "rope scaling type is not supported (supported: none, linear, yarn)");
+    }
+
+    if (const GgufTensorInfo* t = f.find_tensor("rope_freqs.weight")) {
+        if (s.kind != RopeScaling::Kind::None)
+            throw Error(file + ": tensor 'rope_freqs.weight' together with rope scaling type '" + type + "' is not supported");
+        if (static_cast<int64_t>(t->n_elements()) != c.head_dim / 2)
+            throw Error(file + ": tensor 'rope_freqs.weight' has " + std::to_string(t->n_elements()) +
+                        " factors, expected head_dim / 2 = " + std::to_string(c.head_dim / 2));
+        if (!ggml_type_supported(t->type))
+            throw Error(file + ": tensor 'rope_freqs.weight' has unsupported type " + ggml_type_name(t->type));
+        s.kind = RopeScaling::Kind::FreqFactors;
+        s.freq_factors.resize(static_cast<size_t>(t->n_elements()));
+        dequantize(t->type, f.tensor_data(*t).data(), s.freq_factors.data(), t->n_elements());
+    }
+}
+
+}  // namespace
+
 ModelConfig model_config_from_gguf(const GgufFile& f) {
+    const std::string file = f.path().string();
     const std::string arch = f.get_string("general.architecture");
     if (arch != "llama" && arch != "mistral")
-        throw Error(f.path().string() + ": unsupported architecture '" + arch + "' (supported: llama)");
+        throw Error(file + ": unsupported architecture '" + arch + "' (supported: llama)");
     const std::string k = arch + ".";
     ModelConfig c;
     c.arch = "llama";
@@ -92,25 +298,26 @@ ModelConfig model_config_from_gguf(const GgufFile& f) {
     c.n_head = f.get_int(k + "attention.head_count");
     c.n_head_kv = f.get_int_opt(k + "attention.head_count_kv").value_or(c.n_head);
     c.head_dim = f.get_int_opt(k + "attention.key_length").value_or(c.n_head > 0 ? c.n_embd / c.n_head : 0);
+    if (auto v = f.get_int_opt(k + "attention.value_length"); v && *v != c.head_dim)
+        throw Error(file + ": " + k + "attention.value_length = " + std::to_string(*v) + " differs from key_length " +
+                    std::to_string(c.head_dim) + " (not supported)");
+    if (auto v = f.get_float_opt(k + "attention.scale"); v && *v != 0.0)
+        throw Error(file + ": " + k + "attention.scale = " + std::to_string(*v) +
+                    " is not supported (lamina scales attention by 1 / sqrt(head_dim))");
     c.n_ff = f.get_int(k + "feed_forward_length");
     c.n_ctx = f.get_int_opt(k + "context_length").value_or(2048);
     c.rope_theta = static_cast<float>(f.get_float_opt(k + "rope.freq_base").value_or(10000.0));
     c.rms_eps = static_cast<float>(f.get_float(k + "attention.layer_norm_rms_epsilon"));
-    if (auto type = f.get_string_opt(k + "rope.scaling.type")) {
-        if (*type == "linear") {
-            c.rope_scaling.kind = RopeScaling::Kind::Linear;
-            c.rope_scaling.factor = static_cast<float>(f.get_float(k + "rope.scaling.factor"));
-        } else if (*type != "none") {
-            throw Error(f.path().string() + ": rope scaling type '" + *type + "' is not supported");
-        }
-    }
+    c.sliding_window = f.get_int_opt(k + "attention.sliding_window").value_or(0);
     // vocab_size is optional in GGUF; the token list is authoritative.
     if (auto n = f.get_int_opt(k + "vocab_size")) c.n_vocab = *n;
     else if (const auto* t = f.find_tensor("token_embd.weight")) c.n_vocab = static_cast<int64_t>(t->shape[1]);
     c.tied_embeddings = f.find_tensor("output.weight") == nullptr;
     c.attn_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
     c.mlp_bias = f.find_tensor("blk.0.ffn_up.bias") != nullptr;
-    c.validate(f.path().string());
+    c.validate(file);  // the shapes first: rope_freqs.weight is checked against head_dim
+    read_gguf_rope(f, k, c);
+    c.validate(file);
     return c;
 }
 

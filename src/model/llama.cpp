@@ -76,15 +76,17 @@ LlamaModel::LlamaModel(const Engine& engine, Backend& backend, const ModelLimits
     kv_.v = backend.alloc(kv_.bytes() / 2);
     buffers_ = {kv_.k, kv_.v};
 
-    // RoPE table: row p = [cos(p f_i) for i < head_dim/2, sin(p f_i) ...], angles in f32 as HF computes them.
+    // RoPE table: row p = [a cos(p f_i) for i < head_dim/2, a sin(p f_i) ...], angles in f32 as HF computes
+    // them; a is yarn's attention factor (1 otherwise), applied to cos and sin as HF does, which scales q.k by a².
     const std::vector<float> inv_freq = rope_inv_freq(c);
+    const float a = c.rope_scaling.attention_factor;
     const int64_t half = c.head_dim / 2;
     std::vector<float> table(static_cast<size_t>(limits.n_ctx * c.head_dim));
     for (int64_t p = 0; p < limits.n_ctx; ++p)
         for (int64_t i = 0; i < half; ++i) {
             const float angle = static_cast<float>(p) * inv_freq[i];
-            table[p * c.head_dim + i] = std::cos(angle);
-            table[p * c.head_dim + half + i] = std::sin(angle);
+            table[p * c.head_dim + i] = std::cos(angle) * a;
+            table[p * c.head_dim + half + i] = std::sin(angle) * a;
         }
     void* rope = backend.alloc(table.size() * sizeof(float));
     backend.to_device(rope, table.data(), table.size() * sizeof(float));

@@ -1,7 +1,9 @@
 #include "model/model_config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -26,45 +28,143 @@ void ModelConfig::validate(const std::string& origin) const {
                     std::to_string(n_head_kv));
     if (head_dim % 2 != 0) throw Error(origin + ": head_dim " + std::to_string(head_dim) + " must be even for RoPE");
     if (!(rope_theta > 0) || !(rms_eps > 0)) throw Error(origin + ": rope_theta and rms_eps must be positive");
-    if (!(rope_scaling.factor > 0)) throw Error(origin + ": rope_scaling factor must be positive");
+    if (sliding_window < 0) throw Error(origin + ": sliding_window must not be negative, got " + std::to_string(sliding_window));
+    const RopeScaling& s = rope_scaling;
+    auto finite_positive = [&](float v, const char* name) {
+        if (!(v > 0) || !std::isfinite(v))
+            throw Error(origin + ": rope scaling " + name + " must be a positive number, got " + std::to_string(v));
+    };
+    finite_positive(s.factor, "factor");
+    finite_positive(s.attention_factor, "attention_factor");
+    if (s.kind == RopeScaling::Kind::Llama3 || s.kind == RopeScaling::Kind::Yarn) positive(s.original_max_position, "original_max_position_embeddings");
+    if (s.kind == RopeScaling::Kind::Llama3) {
+        finite_positive(s.low_freq_factor, "low_freq_factor");
+        finite_positive(s.high_freq_factor, "high_freq_factor");
+        if (s.low_freq_factor == s.high_freq_factor)
+            throw Error(origin + ": llama3 rope scaling needs low_freq_factor != high_freq_factor (both " +
+                        std::to_string(s.low_freq_factor) + ")");
+    }
+    if (s.kind == RopeScaling::Kind::Yarn) {
+        finite_positive(s.beta_fast, "beta_fast");
+        finite_positive(s.beta_slow, "beta_slow");
+    }
+    if (s.kind == RopeScaling::Kind::FreqFactors) {
+        if (static_cast<int64_t>(s.freq_factors.size()) != head_dim / 2)
+            throw Error(origin + ": " + std::to_string(s.freq_factors.size()) + " RoPE frequency factors for head_dim " +
+                        std::to_string(head_dim) + " (expected " + std::to_string(head_dim / 2) + ")");
+        for (float f : s.freq_factors) finite_positive(f, "frequency factor");
+    }
 }
 
+void ModelConfig::check_context(int64_t n_positions, const std::string& origin) const {
+    const std::string asked = "max_input_len + max_output_len = " + std::to_string(n_positions);
+    // transformers recomputes dynamic NTK's frequencies from the sequence length once it passes
+    // max_position_embeddings, and keeps the keys it cached under the old ones: no fixed table equals that.
+    if (rope_scaling.kind == RopeScaling::Kind::Dynamic && n_positions > n_ctx)
+        throw Error(origin + ": rope_type 'dynamic' changes RoPE past max_position_embeddings " + std::to_string(n_ctx) +
+                    ", and " + asked + " goes past it (lamina runs dynamic NTK only up to max_position_embeddings)");
+    if (n_positions > n_ctx) throw Error(asked + " exceeds the model's context length " + std::to_string(n_ctx));
+    if (sliding_window > 0 && n_positions > sliding_window)
+        throw Error(origin + ": sliding_window " + std::to_string(sliding_window) + " is shorter than " + asked +
+                    " (lamina runs full attention, the same math only while a sequence fits in the window; ask for at most " +
+                    std::to_string(sliding_window) + " positions)");
+}
+
+namespace {
+
+// transformers' _compute_yarn_parameters.find_correction_dim: the dimension whose wavelength turns
+// `rotations` times over the original context, in double as Python computes it.
+double yarn_correction_dim(double rotations, int64_t dim, double base, int64_t original_max_position) {
+    return (static_cast<double>(dim) * std::log(static_cast<double>(original_max_position) / (rotations * 2.0 * std::numbers::pi))) /
+           (2.0 * std::log(base));
+}
+
+}  // namespace
+
+// Each branch follows its transformers function op by op in float32 (torch evaluates `x / tensor` as
+// reciprocal(tensor) * x, and casts Python scalars to float32), so the frequencies agree to the last bit or two.
 std::vector<float> rope_inv_freq(const ModelConfig& c) {
-    const int64_t half = c.head_dim / 2;
-    std::vector<float> inv(half);
+    const int64_t dim = c.head_dim, half = dim / 2;
+    std::vector<float> pos_freq(half), inv(half);  // base^(2i / dim) and its reciprocal
     for (int64_t i = 0; i < half; ++i) {
-        const float exponent = static_cast<float>(2 * i) / static_cast<float>(c.head_dim);
-        inv[i] = 1.0f / std::pow(c.rope_theta, exponent);
+        pos_freq[i] = std::pow(c.rope_theta, static_cast<float>(2 * i) / static_cast<float>(dim));
+        inv[i] = 1.0f / pos_freq[i];
     }
     const RopeScaling& s = c.rope_scaling;
-    if (s.kind == RopeScaling::Kind::Linear) {
-        for (auto& f : inv) f /= s.factor;
-    } else if (s.kind == RopeScaling::Kind::Llama3) {
-        // Llama 3.1: long wavelengths are slowed by `factor`, short ones kept, the band between blended.
-        const float old_ctx = static_cast<float>(s.original_max_position);
-        const float low_freq_wavelen = old_ctx / s.low_freq_factor;
-        const float high_freq_wavelen = old_ctx / s.high_freq_factor;
-        for (auto& f : inv) {
-            const float wavelen = 2.0f * std::numbers::pi_v<float> / f;
-            if (wavelen > low_freq_wavelen) {
-                f = f / s.factor;
-            } else if (wavelen >= high_freq_wavelen) {
-                const float smooth = (old_ctx / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
-                f = (1.0f - smooth) * f / s.factor + smooth * f;
+    switch (s.kind) {
+        case RopeScaling::Kind::None:
+        case RopeScaling::Kind::Dynamic:  // its base only grows past max_position_embeddings (check_context)
+            break;
+        case RopeScaling::Kind::Linear:
+            for (auto& f : inv) f /= s.factor;
+            break;
+        case RopeScaling::Kind::Llama3: {
+            // Llama 3.1: long wavelengths are slowed by `factor`, short ones kept, the band between blended.
+            const auto old_ctx = static_cast<double>(s.original_max_position);
+            const auto low_freq_wavelen = static_cast<float>(old_ctx / s.low_freq_factor);
+            const auto high_freq_wavelen = static_cast<float>(old_ctx / s.high_freq_factor);
+            const auto band = static_cast<float>(static_cast<double>(s.high_freq_factor) - s.low_freq_factor);
+            const auto two_pi = static_cast<float>(2.0 * std::numbers::pi);
+            for (auto& f : inv) {
+                const float wavelen = (1.0f / f) * two_pi;
+                if (wavelen > low_freq_wavelen) {
+                    f = f / s.factor;
+                } else if (!(wavelen < high_freq_wavelen)) {
+                    const float smooth = ((1.0f / wavelen) * static_cast<float>(old_ctx) - s.low_freq_factor) / band;
+                    f = (1.0f - smooth) * f / s.factor + smooth * f;
+                }
             }
+            break;
         }
+        case RopeScaling::Kind::Yarn: {
+            // YaRN: frequencies that turn fewer than beta_slow times over the original context are interpolated
+            // (divided by factor), those turning more than beta_fast times kept, a linear ramp between.
+            double low = yarn_correction_dim(s.beta_fast, dim, c.rope_theta, s.original_max_position);
+            double high = yarn_correction_dim(s.beta_slow, dim, c.rope_theta, s.original_max_position);
+            if (s.truncate) {
+                low = std::floor(low);
+                high = std::ceil(high);
+            }
+            low = std::max(low, 0.0);
+            high = std::min(high, static_cast<double>(dim - 1));
+            if (low == high) high += 0.001;  // transformers' guard against a zero-width ramp
+            const auto ramp_low = static_cast<float>(low), ramp_width = static_cast<float>(high - low);
+            for (int64_t i = 0; i < half; ++i) {
+                const float ramp = std::clamp((static_cast<float>(i) - ramp_low) / ramp_width, 0.0f, 1.0f);
+                const float extrapolation = 1.0f - ramp;  // the share of the unscaled frequency
+                const float interpolated = 1.0f / (s.factor * pos_freq[i]);
+                inv[i] = interpolated * (1.0f - extrapolation) + inv[i] * extrapolation;
+            }
+            break;
+        }
+        case RopeScaling::Kind::FreqFactors:
+            // llama.cpp's rope_freqs: theta_i = p * base^(-2i/d) / freq_factors[i].
+            for (int64_t i = 0; i < half; ++i) inv[i] /= s.freq_factors[i];
+            break;
     }
     return inv;
 }
 
 namespace {
+
+constexpr std::pair<RopeScaling::Kind, const char*> kRopeKindNames[] = {
+    {RopeScaling::Kind::None, "none"},       {RopeScaling::Kind::Linear, "linear"},
+    {RopeScaling::Kind::Llama3, "llama3"},   {RopeScaling::Kind::Dynamic, "dynamic"},
+    {RopeScaling::Kind::Yarn, "yarn"},       {RopeScaling::Kind::FreqFactors, "freq_factors"},
+};
+
 const char* rope_kind_name(RopeScaling::Kind k) {
-    switch (k) {
-        case RopeScaling::Kind::Linear: return "linear";
-        case RopeScaling::Kind::Llama3: return "llama3";
-        default: return "none";
-    }
+    for (const auto& [kind, name] : kRopeKindNames)
+        if (kind == k) return name;
+    return "?";
 }
+
+RopeScaling::Kind rope_kind_from_name(const std::string& name) {
+    for (const auto& [kind, n] : kRopeKindNames)
+        if (name == n) return kind;
+    throw Error("unknown rope_scaling type '" + name + "' (an engine from a newer lamina? rebuild it)");
+}
+
 }  // namespace
 
 void to_json(nlohmann::json& j, const ModelConfig& c) {
@@ -73,14 +173,22 @@ void to_json(nlohmann::json& j, const ModelConfig& c) {
                        {"head_dim", c.head_dim},   {"n_ff", c.n_ff},           {"n_ctx", c.n_ctx},
                        {"rope_theta", c.rope_theta}, {"rms_eps", c.rms_eps},
                        {"tied_embeddings", c.tied_embeddings}, {"attn_bias", c.attn_bias},
-                       {"mlp_bias", c.mlp_bias}};
-    j["rope_scaling"] = {{"type", rope_kind_name(c.rope_scaling.kind)},
-                         {"factor", c.rope_scaling.factor},
-                         {"low_freq_factor", c.rope_scaling.low_freq_factor},
-                         {"high_freq_factor", c.rope_scaling.high_freq_factor},
-                         {"original_max_position", c.rope_scaling.original_max_position}};
+                       {"mlp_bias", c.mlp_bias},   {"sliding_window", c.sliding_window}};
+    const RopeScaling& r = c.rope_scaling;
+    j["rope_scaling"] = {{"type", rope_kind_name(r.kind)},
+                         {"factor", r.factor},
+                         {"low_freq_factor", r.low_freq_factor},
+                         {"high_freq_factor", r.high_freq_factor},
+                         {"original_max_position", r.original_max_position},
+                         {"beta_fast", r.beta_fast},
+                         {"beta_slow", r.beta_slow},
+                         {"truncate", r.truncate},
+                         {"attention_factor", r.attention_factor},
+                         {"freq_factors", r.freq_factors}};
 }
 
+// Engines written before yarn, dynamic, frequency factors and sliding windows lack those keys: their
+// defaults are what such an engine ran.
 void from_json(const nlohmann::json& j, ModelConfig& c) {
     c.arch = j.at("arch").get<std::string>();
     c.n_vocab = j.at("n_vocab");
@@ -96,16 +204,19 @@ void from_json(const nlohmann::json& j, ModelConfig& c) {
     c.tied_embeddings = j.at("tied_embeddings");
     c.attn_bias = j.at("attn_bias");
     c.mlp_bias = j.at("mlp_bias");
+    c.sliding_window = j.value("sliding_window", int64_t{0});
     const auto& r = j.at("rope_scaling");
-    const std::string type = r.at("type");
-    c.rope_scaling.kind = type == "linear"   ? RopeScaling::Kind::Linear
-                          : type == "llama3" ? RopeScaling::Kind::Llama3
-                          : type == "none"   ? RopeScaling::Kind::None
-                                             : throw Error("unknown rope_scaling type '" + type + "'");
-    c.rope_scaling.factor = r.at("factor");
-    c.rope_scaling.low_freq_factor = r.at("low_freq_factor");
-    c.rope_scaling.high_freq_factor = r.at("high_freq_factor");
-    c.rope_scaling.original_max_position = r.at("original_max_position");
+    RopeScaling& s = c.rope_scaling;
+    s.kind = rope_kind_from_name(r.at("type").get<std::string>());
+    s.factor = r.at("factor");
+    s.low_freq_factor = r.at("low_freq_factor");
+    s.high_freq_factor = r.at("high_freq_factor");
+    s.original_max_position = r.at("original_max_position");
+    s.beta_fast = r.value("beta_fast", 32.0f);
+    s.beta_slow = r.value("beta_slow", 1.0f);
+    s.truncate = r.value("truncate", true);
+    s.attention_factor = r.value("attention_factor", 1.0f);
+    s.freq_factors = r.value("freq_factors", std::vector<float>{});
 }
 
 }  // namespace lamina

@@ -68,8 +68,6 @@ ModelSpec load_gguf_spec(const std::filesystem::path& file) {
     spec.config = model_config_from_gguf(*gguf);
     spec.vocab = vocab_from_gguf(*gguf);
     check_tokenizer(spec.vocab, file.string());
-    if (gguf->find_tensor("rope_freqs.weight"))
-        throw Error(file.string() + ": tensor 'rope_freqs.weight' (per-dimension RoPE factors) is not supported");
     const int64_t n_head = spec.config.n_head, n_head_kv = spec.config.n_head_kv;
     for (const auto& t : gguf->tensors()) {
         auto hf = hf_name_from_gguf(t.name);

@@ -178,9 +178,7 @@ void Engine::load_rank(const nlohmann::json& wj, int r, int version, const std::
 void Engine::set_limits(const EngineLimits& l) {
     if (l.max_batch_size < 1 || l.max_input_len < 1 || l.max_output_len < 1)
         throw Error("--max_batch_size, --max_input_len and --max_output_len must be at least 1");
-    if (l.max_input_len + l.max_output_len > config_.n_ctx)
-        throw Error("max_input_len + max_output_len = " + std::to_string(l.max_input_len + l.max_output_len) +
-                    " exceeds the model's context length " + std::to_string(config_.n_ctx));
+    config_.check_context(l.max_input_len + l.max_output_len, dir_.string());
     limits_ = l;
 }
 
