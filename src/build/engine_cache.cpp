@@ -116,10 +116,11 @@ fs::path EngineCache::get_or_build(const fs::path& source, const BuildOptions& o
     try {
         ModelSpec spec = load_model_spec(source);
         BuildOptions o = opts;
-        // The stored limits are placeholders (every run sets its own): the whole context, one sequence.
+        // The stored limits are placeholders (every run sets its own): the exact context, one sequence.
+        const int64_t ctx = spec.config.max_exact_context();
         o.max_batch_size = 1;
-        o.max_input_len = std::max<int64_t>(1, spec.config.n_ctx / 2);
-        o.max_output_len = std::max<int64_t>(1, spec.config.n_ctx - o.max_input_len);
+        o.max_input_len = std::max<int64_t>(1, ctx / 2);
+        o.max_output_len = std::max<int64_t>(1, ctx - o.max_input_len);
         build_engine(spec, o, tmp, progress);
     } catch (...) {
         fs::remove_all(tmp, ec);

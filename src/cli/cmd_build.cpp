@@ -59,7 +59,7 @@ Handler add_build(CLI::App& app) {
         else spec = random_model_spec(args->random_weights, args->seed);
         if (!args->tokenizer.empty()) spec.vocab = load_tokenizer(args->tokenizer).vocab();
         // Limits not given: the model's context (at most kDefaultMaxContext), 512 of it for output.
-        const int64_t ctx = std::min(spec.config.n_ctx, kDefaultMaxContext);
+        const int64_t ctx = std::min(spec.config.max_exact_context(), kDefaultMaxContext);
         opts.max_output_len = args->max_output_len > 0 ? args->max_output_len
                                                        : std::min<int64_t>(kDefaultBuildOutputLen, std::max<int64_t>(1, ctx / 2));
         opts.max_input_len = args->max_input_len > 0 ? args->max_input_len : std::max<int64_t>(1, ctx - opts.max_output_len);

@@ -33,7 +33,8 @@ DType auto_dtype(const std::string& device, const ModelSpec& spec) {
 
 // --max_input_len / --max_output_len for a checkpoint run: the flags, else what the command needs, and
 // the rest of the model's context (at most kDefaultMaxContext) for the other.
-EngineLimits limits_for(const ModelArgs& a, const Needs& needs, int64_t n_ctx) {
+EngineLimits limits_for(const ModelArgs& a, const Needs& needs, const ModelConfig& config) {
+    const int64_t n_ctx = config.max_exact_context();
     const int64_t ctx = std::min(n_ctx, kDefaultMaxContext);
     EngineLimits l;
     l.max_batch_size = a.max_batch_size > 0 ? a.max_batch_size : std::max<int64_t>(needs.batch, 1);
@@ -133,27 +134,21 @@ OpenedEngine open_engine(const ModelArgs& a, const Needs& needs) {
     BuildOptions build;
     build.dtype = a.dtype == "auto" ? auto_dtype(e.device, spec) : dtype_from_name(a.dtype);
     EngineCache cache{a.cache_dir.empty() ? EngineCache::default_dir() : std::filesystem::path(a.cache_dir)};
-    BuildProgressPrinter printer("building engine");
-    const BuildProgressFn progress = printer.fn();
-    std::filesystem::path dir;
-    if (cache.dir.empty()) {  // no cache directory: build into a temporary one, removed afterwards
+    if (cache.dir.empty()) {  // no home for a cache: a temporary one, removed afterwards
         e.temp_dir = std::filesystem::temp_directory_path() / ("lamina-engine-" + std::to_string(::getpid()));
-        build.max_input_len = std::max<int64_t>(1, spec.config.n_ctx / 2);
-        build.max_output_len = std::max<int64_t>(1, spec.config.n_ctx - build.max_input_len);
-        build_engine(spec, build, e.temp_dir, progress);
-        dir = e.temp_dir;
-    } else {
-        bool built = false;
-        dir = cache.get_or_build(a.model_dir, build, progress, &built);
-        if (a.verbose) std::fprintf(stderr, "lamina: %s engine %s\n", built ? "built" : "cached", dir.string().c_str());
+        cache.dir = e.temp_dir;
     }
+    BuildProgressPrinter printer("building engine");
+    bool built = false;
+    const std::filesystem::path dir = cache.get_or_build(a.model_dir, build, printer.fn(), &built);
+    if (a.verbose) std::fprintf(stderr, "lamina: %s engine %s\n", built ? "built" : "cached", dir.string().c_str());
     e.engine = std::make_unique<Engine>(dir);
     fit_limits(a, e, needs);
     return e;
 }
 
 void fit_limits(const ModelArgs& a, OpenedEngine& opened, const Needs& needs) {
-    if (a.engine_dir.empty()) opened.engine->set_limits(limits_for(a, needs, opened.engine->config().n_ctx));
+    if (a.engine_dir.empty()) opened.engine->set_limits(limits_for(a, needs, opened.engine->config()));
 }
 
 void add_sampling_options(CLI::App* cmd, SamplingArgs& s, const std::string& seed_flag) {

@@ -103,6 +103,9 @@ TEST(CliModelDir, RunsAnyContextAndCachesTheEngine) {
     const auto model = tiny_with_context(dir, 512);
     const auto changed = run_command(env + lamina("run --verbose --model_dir " + model.string() + " --input_text Hi"));
     EXPECT_NE(changed.output.find("lamina: built engine"), std::string::npos) << changed.output;
+    // A sliding window shorter than the context: the defaults stay inside the window (exact attention).
+    const auto mistral = run_command(env + lamina("run --model_dir " + (test::data_dir() / "tiny_mistral_v5").string() + " --input_text Hi"));
+    EXPECT_EQ(mistral.status, 0) << mistral.output;
     // Limit flags belong to --model_dir; an engine keeps its own.
     const auto limits = run_command(lamina("run --engine_dir " + (engines / "x").string() + " --max_input_len 9"));
     EXPECT_NE(limits.status, 0);
