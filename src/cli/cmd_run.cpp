@@ -158,10 +158,10 @@ std::vector<std::vector<Output>> beam_search(const RunContext& ctx, const std::v
 std::vector<int32_t> encode_prompt(const Tokenizer& tok, const std::string& text, bool chat, const std::string& system,
                                    size_t index) {
     if (text.empty()) throw Error(index == 0 ? "--input_text is empty" : "prompt " + std::to_string(index) + " is empty");
-    std::vector<std::pair<std::string, std::string>> messages;
-    if (!system.empty()) messages.emplace_back("system", system);
-    messages.emplace_back("user", text);
-    const std::string prompt = chat ? apply_chat_template(tok.vocab(), messages, true) : text;
+    std::vector<ChatMessage> messages;
+    if (!system.empty()) messages.push_back({"system", system});
+    messages.push_back({"user", text});
+    const std::string prompt = chat ? apply_chat_template(tok.vocab(), messages) : text;
     std::vector<int32_t> ids = tok.encode(prompt, !chat, chat);
     if (ids.empty()) throw Error("prompt " + std::to_string(index) + " encodes to no tokens");
     return ids;
@@ -170,23 +170,23 @@ std::vector<int32_t> encode_prompt(const Tokenizer& tok, const std::string& text
 // --chat with a terminal on stdin and no prompt given: read a user turn, stream the reply, repeat.
 // The conversation is re-encoded each turn; it must fit the engine's max_input_len.
 void chat_loop(const RunContext& ctx, Generator& gen, const SamplingParams& sampling) {
-    std::vector<std::pair<std::string, std::string>> messages;
-    if (!ctx.a.system.empty()) messages.emplace_back("system", ctx.a.system);
+    std::vector<ChatMessage> messages;
+    if (!ctx.a.system.empty()) messages.push_back({"system", ctx.a.system});
     std::fprintf(stderr, "lamina chat: type a message and press Enter; an empty line or Ctrl-D ends.\n");
     std::string line;
     while (true) {
         std::fputs("> ", stdout);
         std::fflush(stdout);
         if (!std::getline(std::cin, line) || line.empty()) break;
-        messages.emplace_back("user", line);
-        const std::string prompt = apply_chat_template(ctx.tok.vocab(), messages, true);
+        messages.push_back({"user", line});
+        const std::string prompt = apply_chat_template(ctx.tok.vocab(), messages);
         const std::vector<int32_t> ids = ctx.tok.encode(prompt, false, true);
         const auto outs = generate(ctx, gen, {ids}, sampling, [](size_t, const std::string& piece) {
             std::fputs(piece.c_str(), stdout);
             std::fflush(stdout);
         });
         std::fputs("\n", stdout);
-        messages.emplace_back("assistant", outs[0].text);
+        messages.push_back({"assistant", outs[0].text});
     }
     std::fputs("\n", stdout);
 }

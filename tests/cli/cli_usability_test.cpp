@@ -266,6 +266,38 @@ TEST(CliSmolLM2Beams, RunNumBeamsGivesHfBeams) {
     EXPECT_GT(checked, 0);
 }
 
+// run --chat with a terminal on stdin and no prompt: a conversation, turn by turn, under script(1)'s
+// pseudo-terminal. Each turn's reply follows its "> " prompt; the empty line ends it.
+TEST(CliChat, InteractiveTurnsOnATerminal) {
+    LAMINA_REQUIRE_SMOLLM2();
+    if (std::system("command -v script > /dev/null") != 0) GTEST_SKIP() << "script(1) is absent";
+    TempDir dir;
+    const std::string cmd = lamina("run --device cpu --cache_dir " + (dir / "cache").string() + " --model_dir " +
+                                   test::smollm2_gguf().string() +
+                                   " --chat --system 'You are terse.' --max_output_len 12 --temperature 0");
+    const auto r = run_command("printf 'What is 2+2?\\nAnd 3+3?\\n\\n' | script -qfec \"" + cmd + "\" /dev/null");
+    ASSERT_EQ(r.status, 0) << r.output;
+    // After the banner: the "> " prompts with the replies, and the terminal's echo of the typed turns
+    // (where it lands depends on timing). Take away prompts, echoes and blank lines: the replies remain.
+    const size_t banner = r.output.find("lamina chat:");
+    ASSERT_NE(banner, std::string::npos) << r.output;
+    std::istringstream in(r.output.substr(banner));
+    std::string line;
+    std::vector<std::string> replies;
+    int prompts = 0;
+    std::getline(in, line);  // the banner
+    while (std::getline(in, line)) {
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        while (line.rfind("> ", 0) == 0 || line == ">") {
+            ++prompts;
+            line.erase(0, std::min<size_t>(2, line.size()));
+        }
+        if (!line.empty() && line != "What is 2+2?" && line != "And 3+3?") replies.push_back(line);
+    }
+    EXPECT_EQ(prompts, 3) << r.output;  // two turns, then the empty line that ends it
+    EXPECT_EQ(replies.size(), 2u) << r.output;
+}
+
 // lamina perplexity against transformers on the same windows (tools/hf_perplexity.py).
 TEST(CliPerplexity, MatchesTransformers) {
     TempDir dir;
