@@ -19,6 +19,7 @@ constexpr int64_t kDefaultBuildOutputLen = 512;  // TensorRT-LLM build.py's defa
 struct BuildArgs {
     std::string model_dir, output_dir, dtype = "float16", random_weights, tokenizer, rmsnorm_plugin = "on";
     int64_t max_batch_size = 8, max_input_len = 0, max_output_len = 0, tp_size = 1;
+    int threads = 0;
     uint64_t seed = 0;
 };
 }  // namespace
@@ -43,6 +44,8 @@ Handler add_build(CLI::App& app) {
                     "Take the tokenizer from this model (.gguf, HF or engine dir) instead of the checkpoint's");
     cmd->add_option("--tp_size", args->tp_size, "Tensor-parallel ranks: one weights file per rank (GPU)")
         ->check(CLI::Range(int64_t{1}, int64_t{64}));
+    cmd->add_option("--threads", args->threads, "CPU threads converting weights (0: the machine's physical cores)")
+        ->check(CLI::Range(0, 1024));
     cmd->add_option("--rmsnorm_plugin", args->rmsnorm_plugin, "Fused RMSNorm kernels (off: unfused composition)")
         ->check(CLI::IsMember({"on", "off"}));
     return [args] {
@@ -53,10 +56,11 @@ Handler add_build(CLI::App& app) {
         opts.max_batch_size = args->max_batch_size;
         opts.rmsnorm_plugin = args->rmsnorm_plugin == "on";
         opts.tp_size = args->tp_size;
+        opts.threads = args->threads;
         const auto t0 = std::chrono::steady_clock::now();
         ModelSpec spec;
         if (!args->model_dir.empty()) spec = load_model_spec(args->model_dir, args->tokenizer.empty());
-        else spec = random_model_spec(args->random_weights, args->seed);
+        else spec = random_model_spec(args->random_weights, args->seed, args->threads);
         if (!args->tokenizer.empty()) spec.vocab = load_tokenizer(args->tokenizer).vocab();
         // Limits not given: the model's context (at most kDefaultMaxContext), 512 of it for output.
         const int64_t ctx = std::min(spec.config.max_exact_context(), kDefaultMaxContext);

@@ -67,8 +67,7 @@ std::unique_ptr<Backend> make_backend(const ModelArgs& a, const OpenedEngine& op
 #ifdef LAMINA_HAS_CUDA
     if (opened.device == "cuda") return make_cuda_backend(opened.engine->dtype());
 #endif
-    (void)a;
-    return make_cpu_backend();
+    return make_cpu_backend(a.threads);
 }
 
 OpenedEngine::~OpenedEngine() {
@@ -133,6 +132,7 @@ OpenedEngine open_engine(const ModelArgs& a, const Needs& needs) {
     const ModelSpec spec = load_model_spec(a.model_dir);  // metadata only: weights are read when built
     BuildOptions build;
     build.dtype = a.dtype == "auto" ? auto_dtype(e.device, spec) : dtype_from_name(a.dtype);
+    build.threads = a.threads;
     EngineCache cache{a.cache_dir.empty() ? EngineCache::default_dir() : std::filesystem::path(a.cache_dir)};
     if (cache.dir.empty()) {  // no home for a cache: a temporary one, removed afterwards
         e.temp_dir = std::filesystem::temp_directory_path() / ("lamina-engine-" + std::to_string(::getpid()));
