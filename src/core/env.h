@@ -1,5 +1,5 @@
 // Development switches read from the environment: A/B switches and kernel geometry under measurement
-// (README, "Developing with CUDA"). Unset or empty, a switch takes its fallback; any other value must be
+// (docs/developing.md). Unset or empty, a switch takes its fallback; any other value must be
 // one the switch takes, or it is a lamina::Error naming the variable, its value and what it takes (a typo
 // must not silently measure the default).
 #pragma once
