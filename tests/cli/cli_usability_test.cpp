@@ -99,6 +99,13 @@ TEST(CliModelDir, RunsAnyContextAndCachesTheEngine) {
     ASSERT_EQ(again.status, 0) << again.output;
     EXPECT_NE(again.output.find("lamina: cached engine"), std::string::npos) << again.output;
     EXPECT_EQ(count_entries(engines), 3u);
+    // The same for a GGUF file: the second call writes nothing.
+    const std::string gguf = (test::data_dir() / "gguf" / "tiny_llama_v5_llama3.gguf").string();
+    const auto g1 = run_command(env + lamina("run --verbose --model_dir " + gguf + " --input_text Hi"));
+    const auto g2 = run_command(env + lamina("run --verbose --model_dir " + gguf + " --input_text Hi"));
+    EXPECT_NE(g1.output.find("lamina: built engine"), std::string::npos) << g1.output;
+    EXPECT_NE(g2.output.find("lamina: cached engine"), std::string::npos) << g2.output;
+    EXPECT_EQ(g2.output.find("building engine"), std::string::npos) << g2.output;
     // A changed checkpoint is a new entry.
     const auto model = tiny_with_context(dir, 512);
     const auto changed = run_command(env + lamina("run --verbose --model_dir " + model.string() + " --input_text Hi"));

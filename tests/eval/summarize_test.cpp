@@ -96,7 +96,8 @@ TEST(SummarizeOptions, ValidatesFlagCombinations) {
     bad([](SummarizeOptions& x) { x.no_repeat_ngram_size = 3; }, "--num_beams > 1");
     bad([](SummarizeOptions& x) { x.num_return_sequences = 2; }, "--num_return_sequences");
     bad([](SummarizeOptions& x) { x.num_beams = 2; x.num_return_sequences = 3; }, "--num_return_sequences");
-    bad([](SummarizeOptions& x) { x.num_beams = 2; x.top_k = 5; }, "--top_k 1");
+    bad([](SummarizeOptions& x) { x.num_beams = 2; x.top_k = 5; }, "--top_k");
+    bad([](SummarizeOptions& x) { x.num_beams = 2; x.top_p = 0.9f; }, "--top_p");
     bad([](SummarizeOptions& x) { x.repetition_penalty = -1.0f; }, "--repetition_penalty");
 }
 
