@@ -5,7 +5,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <random>
 #include <vector>
@@ -197,9 +196,7 @@ Handler add_bench(CLI::App& app) {
                                 {"decode_bytes_per_step", step_bytes},
                                 {"decode_achieved_gb_per_s", achieved / 1e9},
                                 {"copy_bandwidth_gb_per_s", ceiling / 1e9}};
-            std::ofstream out(a->json);
-            out << j.dump(2) << "\n";
-            if (!out) throw Error(a->json + ": cannot write");
+            write_json_file(a->json, j, "--json");
         }
         return 0;
     };

@@ -65,9 +65,7 @@ Handler add_logits(CLI::App& app) {
             p.sampling.temperature = 0.0f;
             j["greedy_ids"] = gen.generate({ids}, p)[0];
         }
-        std::ofstream out(a->output);
-        out << j.dump() << "\n";
-        if (!out) throw Error(a->output + ": cannot write");
+        write_json_file(a->output, j, "--output", -1);
         return 0;
     };
 }

@@ -94,9 +94,7 @@ Handler add_perplexity(CLI::App& app) {
             const nlohmann::json j = {{"perplexity", ppl},      {"predicted_tokens", predicted}, {"windows", n_windows},
                                       {"ctx", a->ctx},          {"file_tokens", ids.size()},     {"window_nll", window_nlls},
                                       {"device", backend->name()}, {"dtype", dtype_name(engine.dtype())}};
-            std::ofstream out(a->output_json, std::ios::trunc);
-            out << j.dump(2) << "\n";
-            if (!out) throw Error("--output_json " + a->output_json + ": cannot write");
+            write_json_file(a->output_json, j, "--output_json");
         }
         return 0;
     };

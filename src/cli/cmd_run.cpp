@@ -191,7 +191,7 @@ void chat_loop(const RunContext& ctx, Generator& gen, const SamplingParams& samp
     std::fputs("\n", stdout);
 }
 
-void write_json(const RunContext& ctx, const std::string& path, const std::vector<std::string>& texts,
+void write_record(const RunContext& ctx, const std::string& path, const std::vector<std::string>& texts,
                 const std::vector<std::vector<int32_t>>& prompts, const std::vector<std::vector<Output>>& results,
                 const SamplingParams& sampling, const nlohmann::json& timings) {
     const RunArgs& a = ctx.a;
@@ -222,9 +222,7 @@ void write_json(const RunContext& ctx, const std::string& path, const std::vecto
         j["results"].push_back(r);
     }
     j["timings"] = timings;
-    std::ofstream out(path, std::ios::trunc);
-    out << j.dump(2) << "\n";
-    if (!out) throw Error("--output_json " + path + ": cannot write");
+    write_json_file(path, j, "--output_json");
 }
 }  // namespace
 
@@ -332,7 +330,7 @@ Handler add_run(CLI::App& app) {
                 }
             }
         }
-        if (!r.output_json.empty()) write_json(ctx, r.output_json, texts, prompts, results, sampling, timings);
+        if (!r.output_json.empty()) write_record(ctx, r.output_json, texts, prompts, results, sampling, timings);
         return 0;
     };
 }

@@ -4,7 +4,6 @@
 // e.g. tools/hf_summarize.py's). Flag names follow summarize.py's.
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 #include <optional>
 
 #include "cli/commands.h"
@@ -126,9 +125,7 @@ Handler add_summarize(CLI::App& app) {
                 {"dataset", dataset_path.string()},
                 {"device", backend->name()},
                 {"versions", {{"engine_dtype", std::string(dtype_name(engine.dtype()))}}}};
-            std::ofstream out(a->output_json, std::ios::trunc);
-            out << summarize_json(run, meta).dump(1) << "\n";
-            if (!out) throw Error(a->output_json + ": cannot write --output_json");
+            write_json_file(a->output_json, summarize_json(run, meta), "--output_json", 1);
         }
         if (a->check_accuracy && !(run.scores[0].rouge1 > a->rouge1_threshold))
             throw Error("accuracy check failed: beam 0 rouge1 " + std::to_string(run.scores[0].rouge1) +

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <random>
 
 #include "build/engine_cache.h"
@@ -174,6 +175,12 @@ SamplingParams resolve_sampling(const SamplingArgs& s) {
     p.seed = s.seed_opt->count() > 0 ? s.seed : std::random_device{}();
     p.validate();
     return p;
+}
+
+void write_json_file(const std::string& path, const nlohmann::json& j, const std::string& flag, int indent) {
+    std::ofstream out(path, std::ios::trunc);
+    out << j.dump(indent) << "\n";
+    if (!out) throw Error(flag + " " + path + ": cannot write");
 }
 
 Tokenizer load_tokenizer(const std::filesystem::path& path) {

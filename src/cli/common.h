@@ -9,6 +9,7 @@
 #include <utility>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include "backend/backend.h"
 #include "build/engine_writer.h"
@@ -86,6 +87,9 @@ struct SamplingArgs {
 // seed_flag: the seed's flag name (summarize.py calls it --random_seed).
 void add_sampling_options(CLI::App* cmd, SamplingArgs& s, const std::string& seed_flag = "--seed");
 SamplingParams resolve_sampling(const SamplingArgs& s);
+
+// Writes `j` (indented by `indent`) to `path`, the value of `flag`; a failure names both.
+void write_json_file(const std::string& path, const nlohmann::json& j, const std::string& flag, int indent = 2);
 
 // Tokenizer of a .gguf file, a Hugging Face directory, or an engine directory.
 Tokenizer load_tokenizer(const std::filesystem::path& path);
