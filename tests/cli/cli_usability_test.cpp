@@ -62,19 +62,29 @@ TEST(CliUsage, EveryFlagHasHelpAndShowsItsDefault) {
         std::istringstream in(r.output);
         for (std::string line; std::getline(in, line);) lines.push_back(line);
         for (size_t i = 0; i < lines.size(); ++i) {
-            // An option: "  --name TYPE=default" and its help from column 30 (CLI11's layout), on the same
-            // line or, when the name is longer, on the next.
+            // An option: "  --name TYPE=default" then its help, on the same line after a gap (CLI11 aligns
+            // it at column 30) or, when the name is long, on the next line, indented.
             constexpr size_t kHelpColumn = 30;
             if (lines[i].rfind("  -", 0) != 0) continue;
-            const bool same_line = lines[i].size() > kHelpColumn && lines[i][kHelpColumn - 1] == ' ' && lines[i][kHelpColumn] != ' ';
-            const bool next_line = i + 1 < lines.size() && lines[i + 1].rfind(std::string(kHelpColumn, ' '), 0) == 0;
+            const std::string& l = lines[i];
+            const size_t gap = l.find("  ", 3);
+            const bool same_line = (gap != std::string::npos && l.find_first_not_of(' ', gap) != std::string::npos) ||
+                                   (l.size() > kHelpColumn && l[kHelpColumn - 1] == ' ' && l[kHelpColumn] != ' ');
+            const bool next_line = i + 1 < lines.size() && lines[i + 1].rfind("      ", 0) == 0;
             EXPECT_TRUE(same_line || next_line) << c << ": no help text: " << lines[i];
         }
     }
     const auto run = run_command(lamina("run --help"));
-    EXPECT_NE(run.output.find("--max_output_len INT:POSITIVE=64"), std::string::npos) << run.output;
-    EXPECT_NE(run.output.find("--top_k INT=1"), std::string::npos) << run.output;
-    EXPECT_NE(run.output.find("--device TEXT:{auto,cpu,cuda}=auto"), std::string::npos) << run.output;
+    // Defaults: "=64" (CLI11 2.1) or "[64]" (later CLI11).
+    auto shows = [&](const std::string& flag, const std::string& value) {
+        const size_t at = run.output.find(flag + " ");
+        if (at == std::string::npos) return false;
+        const std::string line = run.output.substr(at, run.output.find('\n', at) - at);
+        return line.find("=" + value) != std::string::npos || line.find("[" + value + "]") != std::string::npos;
+    };
+    EXPECT_TRUE(shows("--max_output_len", "64")) << run.output;
+    EXPECT_TRUE(shows("--top_k", "1")) << run.output;
+    EXPECT_TRUE(shows("--device", "auto")) << run.output;
 }
 
 // run --model_dir works with no other flag whatever the model's context, and the second call on the
