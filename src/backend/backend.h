@@ -190,6 +190,8 @@ public:
     virtual void graph_release(const void* /*owner*/) {}
 };
 
-std::unique_ptr<Backend> make_cpu_backend();
+// n_threads: the CPU backend's threads, the calling thread's included (`--threads`); 0: one per physical
+// core (core/thread_pool.h, physical_core_count()).
+std::unique_ptr<Backend> make_cpu_backend(int n_threads = 0);
 
 }  // namespace lamina

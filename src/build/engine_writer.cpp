@@ -5,12 +5,14 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "build/engine_format.h"
 #include "core/error.h"
+#include "core/thread_pool.h"
 #include "io/weight_names.h"
 #include "parallel/sharding.h"
 
@@ -23,18 +25,25 @@ namespace {
 // Appends tensors to one weights file at aligned offsets and records them in the tensor table.
 class WeightsWriter {
 public:
-    WeightsWriter(const std::filesystem::path& dir, std::string file, int version)
-        : path_(dir / file), file_(std::move(file)), version_(version), out_(path_, std::ios::binary | std::ios::trunc) {
+    WeightsWriter(const std::filesystem::path& dir, std::string file, int version, ThreadPool& pool)
+        : path_(dir / file), file_(std::move(file)), version_(version), pool_(pool),
+          out_(path_, std::ios::binary | std::ios::trunc) {
         if (!out_) throw Error(path_.string() + ": cannot create");
         std::vector<char> header(fmt::kAlignment, 0);
         out_.write(header.data(), static_cast<std::streamsize>(header.size()));
         offset_ = fmt::kAlignment;
     }
 
+    uint64_t bytes_written() const { return offset_; }
+
     void add(const std::string& name, DType dtype, std::vector<int64_t> shape, const std::vector<float>& values) {
         const size_t bytes = values.size() * dtype_size(dtype);
         std::vector<char> buf(bytes);
-        convert_from_f32(dtype, values.data(), buf.data(), values.size());
+        constexpr int64_t kConvertGrain = 1 << 16;  // values per chunk: ~0.1 ms of f32 -> f16 rounding
+        pool_.parallel_for(static_cast<int64_t>(values.size()), kConvertGrain, [&](int64_t i0, int64_t i1) {
+            convert_from_f32(dtype, values.data() + i0, buf.data() + static_cast<size_t>(i0) * dtype_size(dtype),
+                             static_cast<size_t>(i1 - i0));
+        });
         out_.write(buf.data(), static_cast<std::streamsize>(bytes));
         table_.push_back({{"name", name}, {"dtype", dtype_name(dtype)}, {"shape", shape}, {"offset", offset_}, {"bytes", bytes}});
         offset_ += bytes;
@@ -61,6 +70,7 @@ private:
     std::filesystem::path path_;
     std::string file_;
     int version_;
+    ThreadPool& pool_;
     std::ofstream out_;
     uint64_t offset_ = 0;
     nlohmann::json table_ = nlohmann::json::array();
@@ -72,6 +82,28 @@ std::vector<float> read_weight(const ModelSpec& spec, const std::string& name, c
     w.read(v.data());
     return v;
 }
+
+// Progress of a build: tensors read from the checkpoint against the spec's count, bytes written against
+// an estimate from the spec (each tensor at the engine dtype; norms and biases, stored f32, make it low
+// by a little).
+class BuildMeter {
+public:
+    BuildMeter(const ModelSpec& spec, DType dtype, const BuildProgressFn& fn) : fn_(fn) {
+        p_.tensors_total = static_cast<int64_t>(spec.weights.size());
+        for (const auto& [name, w] : spec.weights) p_.bytes_total += static_cast<uint64_t>(w.n_elements()) * dtype_size(dtype);
+    }
+    // Called after an engine tensor is written, with the checkpoint tensors it was made of.
+    void tensors_done(int64_t n, uint64_t bytes_written) {
+        p_.tensors_done += n;
+        p_.bytes_done = bytes_written;
+        p_.bytes_total = std::max(p_.bytes_total, bytes_written);
+        if (fn_) fn_(p_);
+    }
+
+private:
+    const BuildProgressFn& fn_;
+    BuildProgress p_;
+};
 
 // Rows [first, first + n) of a row-major matrix with `cols` columns (a vector: cols 1); rows past its
 // end are zeros (the padding of the last vocabulary shard).
@@ -108,7 +140,8 @@ void remove_stale_weights(const std::filesystem::path& dir) {
 
 }  // namespace
 
-void build_engine(const ModelSpec& spec, const BuildOptions& opts, const std::filesystem::path& out_dir) {
+void build_engine(const ModelSpec& spec, const BuildOptions& opts, const std::filesystem::path& out_dir,
+                  const BuildProgressFn& progress) {
     const ModelConfig& c = spec.config;
     c.validate(spec.source);
     if (opts.max_batch_size < 1 || opts.max_input_len < 1 || opts.max_output_len < 1)
@@ -123,17 +156,31 @@ void build_engine(const ModelSpec& spec, const BuildOptions& opts, const std::fi
     remove_stale_weights(out_dir);
 
     const int version = n_rank == 1 ? fmt::kFormatVersion : fmt::kFormatVersionTp;
+    ThreadPool pool(opts.threads);  // dtype conversion of each tensor
     std::vector<std::unique_ptr<WeightsWriter>> writers;
     for (int r = 0; r < n_rank; ++r)
-        writers.push_back(std::make_unique<WeightsWriter>(out_dir, n_rank == 1 ? fmt::kWeightsFile : fmt::rank_weights_file(r), version));
+        writers.push_back(std::make_unique<WeightsWriter>(out_dir, n_rank == 1 ? fmt::kWeightsFile : fmt::rank_weights_file(r), version, pool));
     // Each tensor is read from the checkpoint once and written to every rank, cut to the rank's share
     // (with one rank the share is the whole tensor, so tp 1 engines are what they were before ranks).
+    BuildMeter meter(spec, opts.dtype, progress);
+    int64_t tensors_read = 0;  // checkpoint tensors read since the last engine tensor was written
+    auto read = [&](const std::string& name, const std::vector<int64_t>& shape) {
+        ++tensors_read;
+        return read_weight(spec, name, shape);
+    };
+    auto written = [&] {
+        uint64_t bytes = 0;
+        for (const auto& w : writers) bytes += w->bytes_written();
+        meter.tensors_done(std::exchange(tensors_read, 0), bytes);
+    };
     auto add = [&](const std::string& name, DType dtype, std::vector<int64_t> shape, const auto& share) {
         for (int r = 0; r < n_rank; ++r) writers[r]->add(name, dtype, shape, share(r));
+        written();
     };
     // o_proj and down biases go to rank 0 only: the all-reduce after them must add them once.
     auto add_rank0 = [&](const std::string& name, std::vector<int64_t> shape, const std::vector<float>& values) {
         writers[0]->add(name, DType::F32, shape, values);
+        written();
     };
     auto all = [](const std::vector<float>& v) { return [&v](int) -> const std::vector<float>& { return v; }; };
 
@@ -146,13 +193,13 @@ void build_engine(const ModelSpec& spec, const BuildOptions& opts, const std::fi
         return rows;
     };
     {
-        const auto embd = read_weight(spec, hf_names::embed, {V, E});
+        const auto embd = read(hf_names::embed, {V, E});
         if (n_rank == 1) add("tok_embd", dt, {V, E}, all(embd));
         else add("tok_embd", dt, {Vs + 1, E}, [&](int r) { return vocab_rows(embd, r, true); });
     }
-    add("output_norm", DType::F32, {E}, all(read_weight(spec, hf_names::norm, {E})));
+    add("output_norm", DType::F32, {E}, all(read(hf_names::norm, {E})));
     if (!c.tied_embeddings) {
-        const auto head = read_weight(spec, hf_names::lm_head, {V, E});
+        const auto head = read(hf_names::lm_head, {V, E});
         if (n_rank == 1) add("output", dt, {V, E}, all(head));
         else add("output", dt, {Vs, E}, [&](int r) { return vocab_rows(head, r, false); });
     }
@@ -174,40 +221,40 @@ void build_engine(const ModelSpec& spec, const BuildOptions& opts, const std::fi
                 return concat({row_block(gate, cols, tp.first_ff(r), rc.n_ff), row_block(up, cols, tp.first_ff(r), rc.n_ff)});
             };
         };
-        add(T("attn_norm"), DType::F32, {E}, all(read_weight(spec, L("input_layernorm.weight"), {E})));
+        add(T("attn_norm"), DType::F32, {E}, all(read(L("input_layernorm.weight"), {E})));
         {
-            const auto q = read_weight(spec, L("self_attn.q_proj.weight"), {c.q_dim(), E});
-            const auto k = read_weight(spec, L("self_attn.k_proj.weight"), {c.kv_dim(), E});
-            const auto v = read_weight(spec, L("self_attn.v_proj.weight"), {c.kv_dim(), E});
+            const auto q = read(L("self_attn.q_proj.weight"), {c.q_dim(), E});
+            const auto k = read(L("self_attn.k_proj.weight"), {c.kv_dim(), E});
+            const auto v = read(L("self_attn.v_proj.weight"), {c.kv_dim(), E});
             add(T("wqkv"), dt, {rc.qkv_dim(), E}, qkv_share(q, k, v, E));
         }
         if (c.attn_bias) {
-            const auto q = read_weight(spec, L("self_attn.q_proj.bias"), {c.q_dim()});
-            const auto k = read_weight(spec, L("self_attn.k_proj.bias"), {c.kv_dim()});
-            const auto v = read_weight(spec, L("self_attn.v_proj.bias"), {c.kv_dim()});
+            const auto q = read(L("self_attn.q_proj.bias"), {c.q_dim()});
+            const auto k = read(L("self_attn.k_proj.bias"), {c.kv_dim()});
+            const auto v = read(L("self_attn.v_proj.bias"), {c.kv_dim()});
             add(T("bqkv"), DType::F32, {rc.qkv_dim()}, qkv_share(q, k, v, 1));
         }
         {
-            const auto wo = read_weight(spec, L("self_attn.o_proj.weight"), {E, c.q_dim()});
+            const auto wo = read(L("self_attn.o_proj.weight"), {E, c.q_dim()});
             add(T("wo"), dt, {E, rc.q_dim()}, [&](int r) { return col_block(wo, c.q_dim(), tp.first_head(r) * D, rc.q_dim()); });
         }
-        if (c.attn_bias) add_rank0(T("bo"), {E}, read_weight(spec, L("self_attn.o_proj.bias"), {E}));
-        add(T("ffn_norm"), DType::F32, {E}, all(read_weight(spec, L("post_attention_layernorm.weight"), {E})));
+        if (c.attn_bias) add_rank0(T("bo"), {E}, read(L("self_attn.o_proj.bias"), {E}));
+        add(T("ffn_norm"), DType::F32, {E}, all(read(L("post_attention_layernorm.weight"), {E})));
         {
-            const auto gate = read_weight(spec, L("mlp.gate_proj.weight"), {c.n_ff, E});
-            const auto up = read_weight(spec, L("mlp.up_proj.weight"), {c.n_ff, E});
+            const auto gate = read(L("mlp.gate_proj.weight"), {c.n_ff, E});
+            const auto up = read(L("mlp.up_proj.weight"), {c.n_ff, E});
             add(T("w_gate_up"), dt, {2 * rc.n_ff, E}, gate_up_share(gate, up, E));
         }
         if (c.mlp_bias) {
-            const auto gate = read_weight(spec, L("mlp.gate_proj.bias"), {c.n_ff});
-            const auto up = read_weight(spec, L("mlp.up_proj.bias"), {c.n_ff});
+            const auto gate = read(L("mlp.gate_proj.bias"), {c.n_ff});
+            const auto up = read(L("mlp.up_proj.bias"), {c.n_ff});
             add(T("b_gate_up"), DType::F32, {2 * rc.n_ff}, gate_up_share(gate, up, 1));
         }
         {
-            const auto down = read_weight(spec, L("mlp.down_proj.weight"), {E, c.n_ff});
+            const auto down = read(L("mlp.down_proj.weight"), {E, c.n_ff});
             add(T("w_down"), dt, {E, rc.n_ff}, [&](int r) { return col_block(down, c.n_ff, tp.first_ff(r), rc.n_ff); });
         }
-        if (c.mlp_bias) add_rank0(T("b_down"), {E}, read_weight(spec, L("mlp.down_proj.bias"), {E}));
+        if (c.mlp_bias) add_rank0(T("b_down"), {E}, read(L("mlp.down_proj.bias"), {E}));
     }
     nlohmann::json weights = nlohmann::json::array();
     for (auto& w : writers) weights.push_back(w->finish());
@@ -262,24 +309,26 @@ uint64_t splitmix64(uint64_t& state) {
     return z ^ (z >> 31);
 }
 
-void fill_uniform(float* dst, int64_t n, uint64_t seed, float stddev) {
+void fill_uniform(float* dst, int64_t n, uint64_t seed, float stddev, int n_threads) {
     // Uniform on [-a, a] has std a / sqrt(3).
     const float a = stddev * std::sqrt(3.0f);
     constexpr int64_t kChunk = 1 << 16;  // independent streams per chunk, so threads agree with serial runs
-#pragma omp parallel for schedule(static)
-    for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
-        uint64_t state = seed ^ (static_cast<uint64_t>(c0 / kChunk) * 0xd1b54a32d192ed03ull);
-        const int64_t end = std::min(n, c0 + kChunk);
-        for (int64_t i = c0; i < end; ++i) {
-            const double u = static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53;  // [0, 1)
-            dst[i] = static_cast<float>((2.0 * u - 1.0) * a);
+    ThreadPool pool(n_threads);          // per tensor: starting threads costs ~0.1 ms, a tensor ms to seconds
+    pool.parallel_for((n + kChunk - 1) / kChunk, 1, [&](int64_t first_chunk, int64_t end_chunk) {
+        for (int64_t chunk = first_chunk; chunk < end_chunk; ++chunk) {
+            uint64_t state = seed ^ (static_cast<uint64_t>(chunk) * 0xd1b54a32d192ed03ull);
+            const int64_t end = std::min(n, (chunk + 1) * kChunk);
+            for (int64_t i = chunk * kChunk; i < end; ++i) {
+                const double u = static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53;  // [0, 1)
+                dst[i] = static_cast<float>((2.0 * u - 1.0) * a);
+            }
         }
-    }
+    });
 }
 
 }  // namespace
 
-ModelSpec random_model_spec(const std::string& preset, uint64_t seed) {
+ModelSpec random_model_spec(const std::string& preset, uint64_t seed, int n_threads) {
     ModelSpec spec;
     spec.config = preset_config(preset);
     spec.source = "random:" + preset;
@@ -295,7 +344,7 @@ ModelSpec random_model_spec(const std::string& preset, uint64_t seed) {
             w.read = [n](float* dst) { std::fill(dst, dst + n, 1.0f); };
         } else {
             constexpr float kStd = 0.02f;  // the usual LLaMA init scale
-            w.read = [n, s](float* dst) { fill_uniform(dst, n, s, kStd); };
+            w.read = [n, s, n_threads](float* dst) { fill_uniform(dst, n, s, kStd, n_threads); };
         }
         spec.weights.emplace(name, std::move(w));
     };

@@ -6,11 +6,6 @@
 
 namespace lamina {
 
-namespace {
-// Conversions of whole weight matrices (engine builds) use every core; rows in the token loop do not.
-constexpr size_t kParallelMin = size_t{1} << 20;
-}  // namespace
-
 size_t dtype_size(DType t) {
     switch (t) {
         case DType::F32: return 4;
@@ -82,13 +77,11 @@ void convert_to_f32(DType from, const void* src, float* dst, size_t n) {
         case DType::F32: std::memcpy(dst, src, n * 4); return;
         case DType::F16: {
             auto* s = static_cast<const uint16_t*>(src);
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
             for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
             return;
         }
         case DType::BF16: {
             auto* s = static_cast<const uint16_t*>(src);
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
             for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
             return;
         }
@@ -100,13 +93,11 @@ void convert_from_f32(DType to, const float* src, void* dst, size_t n) {
         case DType::F32: std::memcpy(dst, src, n * 4); return;
         case DType::F16: {
             auto* d = static_cast<uint16_t*>(dst);
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
             for (size_t i = 0; i < n; ++i) d[i] = f32_to_f16(src[i]);
             return;
         }
         case DType::BF16: {
             auto* d = static_cast<uint16_t*>(dst);
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
             for (size_t i = 0; i < n; ++i) d[i] = f32_to_bf16(src[i]);
             return;
         }

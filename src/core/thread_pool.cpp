@@ -136,14 +136,17 @@ void ThreadPool::run(int64_t n, int64_t grain, Task task) {
         task.invoke(task.fn, 0, n, t_thread);
         return;
     }
-    if (n_threads_ == 1 || n <= grain) {
+    // Up to kChunksPerThread chunks per thread, of at least `grain` indices each; a multiple of the thread
+    // count, all of one size but the last, so that the threads' shares come out even when all of them run.
+    int64_t chunks_wanted = std::min({int64_t{n_threads_} * kChunksPerThread, n / grain, int64_t{1} << 30});
+    if (chunks_wanted > n_threads_) chunks_wanted -= chunks_wanted % n_threads_;
+    if (n_threads_ == 1 || chunks_wanted <= 1) {
         CurrentPoolScope scope(this, 0);
         task.invoke(task.fn, 0, n, 0);
         return;
     }
     std::lock_guard<std::mutex> lock(call_mutex_);
-    int64_t chunk = std::max(grain, ceil_div(n, int64_t{n_threads_} * kChunksPerThread));
-    chunk = std::max(chunk, ceil_div(n, int64_t{1} << 30));  // chunk counts stay far from 32-bit overflow
+    const int64_t chunk = ceil_div(n, chunks_wanted);
     const auto n_chunks = static_cast<uint32_t>(ceil_div(n, chunk));
 
     task_ = task;

@@ -1,6 +1,6 @@
 // A fixed pool of threads for the data-parallel loops of the CPU backend and the engine builder.
 //
-// parallel_for(n, grain, fn) cuts [0, n) into chunks of at least `grain` indices (about
+// parallel_for(n, grain, fn) cuts [0, n) into equal chunks of at least `grain` indices (up to
 // kChunksPerThread per thread, so a slow thread leaves its share to the others); the calling thread and
 // the workers claim chunks from one atomic counter, and the call returns once every chunk is done — not
 // once every worker has turned up. A worker that another process keeps off its core simply claims
@@ -16,7 +16,7 @@
 //   - fn(begin, end) or fn(begin, end, thread) runs on disjoint ranges that cover [0, n) exactly once;
 //     `thread` in [0, size()) names the running thread (0 is the caller) for per-thread scratch.
 //   - A pool of one thread has no workers: every loop runs inline, fn(0, n, 0).
-//   - n <= 0 calls nothing; n <= grain runs inline as one range.
+//   - n <= 0 calls nothing; n < 2 * grain (a single chunk) runs inline as one range.
 //   - A call from inside one of this pool's tasks runs inline on that thread (same `thread` index).
 //   - Calls from two outside threads at once are serialized (a mutex); a pool is meant to have one
 //     driving thread (each tensor-parallel rank owns its backend and so its pool).

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "backend/cpu/cpu_backend.h"
 #include "core/error.h"
 
 #ifdef LAMINA_HAS_CUDA
@@ -14,7 +15,10 @@ namespace {
 
 // A backend of the same kind as rank 0's for rank r (called on rank r's thread).
 std::unique_ptr<Backend> make_rank_backend(const Backend& rank0, [[maybe_unused]] int rank, int tp_size) {
-    if (rank0.name() == "cpu") return make_cpu_backend();
+    if (const auto* cpu = dynamic_cast<const CpuBackend*>(&rank0)) {
+        // Ranks share the cores rank 0 was given: ranks 1.. get an equal share each (rank 0 keeps its pool).
+        return make_cpu_backend(std::max(1, cpu->threads() / tp_size));
+    }
 #ifdef LAMINA_HAS_CUDA
     if (rank0.name() == "cuda") {
         const int n_gpu = cuda_device_count();

@@ -114,5 +114,76 @@ TEST(CpuSwiglu, MatchesFormula) {
         }
 }
 
+// The pool splits rows, heads and weight-row blocks; no op may depend on how (each output element is
+// computed by one thread, in one order), so 1 and 3 threads must agree bit for bit.
+TEST(CpuThreads, ResultsDoNotDependOnTheThreadCount) {
+    CpuBackend one(1), three(3);
+    ASSERT_EQ(one.threads(), 1);
+    ASSERT_EQ(three.threads(), 3);
+    const int64_t k = 67, m = 301;
+    const auto wf = random_vec(static_cast<size_t>(m * k), 20, 0.1f), bias = random_vec(static_cast<size_t>(m), 21);
+    const auto wh = to_half(wf, DType::F16);
+    const TensorView bv = make_view(bias.data(), DType::F32, 1, m);
+    for (int64_t n : {1, 3, 13, 130}) {  // GEMV, GEMV, sgemm, sgemm over several row blocks
+        const auto x = random_vec(static_cast<size_t>(n * k), 22);
+        for (DType t : {DType::F32, DType::F16}) {
+            const void* wp = t == DType::F32 ? static_cast<const void*>(wf.data()) : wh.data();
+            std::vector<float> a(static_cast<size_t>(n * m), NAN), b(static_cast<size_t>(n * m), NAN);
+            one.matmul(make_view(x.data(), DType::F32, n, k), make_view(wp, t, m, k), &bv, make_view(a.data(), DType::F32, n, m));
+            three.matmul(make_view(x.data(), DType::F32, n, k), make_view(wp, t, m, k), &bv, make_view(b.data(), DType::F32, n, m));
+            EXPECT_EQ(a, b) << "matmul n=" << n << " dtype " << dtype_name(t);
+        }
+    }
+
+    // RoPE + KV write, then attention: 7 tokens of two sequences (slots 1 and 0) at scattered positions.
+    const AttentionShape s{6, 2, 16, 0.25f};
+    const int64_t n_ctx = 32, kv_dim = s.n_head_kv * s.head_dim, qkv_dim = (s.n_head + 2 * s.n_head_kv) * s.head_dim;
+    const std::vector<int32_t> ids(7, 0), pos = {0, 1, 2, 3, 4, 20, 31}, slots = {1, 1, 1, 1, 1, 0, 0};
+    StepTokens tok;
+    tok.ids = ids.data();
+    tok.positions = pos.data();
+    tok.slots = slots.data();
+    tok.n_tokens = 7;
+    const auto rope = random_vec(static_cast<size_t>(n_ctx * s.head_dim), 23);
+    const auto qkv0 = random_vec(static_cast<size_t>(tok.n_tokens * qkv_dim), 24);
+    const auto cache0 = random_vec(static_cast<size_t>(2 * n_ctx * kv_dim), 25);  // the other positions
+    auto run = [&](CpuBackend& be, std::vector<float>& qkv, std::vector<float>& kc, std::vector<float>& vc,
+                   std::vector<float>& out) {
+        qkv = qkv0;
+        kc = cache0;
+        vc = cache0;
+        out.assign(static_cast<size_t>(tok.n_tokens * s.n_head * s.head_dim), NAN);
+        KvCache cache{kc.data(), vc.data(), DType::F32, 2, 1, n_ctx, kv_dim};
+        const TensorView qv = make_view(qkv.data(), DType::F32, tok.n_tokens, qkv_dim);
+        be.rope_kv_write(qv, tok, make_view(rope.data(), DType::F32, n_ctx, s.head_dim), s, 0, cache);
+        be.attention(qv, tok, s, 0, cache, make_view(out.data(), DType::F32, tok.n_tokens, s.n_head * s.head_dim));
+    };
+    std::vector<float> q1, k1, v1, o1, q3, k3, v3, o3;
+    run(one, q1, k1, v1, o1);
+    run(three, q3, k3, v3, o3);
+    EXPECT_EQ(q1, q3) << "rope";
+    EXPECT_EQ(k1, k3) << "k cache";
+    EXPECT_EQ(v1, v3) << "v cache";
+    EXPECT_EQ(o1, o3) << "attention";
+
+    const int64_t rows = 9, cols = 577;
+    const auto x = random_vec(static_cast<size_t>(rows * cols), 26), w = random_vec(static_cast<size_t>(cols), 27);
+    const auto xv = make_view(x.data(), DType::F32, rows, cols), wv = make_view(w.data(), DType::F32, 1, cols);
+    std::vector<float> n1(x.size(), NAN), n3(x.size(), NAN);
+    one.rms_norm(xv, wv, 1e-5f, make_view(n1.data(), DType::F32, rows, cols));
+    three.rms_norm(xv, wv, 1e-5f, make_view(n3.data(), DType::F32, rows, cols));
+    EXPECT_EQ(n1, n3) << "rms_norm";
+    auto r1 = x, r3 = x;
+    one.rms_norm_fused_add(make_view(r1.data(), DType::F32, rows, cols), xv, wv, 1e-5f, make_view(n1.data(), DType::F32, rows, cols));
+    three.rms_norm_fused_add(make_view(r3.data(), DType::F32, rows, cols), xv, wv, 1e-5f, make_view(n3.data(), DType::F32, rows, cols));
+    EXPECT_EQ(r1, r3) << "rms_norm_fused_add residual";
+    EXPECT_EQ(n1, n3) << "rms_norm_fused_add";
+    const int64_t ff = (cols - 1) / 2;  // gate_up rows of 2 * ff
+    std::vector<float> s1(static_cast<size_t>(rows * ff), NAN), s3(static_cast<size_t>(rows * ff), NAN);
+    one.swiglu(make_view(x.data(), DType::F32, rows, 2 * ff), make_view(s1.data(), DType::F32, rows, ff));
+    three.swiglu(make_view(x.data(), DType::F32, rows, 2 * ff), make_view(s3.data(), DType::F32, rows, ff));
+    EXPECT_EQ(s1, s3) << "swiglu";
+}
+
 }  // namespace
 }  // namespace lamina

@@ -241,7 +241,8 @@ TEST_P(TpMatchesOneRank, PromptLogitsDecodeStepsAndGreedyText) {
     TpEngines e(p.spec(), p.tp_size, p.dtype);
     ASSERT_EQ(e.tp->tp_size(), p.tp_size);
     const int64_t V = e.one->config().n_vocab;
-    auto backend_one = make_cpu_backend(), backend_tp = make_cpu_backend();
+    // Ranks x threads: rank 0's backend has 3 threads, ranks 1.. get 3 / tp_size each (at least 1).
+    auto backend_one = make_cpu_backend(), backend_tp = make_cpu_backend(3);
 
     // Every position of a prompt (prefill, one step).
     const std::vector<int32_t> prompt = {1, 40, 41, 42, 300, 7, 383, 0, 191, 192, 193, 250};

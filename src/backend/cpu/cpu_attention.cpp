@@ -4,8 +4,7 @@
 // RoPE is Hugging Face's rotate-half form: for i < head_dim/2, (x[i], x[i + head_dim/2]) is rotated by
 // angle pos * inv_freq[i]; rope_cos_sin row p holds [cos(p f_0..), sin(p f_0..)], head_dim floats.
 // Attention: scores = q . k_p * scale for p in [0, pos], fp32 softmax, out = sum_p prob_p v_p.
-#include <omp.h>
-
+// Threads: the pool splits tokens (RoPE) and (token, head) pairs (attention), one pair per chunk at least.
 #include <algorithm>
 #include <cmath>
 
@@ -32,34 +31,35 @@ void CpuBackend::rope_kv_write(TensorView qkv, const StepTokens& tok, const Tens
     LAMINA_CHECK(cache.dtype == DType::F32 && qkv.dtype == DType::F32);
     const int64_t kv_dim = s.n_head_kv * s.head_dim;
     const int64_t q_dim = s.n_head * s.head_dim;
-#pragma omp parallel for schedule(static) if (tok.n_tokens > 1)
-    for (int64_t t = 0; t < tok.n_tokens; ++t) {
-        const int32_t pos = tok.positions[t];
-        LAMINA_CHECK(pos >= 0 && pos < cache.n_ctx && pos < rope_cos_sin.rows, "position " + std::to_string(pos));
-        LAMINA_CHECK(tok.slots[t] >= 0 && tok.slots[t] < cache.n_slot);
-        const float* cs = rope_cos_sin.row<float>(pos);
-        float* row = qkv.row<float>(t);
-        for (int64_t h = 0; h < s.n_head + s.n_head_kv; ++h) rotate(row + h * s.head_dim, cs, s.head_dim);
-        const int64_t off = cache.offset(tok.slots[t], layer, pos);
-        std::copy(row + q_dim, row + q_dim + kv_dim, static_cast<float*>(cache.k) + off);
-        std::copy(row + q_dim + kv_dim, row + q_dim + 2 * kv_dim, static_cast<float*>(cache.v) + off);
-    }
+    constexpr int64_t kTokenGrain = 8;  // a token's RoPE and cache write is ~1 us at SmolLM2's shape
+    pool_.parallel_for(tok.n_tokens, kTokenGrain, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+            const int32_t pos = tok.positions[t];
+            LAMINA_CHECK(pos >= 0 && pos < cache.n_ctx && pos < rope_cos_sin.rows, "position " + std::to_string(pos));
+            LAMINA_CHECK(tok.slots[t] >= 0 && tok.slots[t] < cache.n_slot);
+            const float* cs = rope_cos_sin.row<float>(pos);
+            float* row = qkv.row<float>(t);
+            for (int64_t h = 0; h < s.n_head + s.n_head_kv; ++h) rotate(row + h * s.head_dim, cs, s.head_dim);
+            const int64_t off = cache.offset(tok.slots[t], layer, pos);
+            std::copy(row + q_dim, row + q_dim + kv_dim, static_cast<float*>(cache.k) + off);
+            std::copy(row + q_dim + kv_dim, row + q_dim + 2 * kv_dim, static_cast<float*>(cache.v) + off);
+        }
+    });
 }
 
 void CpuBackend::attention(const TensorView& qkv, const StepTokens& tok, const AttentionShape& s, int64_t layer,
                            const KvCache& cache, TensorView out) {
     LAMINA_CHECK(out.cols == s.n_head * s.head_dim && out.rows == tok.n_tokens);
-    const int n_threads = omp_get_max_threads();
-    if (score_scratch_.size() < static_cast<size_t>(n_threads * cache.n_ctx))
-        score_scratch_.resize(static_cast<size_t>(n_threads * cache.n_ctx));
+    if (score_scratch_.size() < static_cast<size_t>(pool_.size() * cache.n_ctx))
+        score_scratch_.resize(static_cast<size_t>(pool_.size() * cache.n_ctx));
     const int64_t group = s.n_head / s.n_head_kv;
     const int64_t hd = s.head_dim;
     const auto* k_cache = static_cast<const float*>(cache.k);
     const auto* v_cache = static_cast<const float*>(cache.v);
-#pragma omp parallel for collapse(2) schedule(dynamic)
-    for (int64_t t = 0; t < tok.n_tokens; ++t) {
-        for (int64_t h = 0; h < s.n_head; ++h) {
-            float* scores = score_scratch_.data() + static_cast<size_t>(omp_get_thread_num()) * cache.n_ctx;
+    pool_.parallel_for(tok.n_tokens * s.n_head, 1, [&](int64_t i0, int64_t i1, int thread) {
+        float* scores = score_scratch_.data() + static_cast<size_t>(thread) * cache.n_ctx;
+        for (int64_t i = i0; i < i1; ++i) {
+            const int64_t t = i / s.n_head, h = i % s.n_head;
             const float* q = qkv.row<float>(t) + h * hd;
             const int64_t kvh = h / group;
             const int64_t n_pos = tok.positions[t] + 1;
@@ -68,7 +68,7 @@ void CpuBackend::attention(const TensorView& qkv, const StepTokens& tok, const A
             for (int64_t p = 0; p < n_pos; ++p) {
                 const float* k = k_cache + base + p * cache.kv_dim;
                 float dot = 0.0f;
-                for (int64_t i = 0; i < hd; ++i) dot += q[i] * k[i];
+                for (int64_t d = 0; d < hd; ++d) dot += q[d] * k[d];
                 scores[p] = dot * s.scale;
                 max_score = std::max(max_score, scores[p]);
             }
@@ -83,10 +83,10 @@ void CpuBackend::attention(const TensorView& qkv, const StepTokens& tok, const A
             for (int64_t p = 0; p < n_pos; ++p) {
                 const float prob = scores[p] * inv_sum;
                 const float* v = v_cache + base + p * cache.kv_dim;
-                for (int64_t i = 0; i < hd; ++i) o[i] += prob * v[i];
+                for (int64_t d = 0; d < hd; ++d) o[d] += prob * v[d];
             }
         }
-    }
+    });
 }
 
 }  // namespace lamina

@@ -3,8 +3,10 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <new>
 
 #include "backend/cpu/dot.h"
@@ -12,7 +14,23 @@
 
 namespace lamina {
 
-std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+std::unique_ptr<Backend> make_cpu_backend(int n_threads) { return std::make_unique<CpuBackend>(n_threads); }
+
+namespace {
+// Every sgemm runs single-threaded on a pool thread, over its own block of weight rows: OpenBLAS's own
+// threads (OpenMP ones in the openmp build) would spin in barriers beside the pool. Its thread count is
+// process-wide, and setting it frees per-thread buffers, so it is set once, before any backend computes.
+void use_single_threaded_blas() {
+    static std::once_flag once;
+    std::call_once(once, [] { openblas_set_num_threads(1); });
+}
+// OpenBLAS's OpenMP build (Debian's 0.3.21) sizes each call by the calling thread's omp_get_max_threads()
+// instead: a thread that has not said 1 runs its sgemm on an OpenMP team, and two such calls at once ran
+// 4x slower than one alone. The setting is per thread and cheap, so each sgemm task makes it.
+void single_threaded_blas_on_this_thread() { omp_set_num_threads(1); }
+}  // namespace
+
+CpuBackend::CpuBackend(int n_threads) : pool_(n_threads) { use_single_threaded_blas(); }
 
 void* CpuBackend::alloc(size_t bytes) {
     constexpr size_t kAlign = 64;
@@ -29,10 +47,19 @@ namespace {
 // Up to this many tokens, a weight row is streamed once per token from cache (decode is bandwidth
 // bound: reading the weights once is the whole cost). Beyond it, sgemm's blocking wins.
 constexpr int64_t kGemvMaxTokens = 4;
-// Weight rows widened to f32 per sgemm call when the weights are f16/bf16.
-constexpr int64_t kChunkRows = 256;
+// A GEMV chunk reads at least this many weight bytes: claiming a chunk costs ~0.1 us, streaming 16 KiB
+// ~1 us per core.
+constexpr int64_t kGemvChunkBytes = 16 << 10;
+// A GEMM chunk has at least this many weight rows: each sgemm call packs all of x again (n * k values
+// for n * k * rows FMAs), which stays a few percent at 128 rows.
+constexpr int64_t kGemmChunkRows = 128;
+// f16/bf16 weight rows are widened to f32 this many at a time, into the thread's scratch, for sgemm.
+constexpr int64_t kWidenRows = 128;
 }  // namespace
 
+// GEMV (n <= kGemvMaxTokens): the pool splits the weight rows; each row is read once for all n tokens.
+// GEMM: the pool splits the weight rows into blocks; each block is one single-threaded sgemm
+// out[:, block] = x @ w[block]^T, f16/bf16 rows widened to f32 kWidenRows at a time first.
 void CpuBackend::matmul(const TensorView& x, const TensorView& w, const TensorView* bias, TensorView out) {
     LAMINA_CHECK(x.dtype == DType::F32 && out.dtype == DType::F32, "cpu activations are f32");
     LAMINA_CHECK(x.cols == w.cols && out.rows == x.rows && out.cols == w.rows,
@@ -41,36 +68,47 @@ void CpuBackend::matmul(const TensorView& x, const TensorView& w, const TensorVi
     const int64_t n = x.rows, k = x.cols, m = w.rows;
     const size_t w_row_bytes = static_cast<size_t>(w.row_stride) * dtype_size(w.dtype);
     const auto* w_bytes = static_cast<const char*>(w.data);
+    const float* b = bias != nullptr ? static_cast<const float*>(bias->data) : nullptr;
     if (n <= kGemvMaxTokens) {
         const cpu::DotFn dot = cpu::dot_for(w.dtype);
-#pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < m; ++r) {
-            const void* wr = w_bytes + r * w_row_bytes;
-            for (int64_t t = 0; t < n; ++t) out.row<float>(t)[r] = dot(x.row<float>(t), wr, k);
-        }
-    } else if (w.dtype == DType::F32) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(m),
-                    static_cast<int>(k), 1.0f, x.row<float>(0), static_cast<int>(x.row_stride),
-                    static_cast<const float*>(w.data), static_cast<int>(w.row_stride), 0.0f, out.row<float>(0),
-                    static_cast<int>(out.row_stride));
-    } else {
-        if (weight_chunk_.size() < static_cast<size_t>(kChunkRows * k)) weight_chunk_.resize(kChunkRows * k);
-        for (int64_t r0 = 0; r0 < m; r0 += kChunkRows) {
-            const int64_t rows = std::min(kChunkRows, m - r0);
-#pragma omp parallel for schedule(static)
-            for (int64_t r = 0; r < rows; ++r)
-                convert_to_f32(w.dtype, w_bytes + (r0 + r) * w_row_bytes, weight_chunk_.data() + r * k, k);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(rows),
-                        static_cast<int>(k), 1.0f, x.row<float>(0), static_cast<int>(x.row_stride),
-                        weight_chunk_.data(), static_cast<int>(k), 0.0f, out.row<float>(0) + r0,
-                        static_cast<int>(out.row_stride));
-        }
+        const int64_t grain = std::max<int64_t>(1, kGemvChunkBytes / static_cast<int64_t>(k * dtype_size(w.dtype)));
+        pool_.parallel_for(m, grain, [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; ++r) {
+                const void* wr = w_bytes + r * w_row_bytes;
+                for (int64_t t = 0; t < n; ++t) out.row<float>(t)[r] = dot(x.row<float>(t), wr, k) + (b ? b[r] : 0.0f);
+            }
+        });
+        return;
     }
-    if (bias != nullptr) {
-        const auto* b = static_cast<const float*>(bias->data);
-        for (int64_t t = 0; t < n; ++t)
-            for (int64_t r = 0; r < m; ++r) out.row<float>(t)[r] += b[r];
-    }
+    if (w.dtype != DType::F32 && weight_scratch_.size() < static_cast<size_t>(pool_.size() * kWidenRows * k))
+        weight_scratch_.resize(static_cast<size_t>(pool_.size() * kWidenRows * k));
+    auto sgemm = [&](int64_t r0, int64_t rows, const float* wf, int64_t ldw) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(rows),
+                    static_cast<int>(k), 1.0f, x.row<float>(0), static_cast<int>(x.row_stride), wf,
+                    static_cast<int>(ldw), 0.0f, out.row<float>(0) + r0, static_cast<int>(out.row_stride));
+    };
+    auto gemm_block = [&](int64_t r0, int64_t r1, int thread) {
+        if (w.dtype == DType::F32) {
+            sgemm(r0, r1 - r0, reinterpret_cast<const float*>(w_bytes + r0 * w_row_bytes), w.row_stride);
+        } else {
+            float* wf = weight_scratch_.data() + static_cast<size_t>(thread * kWidenRows * k);
+            for (int64_t s0 = r0; s0 < r1; s0 += kWidenRows) {
+                const int64_t rows = std::min(kWidenRows, r1 - s0);
+                for (int64_t r = 0; r < rows; ++r) convert_to_f32(w.dtype, w_bytes + (s0 + r) * w_row_bytes, wf + r * k, k);
+                sgemm(s0, rows, wf, k);
+            }
+        }
+        if (b != nullptr)
+            for (int64_t t = 0; t < n; ++t)
+                for (int64_t r = r0; r < r1; ++r) out.row<float>(t)[r] += b[r];
+    };
+    // Blocks at fixed rows (multiples of kGemmChunkRows), whatever the thread count: sgemm rounds a row
+    // the same way only within the same block shape, and results must not depend on --threads.
+    const int64_t n_blocks = (m + kGemmChunkRows - 1) / kGemmChunkRows;
+    pool_.parallel_for(n_blocks, 1, [&](int64_t b0, int64_t b1, int thread) {
+        single_threaded_blas_on_this_thread();
+        for (int64_t blk = b0; blk < b1; ++blk) gemm_block(blk * kGemmChunkRows, std::min(m, (blk + 1) * kGemmChunkRows), thread);
+    });
 }
 
 }  // namespace lamina

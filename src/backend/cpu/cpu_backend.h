@@ -1,16 +1,22 @@
-// The CPU backend: fp32 activations, f32/f16/bf16 weights, OpenMP over rows and heads, AVX2 dots,
-// OpenBLAS sgemm for prefill. It is also the numerical reference for every other backend.
+// The CPU backend: fp32 activations, f32/f16/bf16 weights, AVX2 dots, single-threaded OpenBLAS sgemm
+// for prefill, and its own ThreadPool (core/thread_pool.h) over rows, heads and weight-row blocks. It is
+// also the numerical reference for every other backend.
 #pragma once
 
 #include <utility>
 #include <vector>
 
 #include "backend/backend.h"
+#include "core/thread_pool.h"
 
 namespace lamina {
 
 class CpuBackend final : public Backend {
 public:
+    // n_threads: threads of the pool, the caller's included; 0: one per physical core.
+    explicit CpuBackend(int n_threads = 0);
+    int threads() const { return pool_.size(); }
+
     std::string name() const override { return "cpu"; }
     void* alloc(size_t bytes) override;
     void free(void* p) override;
@@ -37,9 +43,10 @@ public:
                      std::span<const double> uniforms, int32_t* ids) override;
 
 private:
-    std::vector<float> weight_chunk_;   // f16/bf16 weight rows widened to f32 for sgemm (prefill)
-    std::vector<float> score_scratch_;
-    std::vector<float> norm_scratch_;   // x^2, then x / rms, for the unfused RMSNorm  // attention scores, one n_ctx row per thread
+    ThreadPool pool_;
+    std::vector<float> weight_scratch_;  // per pool thread: f16/bf16 weight rows widened to f32 for sgemm (prefill)
+    std::vector<float> score_scratch_;   // per pool thread: one n_ctx row of attention scores
+    std::vector<float> norm_scratch_;    // x^2, then x / rms, for the unfused RMSNorm
     std::vector<float> sampling_row_;   // one logits row in f32, penalized in place
     std::vector<std::pair<float, int32_t>> sampling_candidates_;
 };
