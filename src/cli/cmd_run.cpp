@@ -157,7 +157,7 @@ std::vector<std::vector<Output>> beam_search(const RunContext& ctx, const std::v
 
 std::vector<int32_t> encode_prompt(const Tokenizer& tok, const std::string& text, bool chat, const std::string& system,
                                    size_t index) {
-    if (text.empty()) throw Error(index == 0 ? "--input_text is empty" : "prompt " + std::to_string(index) + " is empty");
+    if (text.empty()) throw Error("prompt " + std::to_string(index) + " is empty");
     std::vector<ChatMessage> messages;
     if (!system.empty()) messages.push_back({"system", system});
     messages.push_back({"user", text});
@@ -276,8 +276,7 @@ Handler add_run(CLI::App& app) {
         }
         // Sequences at once: the prompts (at most kDefaultBatch), each with its beams, within the engine's limit.
         int64_t n_seq = std::min<int64_t>(std::max<size_t>(texts.size(), 1), kDefaultBatch);
-        if (!interactive && r.model.engine_dir.empty())
-            fit_limits(r.model, opened, {n_seq * r.num_beams, static_cast<int64_t>(longest), r.max_output_len});
+        if (!interactive) fit_limits(r.model, opened, {n_seq * r.num_beams, static_cast<int64_t>(longest), r.max_output_len});
         n_seq = std::max<int64_t>(1, std::min(n_seq, opened.engine->limits().max_batch_size / r.num_beams));
         if (beams && r.num_beams > opened.engine->limits().max_batch_size)
             throw Error("--num_beams " + std::to_string(r.num_beams) + " needs max_batch_size >= " + std::to_string(r.num_beams) +
