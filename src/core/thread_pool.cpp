@@ -72,18 +72,40 @@ void cpu_relax() {
 #endif
 }
 
-// Spins until done() or kSpinMicroseconds have passed; returns done().
-template <class Done>
-bool spin_until(Done done) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(ThreadPool::kSpinMicroseconds);
-    for (;;) {
-        for (int i = 0; i < 32; ++i) {  // read the clock only now and then: a pause is ~10-100 cycles
-            if (done()) return true;
-            cpu_relax();
+// How a thread waits, for the next loop (a worker) or for the last chunks (the caller): it spins for up to
+// kSpinMicroseconds while its recent waits have mostly been that short (an idle machine: a decode step
+// issues its next loop within microseconds), and sleeps at once while more than kLongWaitShare of them
+// have been longer (a busy machine: what it waits for was preempted, and spinning only burns the time
+// slice that the preempted thread needs). Measured on a 2-core machine beside `yes > /dev/null`: always
+// spinning decoded at 50-53% of the idle rate, never spinning lost 14% idle, this keeps both.
+class WaitPolicy {
+public:
+    static constexpr float kLongWaitShare = 0.1f;
+
+    // Returns once done(); sleep_once() blocks until woken (it may return early and is called again).
+    template <class Done, class SleepOnce>
+    void wait(Done done, SleepOnce sleep_once) {
+        using Clock = std::chrono::steady_clock;
+        const auto spin_end = Clock::now() + std::chrono::microseconds(ThreadPool::kSpinMicroseconds);
+        bool ready = done();
+        if (!ready && long_share_ < kLongWaitShare) {
+            while (!ready && Clock::now() < spin_end) {
+                for (int i = 0; i < 32 && !(ready = done()); ++i) cpu_relax();  // read the clock only now and then
+            }
         }
-        if (std::chrono::steady_clock::now() >= deadline) return done();
+        while (!ready) {
+            sleep_once();
+            ready = done();
+        }
+        const float long_wait = Clock::now() > spin_end ? 1.0f : 0.0f;
+        long_share_ += (long_wait - long_share_) / 16;  // a moving average over the last ~16 waits
     }
-}
+
+private:
+    float long_share_ = 0;  // of this thread's recent waits, the share longer than the spin
+};
+
+thread_local WaitPolicy t_wait;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -195,13 +217,12 @@ void ThreadPool::run_chunks(int thread) {
 }
 
 void ThreadPool::wait_until_done(uint32_t n_chunks) {
-    if (spin_until([&] { return done_.load(std::memory_order_acquire) == n_chunks; })) return;
-    for (;;) {
-        caller_sleeping_.store(1, std::memory_order_seq_cst);
-        const uint32_t done = done_.load(std::memory_order_seq_cst);
-        if (done == n_chunks) return;
-        futex_wait(done_, done);
-    }
+    t_wait.wait([&] { return done_.load(std::memory_order_acquire) == n_chunks; },
+                [&] {
+                    caller_sleeping_.store(1, std::memory_order_seq_cst);
+                    const uint32_t done = done_.load(std::memory_order_seq_cst);
+                    if (done != n_chunks) futex_wait(done_, done);
+                });
 }
 
 void ThreadPool::worker_main(int thread) {
@@ -209,13 +230,12 @@ void ThreadPool::worker_main(int thread) {
     t_thread = thread;
     uint32_t seen = 0;  // loop_seq_'s value at construction: no loop can have been missed
     for (;;) {
-        if (!spin_until([&] { return loop_seq_.load(std::memory_order_acquire) != seen; })) {
-            while (loop_seq_.load(std::memory_order_seq_cst) == seen) {
-                sleepers_.fetch_add(1, std::memory_order_seq_cst);
-                if (loop_seq_.load(std::memory_order_seq_cst) == seen) futex_wait(loop_seq_, seen);
-                sleepers_.fetch_sub(1, std::memory_order_seq_cst);
-            }
-        }
+        t_wait.wait([&] { return loop_seq_.load(std::memory_order_acquire) != seen; },
+                    [&] {
+                        sleepers_.fetch_add(1, std::memory_order_seq_cst);
+                        if (loop_seq_.load(std::memory_order_seq_cst) == seen) futex_wait(loop_seq_, seen);
+                        sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+                    });
         seen = loop_seq_.load(std::memory_order_acquire);
         if (stop_.load(std::memory_order_acquire)) return;
         run_chunks(thread);

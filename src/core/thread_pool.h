@@ -7,10 +7,10 @@
 // nothing, so a shared machine slows a step by the cores it lost, not by a time slice per loop (what
 // OpenMP's spinning barriers cost: two threads on a busy 2-core machine decoded 5-77x slower than one).
 //
-// Waiting: an idle worker spins for kSpinMicroseconds (a decode step issues its next loop within
-// microseconds), then sleeps on a futex; the caller waiting for chunks other threads are still running
-// does the same. Sleeping rather than spinning matters on a busy machine: the core goes idle and the
-// kernel can move a preempted worker onto it.
+// Waiting: an idle worker, or the caller waiting for chunks other threads are still running, spins for up
+// to kSpinMicroseconds (a decode step issues its next loop within microseconds) while that thread's recent
+// waits were mostly that short, then sleeps on a futex; on a busy machine its waits grow long and it sleeps
+// at once, leaving its core to the thread it waits for (bench/results/2026-12-07-cpu-threads/).
 //
 // Contract:
 //   - fn(begin, end) or fn(begin, end, thread) runs on disjoint ranges that cover [0, n) exactly once;
