@@ -1,13 +1,13 @@
 // NCCL all-reduce latency between the GPUs of one machine, at the sizes a tensor-parallel LLaMA step
 // reduces: [tokens, n_embd] fp16 after each attention output projection and each MLP down projection.
-// Uses lamina's own communicators (one rank per GPU and thread, as TpModel runs them). Prints µs per
+// Uses lamina's own communicators (one rank per GPU and thread, as TpRunner runs them). Prints µs per
 // all-reduce and, for a decode step of `layers` layers (2 all-reduces each, plus one after the embedding),
 // the all-reduce time per step.
 //
 //   lamina_bench_allreduce [n_gpus (default: all)] [n_embd (default 4096)] [layers (default 32)]
 //
 // Timing: per rank, 20 warm-up calls, then 200 calls issued back to back on the rank's stream and one
-// synchronize, timed on the host (as TpModel's uncaptured steps issue them); the slowest rank's time.
+// synchronize, timed on the host (as TpRunner's uncaptured steps issue them); the slowest rank's time.
 #include <cuda_runtime.h>
 
 #include <algorithm>

@@ -11,10 +11,9 @@
 #                                    more ncu metrics, a column each, e.g. lts__t_sector_hit_rate.pct; PROFILE_ENV:
 #                                    switches for the profiled run, "ENV=1+ENV2=0")
 #   bash bench/gpu_bench.sh tp       on a multi-GPU machine: CUDA tensor-parallel tests, NCCL all-reduce latency,
-#                                    random LLaMA-7B at tp 1/2/4/8 (prefill, decode b1/b32, greedy vs tp 1); tp > 1
-#                                    also with the ranks on the plain decode ops, LAMINA_TP_EPILOGUES=0 (tests, bench,
-#                                    greedy: rows "Np")
-#   bash bench/gpu_bench.sh ab       quick A/B of development switches (AB_VARIANTS="label:ENV=1+ENV2=0:batch ...";
+#                                    random LLaMA-7B at tp 1/2/4/8 (prefill, decode b1/b32, greedy vs tp 1)
+#   bash bench/gpu_bench.sh ab       quick A/B: prefill 512 + decode at each variant's batch (AB_VARIANTS="label:ENV=1+ENV2=0:batch ...",
+#                                    default b1, b8, b64 with no switch;
 #                                    AB_TESTS=1 runs the decode tests first, and AB_TEST_ENV="ENV=1" runs them
 #                                    again under that switch; with a carried .ab-base/ from
 #                                    bench/ab_base.sh REV, each variant also runs on that revision's build;
@@ -53,7 +52,7 @@ cmake --build build-gpu -j"$jobs" > "$out/build.log" 2>&1 || { grep -E "error" "
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee "$out/card.txt"
 
 if [ "$mode" = "test" ] || [ "$mode" = "prepare" ] || { [ "$mode" = "ab" ] && [ -n "${AB_TESTS:-}" ]; }; then
-[ "$mode" = "ab" ] && filter='*CudaDecode*:*CudaWholeStep*:CudaModel*:*CudaOps*' || filter='*Cuda*:*TinyParity*:CpuMatmul*:CpuNorm*:*Sampl*'
+[ "$mode" = "ab" ] && filter='*CudaDecode*:CudaModel*:*CudaOps*' || filter='*Cuda*:*TinyParity*:CpuMatmul*:CpuNorm*:*Sampl*'
 ./build-gpu/lamina_tests --gtest_filter="$filter" > "$out/tests.log" 2>&1 || true
 grep -E "^\[ *(FAILED|PASSED) |greedy|identical" "$out/tests.log" | sort | uniq | tail -30 || true
 if [ -n "${AB_TEST_ENV:-}" ]; then  # ab: the same tests again under a switch (AB_TEST_ENV="ENV=1+ENV2=0")
@@ -65,7 +64,7 @@ fi
 [ "$mode" = "test" ] && exit 0
 
 if [ "$mode" = "profile" ]; then  # per-kernel time and DRAM bytes of prefill + decode steps (ncu), after prepare
-    penv="${PROFILE_ENV:-LAMINA_X=1}"
+    penv="${PROFILE_ENV:-}"
     env ${penv//+/ } ncu --clock-control none --cache-control none --log-file "$out/ncu$tag.csv" --csv \
         --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,launch__registers_per_thread${PROFILE_METRICS:+,$PROFILE_METRICS} \
         ./build-gpu/lamina bench --device cuda --engine_dir /tmp/llama7b-fp16-on --batch_size ${PROFILE_BATCH:-1} \
@@ -80,19 +79,16 @@ if [ "$mode" = "tp" ]; then  # tensor parallelism over this machine's GPUs (NCCL
     n=$(nvidia-smi -L | wc -l)
     ./build-gpu/lamina_tests --gtest_filter='*CudaTp*:*TpMatchesOneRank*:*TpCli*' > "$out/tp_tests.log" 2>&1 || true
     grep -E "^\[ *(FAILED|PASSED|SKIPPED) " "$out/tp_tests.log" | sort | uniq | tail -12 || true
-    echo "CUDA tensor-parallel tests with LAMINA_TP_EPILOGUES=0:"
-    LAMINA_TP_EPILOGUES=0 ./build-gpu/lamina_tests --gtest_filter='*CudaTp*' > "$out/tp_tests_plain.log" 2>&1 || true
-    grep -E "^\[ *(FAILED|PASSED|SKIPPED) " "$out/tp_tests_plain.log" | sort | uniq | tail -12 || true
     [ "$n" -ge 2 ] && { ./build-gpu/lamina_bench_allreduce "$n" 4096 32 | tee "$out/allreduce.md" || true; }
     [ -f "$ckpt/config.json" ] || python3 tools/make_random_llama.py --out "$ckpt" > "$out/make_ckpt.log"
     python3 -c "import random; random.seed(7); print(' '.join(str(random.randrange(3, 32000)) for _ in range(512)))" > /tmp/prompt_ids.txt
-    tp_runs() {  # ENGINE LABEL [VAR=value]: decode at batch 1 and 32, greedy tokens; files tp<LABEL>_*
+    tp_runs() {  # ENGINE LABEL: decode at batch 1 and 32, greedy tokens; files tp<LABEL>_*
         for b in 1 32; do  # a failing size is reported and the others still run
-            env ${3:+"$3"} ./build-gpu/lamina bench --device cuda --engine_dir "$1" --batch_size $b --input_len 512 \
+            ./build-gpu/lamina bench --device cuda --engine_dir "$1" --batch_size $b --input_len 512 \
                 --output_len 128 --repeats 3 --json "$out/tp$2_b$b.json" > "$out/tp$2_b$b.md" 2>&1 ||
                 { echo "tp $2 batch $b failed:"; tail -3 "$out/tp$2_b$b.md"; }
         done
-        env ${3:+"$3"} ./build-gpu/lamina logits --engine_dir "$1" --input_ids /tmp/prompt_ids.txt --greedy 128 \
+        ./build-gpu/lamina logits --engine_dir "$1" --input_ids /tmp/prompt_ids.txt --greedy 128 \
             --output "$out/tp$2_logits.json" > "$out/tp$2_logits.log" 2>&1 || tail -3 "$out/tp$2_logits.log"
     }
     for tp in 1 2 4 8; do
@@ -102,9 +98,6 @@ if [ "$mode" = "tp" ]; then  # tensor parallelism over this machine's GPUs (NCCL
             --max_batch_size 32 --max_input_len 512 --max_output_len 128 --tp_size $tp \
             --tokenizer tests/data/tokenizer/ggml-vocab-llama-spm.gguf >> "$out/build_engine.log" 2>&1 || { tail -3 "$out/build_engine.log"; continue; }
         tp_runs "$eng" "$tp"
-        # The same with the ranks on the plain decode ops (LAMINA_TP_EPILOGUES=0; the default is the Epilogues ops):
-        # rows "tpNp".
-        [ "$tp" -lt 2 ] || tp_runs "$eng" "${tp}p" LAMINA_TP_EPILOGUES=0
     done
     python3 bench/summarize_tp.py "$out" | tee "$out/tp_summary.md" || true
     exit 0
@@ -145,7 +138,7 @@ if [ "$mode" = "ab" ]; then  # quick A/B of the decode and prefill switches on o
             { echo "| $1 | b$3 | failed: $(tail -1 "$out/ab_$1.md" | cut -c1-80) | |"; return 0; }
         python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(f'| $1 | b$3 | {max(j[\"prefill_tokens_per_s\"]):,.0f} | {max(j[\"decode_tokens_per_s\"]):.1f} |')" "$out/ab_$1.json"
     }
-    variants="${AB_VARIANTS:-plain:LAMINA_X=1:1 fused:LAMINA_FUSED_DECODE=1:1 no_autotune:LAMINA_GEMM_AUTOTUNE=0:1}"
+    variants="${AB_VARIANTS:-b1::1 b8::8 b64::64}"
     echo "| variant | batch | prefill tok/s | decode tok/s |"
     for v in $variants; do
         IFS=: read -r label envs batch <<< "$v"
@@ -180,11 +173,6 @@ for b in 1 8 32 64; do
 done
 ./build-gpu/lamina bench --device cuda --engine_dir /tmp/llama7b-fp16-off --batch_size 1 --input_len 512 \
     --output_len 128 --repeats 3 --json "$out/bench_b1_plugin_off.json" > "$out/bench_b1_plugin_off.md"
-# Ablations of the decode path on the plugin-on engine: the plain ops, the full fusion, no PDL.
-for v in plain_ops:LAMINA_FUSED_DECODE=0 fused_full:LAMINA_FUSED_DECODE=1 no_pdl:LAMINA_PDL=0; do
-    env "${v#*:}" ./build-gpu/lamina bench --device cuda --engine_dir /tmp/llama7b-fp16-on --batch_size 1 \
-        --input_len 512 --output_len 128 --repeats 2 --json "$out/bench_b1_${v%%:*}.json" > "$out/bench_b1_${v%%:*}.md"
-done
 # Where a prefill step's time goes (op groups synchronized one by one: the plain, unfused ops, no graphs).
 ./build-gpu/lamina bench --device cuda --engine_dir /tmp/llama7b-fp16-on --batch_size 1 --input_len 512 \
     --output_len 16 --repeats 1 --profile > "$out/profile_b1.md"

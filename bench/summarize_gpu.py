@@ -40,14 +40,6 @@ if b1 and off:
           f"{max(off['decode_tokens_per_s']):.1f} | |")
     print(f"| --rmsnorm_plugin on / off: prefill tok/s | {max(b1['prefill_tokens_per_s']):,.0f} / "
           f"{max(off['prefill_tokens_per_s']):,.0f} | |")
-# The default decode mode (LAMINA_FUSED_DECODE unset) against the plain ops, the full fusion, and itself without PDL.
-rates = {k: load(f"bench_b1_{k}.json") for k in ("plain_ops", "fused_full", "no_pdl")}
-rate = lambda j: f"{max(j['decode_tokens_per_s']):.1f}"
-if b1 and rates["plain_ops"] and rates["fused_full"]:
-    print(f"| decode tok/s: default (GEMV epilogues) / plain ops (LAMINA_FUSED_DECODE=0) / full fusion (=1) | "
-          f"{rate(b1)} / {rate(rates['plain_ops'])} / {rate(rates['fused_full'])} | |")
-if b1 and rates["no_pdl"]:
-    print(f"| decode tok/s with / without programmatic dependent launch (LAMINA_PDL=0) | {rate(b1)} / {rate(rates['no_pdl'])} | |")
 if "max_rel_logit_error" in hf:
     print(f"| parity: max rel. logit error, last position | {hf['max_rel_logit_error']:.2e} (l2 {hf['rel_logit_error_l2']:.2e}) | reference |")
     print(f"| parity: greedy tokens agreeing before first divergence | {hf['greedy_prefix_agreement']}/{hf['greedy_total']} "

@@ -2,8 +2,8 @@
 """Table of a tensor-parallel run (`bash bench/gpu_bench.sh tp`): per tp size, prefill 512 and decode at
 batch 1 and 32 (tokens/s), the time rank 0 spends in collectives per decode step (measured in the run: `lamina bench`'s timed
 collectives; and estimated from lamina_bench_allreduce's latency), and the greedy tokens (of 128, fixed 512-token prompt) equal to tp 1's before the first difference.
-Rows "Np" are tp N run again with LAMINA_TP_EPILOGUES=0 (the ranks on the plain decode ops; runs before
-2026-11-29's run3 had them off by default and named the run with them on "Ne").
+Rows "Np", in runs made before that switch was removed, are tp N with LAMINA_TP_EPILOGUES=0 (the ranks on the plain
+decode ops; runs before 2026-11-29's run3 had them off by default and named the run with them on "Ne").
 
     python3 bench/summarize_tp.py RUN_DIR
 """
@@ -35,7 +35,7 @@ def main():
     print("| tp | prefill 512 tok/s | decode b1 tok/s (ms/token) | decode b32 tok/s | collectives ms/step b1 / b32 "
           "(in run) | all-reduce ms/step b1 / b32 (microbenchmark) | greedy = tp 1 |")
     print("|---|---|---|---|---|---|---|")
-    # tp 1, 2, 4, 8; after each tp > 1 its run with LAMINA_TP_EPILOGUES=0 ("2p"), where there is one.
+    # tp 1, 2, 4, 8; after each tp > 1 an older run's LAMINA_TP_EPILOGUES=0 row ("2p"), where there is one.
     for tp in ("1", "2", "2p", "4", "4p", "8", "8p"):
         j1, j32 = load(os.path.join(d, f"tp{tp}_b1.json")), load(os.path.join(d, f"tp{tp}_b32.json"))
         ids = load(os.path.join(d, f"tp{tp}_logits.json")).get("greedy_ids", [])

@@ -12,18 +12,21 @@
 #include <string>
 #include <vector>
 
+#include "core/host_device.h"
 #include "core/tensor.h"
-#include "model/llama_weights.h"
 
 namespace lamina {
 
-// K and V for every slot and layer: [n_slot][n_layer][n_ctx][kv_dim] each, in the backend's memory.
+// K and V for every slot and layer: [n_slot][n_layer][n_ctx][kv_dim] each, in the backend's memory (a view:
+// runtime/kv_pool.h owns the memory). offset() is the one place that says where (slot, layer, position) lives,
+// for every backend and kernel (a kernel takes the KvCache by value).
 struct KvCache {
     void* k = nullptr;
     void* v = nullptr;
     DType dtype = DType::F32;
     int64_t n_slot = 0, n_layer = 0, n_ctx = 0, kv_dim = 0;
-    int64_t offset(int64_t slot, int64_t layer, int64_t pos) const {
+    // The element index of (slot, layer, pos)'s row in k and in v.
+    LAMINA_HOST_DEVICE int64_t offset(int64_t slot, int64_t layer, int64_t pos) const {
         return ((slot * n_layer + layer) * n_ctx + pos) * kv_dim;
     }
     size_t bytes() const { return 2 * static_cast<size_t>(n_slot * n_layer * n_ctx * kv_dim) * dtype_size(dtype); }
@@ -41,7 +44,6 @@ struct StepTokens {
     int64_t n_tiles = 0;
 };
 inline constexpr int64_t kAttentionTileRows = 64;
-inline constexpr int64_t kFusedDecodeMaxTokens = 4;  // more tokens: registers run out, the plain GEMV wins
 
 struct AttentionShape {
     int64_t n_head = 0, n_head_kv = 0, head_dim = 0;
@@ -56,15 +58,6 @@ struct SampleRowParams {
     float repetition_penalty = 1.0f;  // HF: each distinct id of `history` divided (logit > 0) or multiplied
     std::span<const int32_t> history;  // host memory: the sequence so far (ids outside the vocabulary ignored)
     bool greedy() const { return temperature == 0.0f || top_k == 1; }
-};
-
-// The activations a whole-step decode kernel writes (Backend::decode_step), each one row in backend memory.
-struct DecodeStepBuffers {
-    TensorView residual;  // [1, n_embd]: the residual stream
-    TensorView qkv;       // [1, q_dim + 2 kv_dim]
-    TensorView attn;      // [1, q_dim]: the attention output
-    TensorView ff;        // [1, n_ff]: silu(gate) * up
-    TensorView logits;    // [1, n_vocab]
 };
 
 class Backend {
@@ -117,14 +110,6 @@ public:
     // that op may write no cache row but `pos`: see cuda::pdl_wait.)
     virtual void attention(const TensorView& qkv, const StepTokens& tok, const AttentionShape& shape, int64_t layer,
                            const KvCache& cache, TensorView out) = 0;
-    // attention(qkv, ..., attn), then out = attn @ wo^T + bo: the attention and its output projection (the CUDA
-    // backend can overlap them in one-token steps, LAMINA_OPROJ_OVERLAP=1).
-    virtual void attention_out_proj(const TensorView& qkv, const StepTokens& tok, const AttentionShape& shape,
-                                    int64_t layer, const KvCache& cache, TensorView attn, const TensorView& wo,
-                                    const TensorView* bo, TensorView out) {
-        attention(qkv, tok, shape, layer, cache, attn);
-        matmul(attn, wo, bo, out);
-    }
     // out[n, n_ff] = silu(gate_up[:, :n_ff]) * gate_up[:, n_ff:]
     virtual void swiglu(const TensorView& gate_up, TensorView out) = 0;
     // acc += x
@@ -142,41 +127,31 @@ public:
     virtual void sample_rows(const TensorView& logits, std::span<const SampleRowParams> params,
                              std::span<const double> uniforms, int32_t* ids) = 0;
 
-    // Fused decode ops: for steps of at most kFusedDecodeMaxTokens tokens, each sublayer as one pass over
-    // its weight matrix with the ops around it folded in (backend/cuda/decode_gemv.cu). Which of them the
-    // model uses is the backend's fused_decode_mode(); backends without them say None and the model composes
-    // the plain ops above.
-    enum class FusedDecode {
-        None,       // the plain ops
-        Epilogues,  // the plain norms and matmuls, with RoPE + KV write and SwiGLU folded into the qkv and
-                    // gate/up passes (decode_qkv and decode_gate_up without a norm)
-        Full,       // every decode_* op: the norms in the passes' prologues, the residual adds and the final
-                    // norm folded in too
-    };
-    virtual FusedDecode fused_decode_mode() const { return FusedDecode::None; }
-    // qkv = rms_norm(x) * g @ wqkv^T + b (x @ wqkv^T + b when g is empty: x is already normalized); RoPE on q
-    // and k; k and v into the cache at each token's (slot, position); q into qkv's q columns (its k and v
-    // columns are left as they were).
-    virtual void decode_qkv(const TensorView& x, const TensorView& g, float eps, const TensorView& wqkv,
-                            const TensorView* bqkv, const StepTokens& tok, const TensorView& rope_cos_sin,
-                            const AttentionShape& shape, int64_t layer, KvCache& cache, TensorView qkv);
-    // residual += x @ w^T + b
-    virtual void decode_matmul_add(const TensorView& x, const TensorView& w, const TensorView* bias, TensorView residual);
-    // out = silu(gate) * up, [gate | up] = rms_norm(x) * g @ w_gate_up^T + b (x @ w_gate_up^T + b when g is empty)
-    virtual void decode_gate_up(const TensorView& x, const TensorView& g, float eps, const TensorView& w_gate_up,
-                                const TensorView* bias, TensorView out);
-    // out[t] = rms_norm(x[rows[t]]) * g @ w^T for t < out.rows (rows in backend memory): final norm + LM head.
-    virtual void decode_norm_matmul(const TensorView& x, const int32_t* rows, const TensorView& g, float eps,
-                                    const TensorView& w, TensorView out);
+    // RMSNorm with an int8 output, for SmoothQuant's W8A8 matmuls: y = rms_norm(x) * w as rms_norm computes it,
+    // (rounded to the activation dtype), then q = clamp(round_to_nearest_even(y * s), -127, 127). Per token:
+    // s = 127 / max_i |y[r, i]|, and scales[r] = max_i |y[r, i]| / 127 (both 0 for an all-zero row); per tensor:
+    // s = scale. out [rows, cols] int8 and scales [rows] f32, both in backend memory.
+    virtual void rms_norm_quant_per_token(const TensorView& x, const TensorView& w, float eps, int8_t* out,
+                                          float* scales) = 0;
+    virtual void rms_norm_quant_per_tensor(const TensorView& x, const TensorView& w, float eps, float scale,
+                                           int8_t* out) = 0;
 
-    // A whole decode step of one token as one kernel (backend/cuda/decode_step.cu): embedding, every layer,
-    // final norm and LM head, the logits into buf.logits; the math and roundings of the plain ops with the
-    // fused RMSNorm. Returns false, issuing nothing, when the backend or these shapes do not take it (the
-    // model then composes the ops).
-    virtual bool decode_step(const LlamaWeights& /*w*/, float /*eps*/, const StepTokens& /*tok*/,
-                             const TensorView& /*rope_cos_sin*/, const AttentionShape& /*shape*/, KvCache& /*cache*/,
-                             const DecodeStepBuffers& /*buf*/) {
-        return false;
+    // Fused ops: each computes what the composition of the plain ops above computes (its default here), and a
+    // backend may do it in one pass (CUDA: the decode GEMV with the op after the product in its epilogue).
+    // qkv = x @ wqkv^T + bqkv, then rope_kv_write(qkv, ...): afterwards qkv's q columns hold the rotated q and the
+    // cache holds k and v at each token's (slot, position); qkv's k and v columns are unspecified.
+    virtual void matmul_rope_kv_write(const TensorView& x, const TensorView& wqkv, const TensorView* bqkv,
+                                      const StepTokens& tok, const TensorView& rope_cos_sin, const AttentionShape& shape,
+                                      int64_t layer, KvCache& cache, TensorView qkv) {
+        matmul(x, wqkv, bqkv, qkv);
+        rope_kv_write(qkv, tok, rope_cos_sin, shape, layer, cache);
+    }
+    // out = swiglu(x @ w_gate_up^T + bias); gate_up [n, 2 n_ff] is scratch the op may use (contents unspecified
+    // afterwards).
+    virtual void matmul_swiglu(const TensorView& x, const TensorView& w_gate_up, const TensorView* bias,
+                               TensorView gate_up, TensorView out) {
+        matmul(x, w_gate_up, bias, gate_up);
+        swiglu(gate_up, out);
     }
 
     // Graph capture of one step's kernels (CUDA graphs): graph_begin/graph_end record the ops issued

@@ -4,8 +4,8 @@
 //   weights.rank<r>.bin    instead of weights.bin in a tensor-parallel engine (format version 2): rank
 //                          r's shard, same layout and header (parallel/sharding.h says how it is cut)
 //   tokenizer.lamina.json  the tokenizer (tokenizer/vocab.h)
-// Runtime layout per layer: attn_norm (f32), wqkv = [q; k; v] rows fused, wo, ffn_norm (f32),
-// w_gate_up = [gate; up] rows fused, w_down; biases (f32) when the model has them.
+// The tensors, their names, shapes and layouts (e.g. wqkv = [q; k; v] rows fused, norms and biases f32):
+// the family's name table, model/weight_names.h. A layer's tensors are named "blk.<layer>.<name>".
 #pragma once
 
 #include <cstdint>

@@ -13,7 +13,7 @@
 #include "build/engine_format.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
-#include "io/weight_names.h"
+#include "model/weight_names.h"
 #include "parallel/sharding.h"
 
 namespace lamina {
@@ -123,12 +123,6 @@ std::vector<float> col_block(const std::vector<float>& m, int64_t cols, int64_t 
     return out;
 }
 
-std::vector<float> concat(std::initializer_list<std::vector<float>> parts) {
-    std::vector<float> out;
-    for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
-    return out;
-}
-
 // Removes weight files of another rank layout left by an earlier build into the same directory.
 void remove_stale_weights(const std::filesystem::path& dir) {
     std::filesystem::remove(dir / fmt::kWeightsFile);
@@ -173,89 +167,61 @@ void build_engine(const ModelSpec& spec, const BuildOptions& opts, const std::fi
         for (const auto& w : writers) bytes += w->bytes_written();
         meter.tensors_done(std::exchange(tensors_read, 0), bytes);
     };
-    auto add = [&](const std::string& name, DType dtype, std::vector<int64_t> shape, const auto& share) {
-        for (int r = 0; r < n_rank; ++r) writers[r]->add(name, dtype, shape, share(r));
+
+    // Each engine tensor from its checkpoint parts (model/weight_names.h): every rank gets its share, the parts'
+    // rows concatenated. A share is one of a dimension's blocks: the rank's query heads, KV heads, n_ff columns
+    // or vocabulary rows (the last shard zero-padded); at tp_size 1 the whole dimension.
+    const FamilyNames& names = weight_names(c.arch);
+    const int64_t D = c.head_dim;
+    auto share_of = [&](Dim d, int r) -> std::pair<int64_t, int64_t> {  // first row, rows
+        switch (d) {
+            case Dim::QDim: return {tp.first_head(r) * D, rc.q_dim()};
+            case Dim::KvDim: return {tp.first_head_kv(r) * D, rc.kv_dim()};
+            case Dim::Ff: return {tp.first_ff(r), rc.n_ff};
+            case Dim::Vocab: return {tp.first_vocab(r), rank_dim_size(Dim::Vocab, rc, tp)};
+            default: return {0, dim_size(d, c)};
+        }
+    };
+    auto write = [&](const EngineTensorName& t, int64_t layer) {
+        if (!is_present(t, c)) return;
+        std::vector<std::vector<float>> parts;
+        for (const auto& p : t.parts) parts.push_back(read(names.hf_name(p, layer), checkpoint_shape(t, p, c)));
+        const std::string name = layer < 0 ? std::string(t.name) : fmt::layer_tensor(layer, t.name);
+        const DType dtype = engine_dtype(t, opts.dtype);
+        const std::vector<int64_t> shape = engine_shape(t, rc, tp);
+        const int64_t cols = dim_size(t.cols, c);
+        const bool cut_rows = t.split == TpSplit::Rows || t.split == TpSplit::RowsAndZeroRow;
+        auto rank_share = [&](int r) {
+            if (t.split == TpSplit::Cols) {
+                LAMINA_CHECK(parts.size() == 1, t.name);
+                const auto [first, n] = share_of(t.cols, r);
+                return col_block(parts[0], cols, first, n);
+            }
+            std::vector<float> out;
+            for (size_t i = 0; i < parts.size(); ++i) {
+                if (!cut_rows) {
+                    out.insert(out.end(), parts[i].begin(), parts[i].end());
+                    continue;
+                }
+                const auto [first, n] = share_of(t.parts[i].rows, r);
+                const auto rows = row_block(parts[i], cols, first, n);
+                out.insert(out.end(), rows.begin(), rows.end());
+            }
+            if (t.split == TpSplit::RowsAndZeroRow && n_rank > 1) out.resize(out.size() + static_cast<size_t>(cols), 0.0f);
+            return out;
+        };
+        // o_proj and down biases go to rank 0 only: the all-reduce after them must add them once.
+        const int ranks = t.split == TpSplit::Rank0 ? 1 : n_rank;
+        const bool whole = n_rank == 1 || !(cut_rows || t.split == TpSplit::Cols);
+        for (int r = 0; r < ranks; ++r) {
+            if (whole && parts.size() == 1) writers[r]->add(name, dtype, shape, parts[0]);
+            else writers[r]->add(name, dtype, shape, rank_share(r));
+        }
         written();
     };
-    // o_proj and down biases go to rank 0 only: the all-reduce after them must add them once.
-    auto add_rank0 = [&](const std::string& name, std::vector<int64_t> shape, const std::vector<float>& values) {
-        writers[0]->add(name, DType::F32, shape, values);
-        written();
-    };
-    auto all = [](const std::vector<float>& v) { return [&v](int) -> const std::vector<float>& { return v; }; };
-
-    const DType dt = opts.dtype;
-    const int64_t E = c.n_embd, D = c.head_dim, V = c.n_vocab, Vs = tp.n_vocab_shard;
-    // Vocabulary shard of rank r; tok_embd gets the extra zero row that ids of other ranks map to.
-    auto vocab_rows = [&](const std::vector<float>& table, int r, bool zero_row) {
-        auto rows = row_block(table, E, tp.first_vocab(r), Vs);
-        if (zero_row) rows.resize(rows.size() + static_cast<size_t>(E), 0.0f);
-        return rows;
-    };
-    {
-        const auto embd = read(hf_names::embed, {V, E});
-        if (n_rank == 1) add("tok_embd", dt, {V, E}, all(embd));
-        else add("tok_embd", dt, {Vs + 1, E}, [&](int r) { return vocab_rows(embd, r, true); });
-    }
-    add("output_norm", DType::F32, {E}, all(read(hf_names::norm, {E})));
-    if (!c.tied_embeddings) {
-        const auto head = read(hf_names::lm_head, {V, E});
-        if (n_rank == 1) add("output", dt, {V, E}, all(head));
-        else add("output", dt, {Vs, E}, [&](int r) { return vocab_rows(head, r, false); });
-    }
-
-    for (int64_t i = 0; i < c.n_layer; ++i) {
-        auto L = [&](const char* suffix) { return hf_names::layer(i, suffix); };
-        auto T = [&](const char* name) { return fmt::layer_tensor(i, name); };
-        // The rank's q heads, then its KV heads' k and v: rows of a [heads * head_dim, cols] matrix.
-        auto qkv_share = [&](const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v,
-                             int64_t cols) {
-            return [&, cols](int r) {
-                return concat({row_block(q, cols, tp.first_head(r) * D, rc.q_dim()),
-                               row_block(k, cols, tp.first_head_kv(r) * D, rc.kv_dim()),
-                               row_block(v, cols, tp.first_head_kv(r) * D, rc.kv_dim())});
-            };
-        };
-        auto gate_up_share = [&](const std::vector<float>& gate, const std::vector<float>& up, int64_t cols) {
-            return [&, cols](int r) {
-                return concat({row_block(gate, cols, tp.first_ff(r), rc.n_ff), row_block(up, cols, tp.first_ff(r), rc.n_ff)});
-            };
-        };
-        add(T("attn_norm"), DType::F32, {E}, all(read(L("input_layernorm.weight"), {E})));
-        {
-            const auto q = read(L("self_attn.q_proj.weight"), {c.q_dim(), E});
-            const auto k = read(L("self_attn.k_proj.weight"), {c.kv_dim(), E});
-            const auto v = read(L("self_attn.v_proj.weight"), {c.kv_dim(), E});
-            add(T("wqkv"), dt, {rc.qkv_dim(), E}, qkv_share(q, k, v, E));
-        }
-        if (c.attn_bias) {
-            const auto q = read(L("self_attn.q_proj.bias"), {c.q_dim()});
-            const auto k = read(L("self_attn.k_proj.bias"), {c.kv_dim()});
-            const auto v = read(L("self_attn.v_proj.bias"), {c.kv_dim()});
-            add(T("bqkv"), DType::F32, {rc.qkv_dim()}, qkv_share(q, k, v, 1));
-        }
-        {
-            const auto wo = read(L("self_attn.o_proj.weight"), {E, c.q_dim()});
-            add(T("wo"), dt, {E, rc.q_dim()}, [&](int r) { return col_block(wo, c.q_dim(), tp.first_head(r) * D, rc.q_dim()); });
-        }
-        if (c.attn_bias) add_rank0(T("bo"), {E}, read(L("self_attn.o_proj.bias"), {E}));
-        add(T("ffn_norm"), DType::F32, {E}, all(read(L("post_attention_layernorm.weight"), {E})));
-        {
-            const auto gate = read(L("mlp.gate_proj.weight"), {c.n_ff, E});
-            const auto up = read(L("mlp.up_proj.weight"), {c.n_ff, E});
-            add(T("w_gate_up"), dt, {2 * rc.n_ff, E}, gate_up_share(gate, up, E));
-        }
-        if (c.mlp_bias) {
-            const auto gate = read(L("mlp.gate_proj.bias"), {c.n_ff});
-            const auto up = read(L("mlp.up_proj.bias"), {c.n_ff});
-            add(T("b_gate_up"), DType::F32, {2 * rc.n_ff}, gate_up_share(gate, up, 1));
-        }
-        {
-            const auto down = read(L("mlp.down_proj.weight"), {E, c.n_ff});
-            add(T("w_down"), dt, {E, rc.n_ff}, [&](int r) { return col_block(down, c.n_ff, tp.first_ff(r), rc.n_ff); });
-        }
-        if (c.mlp_bias) add_rank0(T("b_down"), {E}, read(L("mlp.down_proj.bias"), {E}));
-    }
+    for (const auto& t : names.globals) write(t, -1);
+    for (int64_t i = 0; i < c.n_layer; ++i)
+        for (const auto& t : names.layer) write(t, i);
     nlohmann::json weights = nlohmann::json::array();
     for (auto& w : writers) weights.push_back(w->finish());
 
@@ -279,7 +245,7 @@ void build_engine(const ModelSpec& spec, const BuildOptions& opts, const std::fi
         {"weights", n_rank == 1 ? weights.front() : weights},
     };
     if (n_rank > 1)
-        config["tensor_parallel"] = {{"tp_size", n_rank}, {"n_vocab_shard", Vs}, {"kv_replicas", tp.kv_replicas}};
+        config["tensor_parallel"] = {{"tp_size", n_rank}, {"n_vocab_shard", tp.n_vocab_shard}, {"kv_replicas", tp.kv_replicas}};
     std::ofstream out(out_dir / fmt::kConfigFile);
     out << config.dump(2) << "\n";
     if (!out) throw Error((out_dir / fmt::kConfigFile).string() + ": write failed");
@@ -348,20 +314,7 @@ ModelSpec random_model_spec(const std::string& preset, uint64_t seed, int n_thre
         }
         spec.weights.emplace(name, std::move(w));
     };
-    add(hf_names::embed, {c.n_vocab, c.n_embd}, false);
-    add(hf_names::norm, {c.n_embd}, true);
-    add(hf_names::lm_head, {c.n_vocab, c.n_embd}, false);
-    for (int64_t i = 0; i < c.n_layer; ++i) {
-        add(hf_names::layer(i, "input_layernorm.weight"), {c.n_embd}, true);
-        add(hf_names::layer(i, "self_attn.q_proj.weight"), {c.q_dim(), c.n_embd}, false);
-        add(hf_names::layer(i, "self_attn.k_proj.weight"), {c.kv_dim(), c.n_embd}, false);
-        add(hf_names::layer(i, "self_attn.v_proj.weight"), {c.kv_dim(), c.n_embd}, false);
-        add(hf_names::layer(i, "self_attn.o_proj.weight"), {c.n_embd, c.q_dim()}, false);
-        add(hf_names::layer(i, "post_attention_layernorm.weight"), {c.n_embd}, true);
-        add(hf_names::layer(i, "mlp.gate_proj.weight"), {c.n_ff, c.n_embd}, false);
-        add(hf_names::layer(i, "mlp.up_proj.weight"), {c.n_ff, c.n_embd}, false);
-        add(hf_names::layer(i, "mlp.down_proj.weight"), {c.n_embd, c.n_ff}, false);
-    }
+    for (const CheckpointName& n : checkpoint_names(c)) add(n.hf, n.shape, n.role == WeightRole::Norm);
     return spec;
 }
 

@@ -38,7 +38,7 @@ void print_profile(Generator& gen, const std::vector<std::vector<int32_t>>& prom
     std::vector<std::string> order;
     bool in_prefill = true;
     auto last = std::chrono::steady_clock::now();
-    gen.model().on_intermediate = [&](const std::string& name, const TensorView& v) {
+    gen.runner().set_on_intermediate([&](const std::string& name, const TensorView& v) {
         const auto now = std::chrono::steady_clock::now();
         const double s = std::chrono::duration<double>(now - last).count();
         last = now;
@@ -47,13 +47,13 @@ void print_profile(Generator& gen, const std::vector<std::vector<int32_t>>& prom
         if (!costs.count(op)) order.push_back(op);
         if (name == "embd") in_prefill = v.rows > batch;  // a step starts: prefill carries more tokens
         (in_prefill ? costs[op].prefill : costs[op].decode) += s;
-    };
+    });
     GenerationParams p;
     p.max_new_tokens = 9;
     p.sampling.temperature = 0.0f;
     last = std::chrono::steady_clock::now();
     gen.generate(prompts, p);
-    gen.model().on_intermediate = nullptr;
+    gen.runner().set_on_intermediate(nullptr);
     std::printf("\nprofile (synchronized per op group; graphs off):\n| ops ending at | prefill ms | decode ms/step |\n|---|---|---|\n");
     for (const auto& op : order)
         std::printf("| %s | %.3f | %.3f |\n", op.c_str(), 1e3 * costs[op].prefill, 1e3 * costs[op].decode / 8.0);
@@ -89,7 +89,7 @@ double decode_step_bytes(const Engine& e, int64_t position, size_t kv_elem_bytes
     const double w = static_cast<double>(dtype_size(e.dtype()));
     double bytes = static_cast<double>(c.n_layer) * (c.qkv_dim() * c.n_embd + c.n_embd * c.q_dim() + 3 * c.n_ff * c.n_embd) * w;
     bytes += static_cast<double>(e.rank(0).weights.output.rows * c.n_embd) * w;  // LM head (the rank's vocabulary)
-    if (!c.tied_embeddings) bytes += static_cast<double>(c.n_embd) * w;
+    if (!c.block.tied_embeddings) bytes += static_cast<double>(c.n_embd) * w;
     bytes += 2.0 * static_cast<double>(c.n_layer * c.kv_dim() * (position + 1)) * static_cast<double>(kv_elem_bytes);
     return bytes;
 }
@@ -140,9 +140,9 @@ Handler add_bench(CLI::App& app) {
         // above), for the time rank 0 spends in all-reduces and the logits all-gather per decode step.
         double collective_ms = 0.0;
         if (engine.tp_size() > 1) {
-            gen.model().set_collective_timing(true);
+            gen.runner().set_collective_timing(true);
             gen.generate(prompts, params);
-            gen.model().set_collective_timing(false);
+            gen.runner().set_collective_timing(false);
             const GenerationStats& s = gen.stats();
             collective_ms = 1e3 * s.decode_collective_seconds / static_cast<double>(std::max<int64_t>(1, s.decode_steps));
         }

@@ -23,6 +23,13 @@ struct TensorView {
     }
 };
 
+// The first `rows` rows of v (a step's tokens in a buffer sized for the largest step).
+inline TensorView rows_of(const TensorView& v, int64_t rows) {
+    TensorView r = v;
+    r.rows = rows;
+    return r;
+}
+
 inline TensorView make_view(void* data, DType dtype, int64_t rows, int64_t cols) {
     return TensorView{data, dtype, rows, cols, cols};
 }

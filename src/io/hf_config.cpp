@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "io/gguf.h"
+#include "model/weight_names.h"
 
 namespace lamina {
 
@@ -204,7 +205,9 @@ ModelConfig model_config_from_hf(const std::filesystem::path& path) {
     c.n_ff = top.integer("intermediate_size");
     c.n_ctx = top.integer_or("max_position_embeddings", family.is_mistral ? 4096 * 32 : 2048);
     c.rms_eps = static_cast<float>(top.number_or("rms_norm_eps", 1e-6));
-    c.tied_embeddings = top.boolean_or("tie_word_embeddings", false);
+    // The block is BlockDescription's defaults (RMSNorm, SwiGLU with silu, RoPE, no QK-norm, unscaled
+    // embeddings) but for the tied head, the biases and the per-layer attention kinds, read here.
+    c.block.tied_embeddings = top.boolean_or("tie_word_embeddings", false);
     if (family.is_mistral) {
         // Mistral's projections have no biases whatever the config says, and its window defaults to 4096
         // (null: none). transformers' Mistral has no use_sliding_window switch (that is Qwen2's).
@@ -213,9 +216,10 @@ ModelConfig model_config_from_hf(const std::filesystem::path& path) {
         if (c.sliding_window < 0) top.fail("sliding_window", "must not be negative");
     } else {
         // transformers' Llama has no sliding window: a sliding_window key there changes nothing, and is ignored.
-        c.attn_bias = top.boolean_or("attention_bias", false);
-        c.mlp_bias = top.boolean_or("mlp_bias", false);
+        c.block.attn_bias = top.boolean_or("attention_bias", false);
+        c.block.mlp_bias = top.boolean_or("mlp_bias", false);
     }
+    c.block.attention_pattern = uniform_attention_pattern(c.sliding_window);
     read_rope(top, p, c);
     c.validate(p);
     return c;
@@ -309,12 +313,21 @@ ModelConfig model_config_from_gguf(const GgufFile& f) {
     c.rope_theta = static_cast<float>(f.get_float_opt(k + "rope.freq_base").value_or(10000.0));
     c.rms_eps = static_cast<float>(f.get_float(k + "attention.layer_norm_rms_epsilon"));
     c.sliding_window = f.get_int_opt(k + "attention.sliding_window").value_or(0);
+    c.block.attention_pattern = uniform_attention_pattern(c.sliding_window);
+    // The tensors present say the vocabulary (when the metadata does not), the tied head and the biases.
+    const FamilyNames& names = weight_names(c.arch);
+    auto has = [&](const EngineTensorName& t, int64_t layer) {
+        for (const auto& part : t.parts)
+            if (f.find_tensor(names.gguf_name(part, layer))) return true;
+        return false;
+    };
     // vocab_size is optional in GGUF; the token list is authoritative.
     if (auto n = f.get_int_opt(k + "vocab_size")) c.n_vocab = *n;
-    else if (const auto* t = f.find_tensor("token_embd.weight")) c.n_vocab = static_cast<int64_t>(t->shape[1]);
-    c.tied_embeddings = f.find_tensor("output.weight") == nullptr;
-    c.attn_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
-    c.mlp_bias = f.find_tensor("blk.0.ffn_up.bias") != nullptr;
+    else if (const auto* t = f.find_tensor(names.gguf_name(names.global("tok_embd").parts[0])))
+        c.n_vocab = static_cast<int64_t>(t->shape[1]);
+    c.block.tied_embeddings = !has(names.global("output"), -1);
+    c.block.attn_bias = has(names.layer_tensor("bqkv"), 0);
+    c.block.mlp_bias = has(names.layer_tensor("b_gate_up"), 0);
     c.validate(file);  // the shapes first: rope_freqs.weight is checked against head_dim
     read_gguf_rope(f, k, c);
     c.validate(file);

@@ -1,6 +1,5 @@
 // The weights of a LLaMA model as views (in a mapped engine file, or rebased onto its uploaded copy):
-// what the engine resolves, what the model's forward pass reads, and what a backend's whole-step
-// decode kernel takes (Backend::decode_step).
+// what the engine resolves and what the model's forward pass reads.
 #pragma once
 
 #include <vector>

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "model/weight_names.h"
 
 namespace lamina {
 
@@ -15,6 +16,11 @@ void ModelConfig::validate(const std::string& origin) const {
     auto positive = [&](int64_t v, const char* name) {
         if (v <= 0) throw Error(origin + ": " + name + " must be positive, got " + std::to_string(v));
     };
+    try {
+        weight_names(arch);
+    } catch (const Error& e) {
+        throw Error(origin + ": " + e.what());
+    }
     positive(n_vocab, "n_vocab");
     positive(n_embd, "n_embd");
     positive(n_layer, "n_layer");
@@ -29,6 +35,13 @@ void ModelConfig::validate(const std::string& origin) const {
     if (head_dim % 2 != 0) throw Error(origin + ": head_dim " + std::to_string(head_dim) + " must be even for RoPE");
     if (!(rope_theta > 0) || !(rms_eps > 0)) throw Error(origin + ": rope_theta and rms_eps must be positive");
     if (sliding_window < 0) throw Error(origin + ": sliding_window must not be negative, got " + std::to_string(sliding_window));
+    const BlockDescription& b = block;
+    if (b.attention_pattern.empty()) throw Error(origin + ": the per-layer attention pattern is empty");
+    for (auto kind : b.attention_pattern)
+        if (kind == BlockDescription::Attention::Sliding && sliding_window == 0)
+            throw Error(origin + ": sliding-window attention layers need a sliding_window above 0");
+    if (!(b.embedding_scale > 0) || !std::isfinite(b.embedding_scale))
+        throw Error(origin + ": embedding_scale must be a positive number, got " + std::to_string(b.embedding_scale));
     const RopeScaling& s = rope_scaling;
     auto finite_positive = [&](float v, const char* name) {
         if (!(v > 0) || !std::isfinite(v))
@@ -68,6 +81,10 @@ void ModelConfig::check_context(int64_t n_positions, const std::string& origin) 
         throw Error(origin + ": sliding_window " + std::to_string(sliding_window) + " is shorter than " + asked +
                     " (lamina runs full attention, the same math only while a sequence fits in the window; ask for at most " +
                     std::to_string(sliding_window) + " positions)");
+}
+
+std::vector<BlockDescription::Attention> uniform_attention_pattern(int64_t sliding_window) {
+    return {sliding_window > 0 ? BlockDescription::Attention::Sliding : BlockDescription::Attention::Full};
 }
 
 namespace {
@@ -168,12 +185,20 @@ RopeScaling::Kind rope_kind_from_name(const std::string& name) {
 }  // namespace
 
 void to_json(nlohmann::json& j, const ModelConfig& c) {
+    // config.json stores the block description as attn_bias, mlp_bias, tied_embeddings and sliding_window; a
+    // block that differs from LLaMA's in anything else needs keys of its own (and a format version) first.
+    const BlockDescription& b = c.block;
+    using B = BlockDescription;
+    LAMINA_CHECK(b.norm == B::Norm::RmsNorm && !b.qk_norm && b.activation == B::Activation::Silu &&
+                     b.position == B::Position::Rope && b.embedding_scale == 1.0f &&
+                     b.attention_pattern == uniform_attention_pattern(c.sliding_window),
+                 "the engine format cannot store this block description");
     j = nlohmann::json{{"arch", c.arch},           {"n_vocab", c.n_vocab},     {"n_embd", c.n_embd},
                        {"n_layer", c.n_layer},     {"n_head", c.n_head},       {"n_head_kv", c.n_head_kv},
                        {"head_dim", c.head_dim},   {"n_ff", c.n_ff},           {"n_ctx", c.n_ctx},
                        {"rope_theta", c.rope_theta}, {"rms_eps", c.rms_eps},
-                       {"tied_embeddings", c.tied_embeddings}, {"attn_bias", c.attn_bias},
-                       {"mlp_bias", c.mlp_bias},   {"sliding_window", c.sliding_window}};
+                       {"tied_embeddings", b.tied_embeddings}, {"attn_bias", b.attn_bias},
+                       {"mlp_bias", b.mlp_bias},   {"sliding_window", c.sliding_window}};
     const RopeScaling& r = c.rope_scaling;
     j["rope_scaling"] = {{"type", rope_kind_name(r.kind)},
                          {"factor", r.factor},
@@ -188,7 +213,8 @@ void to_json(nlohmann::json& j, const ModelConfig& c) {
 }
 
 // Engines written before yarn, dynamic, frequency factors and sliding windows lack those keys: their
-// defaults are what such an engine ran.
+// defaults are what such an engine ran. The block description is LLaMA's, with the stored biases, tied head
+// and sliding window.
 void from_json(const nlohmann::json& j, ModelConfig& c) {
     c.arch = j.at("arch").get<std::string>();
     c.n_vocab = j.at("n_vocab");
@@ -201,10 +227,12 @@ void from_json(const nlohmann::json& j, ModelConfig& c) {
     c.n_ctx = j.at("n_ctx");
     c.rope_theta = j.at("rope_theta");
     c.rms_eps = j.at("rms_eps");
-    c.tied_embeddings = j.at("tied_embeddings");
-    c.attn_bias = j.at("attn_bias");
-    c.mlp_bias = j.at("mlp_bias");
     c.sliding_window = j.value("sliding_window", int64_t{0});
+    c.block = BlockDescription{};
+    c.block.tied_embeddings = j.at("tied_embeddings");
+    c.block.attn_bias = j.at("attn_bias");
+    c.block.mlp_bias = j.at("mlp_bias");
+    c.block.attention_pattern = uniform_attention_pattern(c.sliding_window);
     const auto& r = j.at("rope_scaling");
     RopeScaling& s = c.rope_scaling;
     s.kind = rope_kind_from_name(r.at("type").get<std::string>());

@@ -26,8 +26,33 @@ struct RopeScaling {
     std::vector<float> freq_factors;        // FreqFactors: inv_freq[i] / freq_factors[i], head_dim / 2 of them
 };
 
+// How every transformer block of a family computes: what the one forward pass reads instead of a loop per
+// family (DESIGN.md, "Model code"). The defaults are LLaMA's; the config readers fill it per family.
+struct BlockDescription {
+    enum class Norm { RmsNorm, LayerNorm };     // LayerNorm: mean-centred, with a bias (GPT-2)
+    enum class Activation { Silu, GeluTanh };   // of the MLP's gate: SwiGLU (LLaMA) or GeGLU (Gemma)
+    enum class Position { Rope, Learned };      // rotate-half RoPE on q and k, or a learned table added to the embeddings
+    enum class Attention { Full, Sliding };     // Sliding: a query at p sees keys in (p - sliding_window, p]
+
+    Norm norm = Norm::RmsNorm;
+    bool qk_norm = false;  // an RMSNorm over each head of q and of k before RoPE (Qwen3, Gemma 3)
+    Activation activation = Activation::Silu;
+    Position position = Position::Rope;
+    // Layer l's attention is attention_pattern[l % size]: {Full} (LLaMA), {Sliding} (Mistral), five Sliding
+    // then one Full (Gemma 3), or one kind per layer.
+    std::vector<Attention> attention_pattern = {Attention::Full};
+    bool attn_bias = false;        // q/k/v (and o) projections carry biases
+    bool mlp_bias = false;         // gate/up/down carry biases
+    float embedding_scale = 1.0f;  // the embedding rows are multiplied by this (Gemma: sqrt(n_embd))
+    bool tied_embeddings = false;  // the LM head is the embedding table
+
+    Attention attention(int64_t layer) const {
+        return attention_pattern[static_cast<size_t>(layer) % attention_pattern.size()];
+    }
+};
+
 struct ModelConfig {
-    std::string arch = "llama";
+    std::string arch = "llama";  // the family: picks the weight-name table (model/weight_names.h)
     int64_t n_vocab = 0;
     int64_t n_embd = 0;
     int64_t n_layer = 0;
@@ -39,12 +64,11 @@ struct ModelConfig {
     float rope_theta = 10000.0f;
     float rms_eps = 1e-5f;
     RopeScaling rope_scaling;
-    bool tied_embeddings = false;
-    bool attn_bias = false;  // q/k/v (and o) projections carry biases
-    bool mlp_bias = false;   // gate/up/down carry biases
-    // Hugging Face's sliding window (a query at p sees keys in (p - sliding_window, p]); 0: none. Lamina runs
-    // full attention, which is the same math while the whole context fits in the window (check_context).
+    // Hugging Face's sliding window (a query at p sees keys in (p - sliding_window, p]) of the layers whose
+    // block.attention is Sliding; 0: none. Lamina runs full attention, which is the same math while the whole
+    // context fits in the window (check_context).
     int64_t sliding_window = 0;
+    BlockDescription block;
 
     int64_t q_dim() const { return n_head * head_dim; }
     int64_t kv_dim() const { return n_head_kv * head_dim; }
@@ -58,6 +82,10 @@ struct ModelConfig {
     // sliding window shorter than that, or dynamic NTK RoPE past max_position_embeddings.
     void check_context(int64_t n_positions, const std::string& origin) const;
 };
+
+// Every layer Sliding when sliding_window > 0, else Full: LLaMA's and Mistral's layers, and what an engine's
+// config.json says (it stores the attention kinds as sliding_window alone).
+std::vector<BlockDescription::Attention> uniform_attention_pattern(int64_t sliding_window);
 
 // RoPE inverse frequencies (head_dim / 2 of them), in float32 with the operations and rounding of
 // transformers' rope init functions, scaled as rope_scaling says. Dynamic NTK gives the frequencies it has up

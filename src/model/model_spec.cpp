@@ -1,12 +1,13 @@
 #include "model/model_spec.h"
 
+#include <optional>
 #include <vector>
 
 #include "core/error.h"
 #include "io/gguf.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
-#include "io/weight_names.h"
+#include "model/weight_names.h"
 #include "tokenizer/tokenizer.h"
 
 namespace lamina {
@@ -58,6 +59,11 @@ void check_tokenizer(const Vocab& vocab, const std::string& source) {
     }
 }
 
+// Whether a checkpoint tensor (as the name table found it) is one the model is built from.
+bool uses(const ModelConfig& c, const std::optional<FamilyNames::Found>& found) {
+    return found && found->layer < c.n_layer && is_present(*found->tensor, c);
+}
+
 }  // namespace
 
 ModelSpec load_gguf_spec(const std::filesystem::path& file) {
@@ -68,16 +74,15 @@ ModelSpec load_gguf_spec(const std::filesystem::path& file) {
     spec.config = model_config_from_gguf(*gguf);
     spec.vocab = vocab_from_gguf(*gguf);
     check_tokenizer(spec.vocab, file.string());
-    const int64_t n_head = spec.config.n_head, n_head_kv = spec.config.n_head_kv;
+    const ModelConfig& c = spec.config;
+    const FamilyNames& names = weight_names(c.arch);
     for (const auto& t : gguf->tensors()) {
-        auto hf = hf_name_from_gguf(t.name);
-        if (!hf) continue;  // tensors LLaMA does not use
+        const auto found = names.find_gguf(t.name);
+        if (!uses(c, found)) continue;  // rope_freqs.weight (read with the config), or a tensor the model has no use for
         WeightSource w;
         for (auto it = t.shape.rbegin(); it != t.shape.rend(); ++it) w.shape.push_back(static_cast<int64_t>(*it));
         w.origin = file.string() + " tensor '" + t.name + "' (" + ggml_type_name(t.type) + ")";
-        const bool is_q = t.name.find(".attn_q.") != std::string::npos;
-        const bool is_k = t.name.find(".attn_k.") != std::string::npos;
-        const int64_t heads = is_q ? n_head : is_k ? n_head_kv : 0;
+        const int64_t heads = gguf_rope_heads(*found->part, c);
         const GgufTensorInfo* info = &t;
         const GgufFile* g = gguf.get();
         std::vector<int64_t> shape = w.shape;
@@ -92,7 +97,7 @@ ModelSpec load_gguf_spec(const std::filesystem::path& file) {
                 unpermute_rows(dst, rows, cols, heads);
             }
         };
-        spec.weights.emplace(*hf, std::move(w));
+        spec.weights.emplace(names.hf_name(*found->part, found->layer), std::move(w));
     }
     return spec;
 }
@@ -108,7 +113,9 @@ ModelSpec load_hf_spec(const std::filesystem::path& dir, bool require_tokenizer)
         spec.vocab = vocab_from_hf_dir(dir);
         check_tokenizer(spec.vocab, dir.string());
     }
+    const FamilyNames& names = weight_names(spec.config.arch);
     for (const auto& [name, t] : ckpt->tensors()) {
+        if (!uses(spec.config, names.find_hf(name))) continue;  // rotary_emb.inv_freq, a tied lm_head, ...
         WeightSource w;
         w.shape = t->shape;
         w.origin = t->file->string() + " tensor '" + name + "' (" + std::string(dtype_name(t->dtype)) + ")";

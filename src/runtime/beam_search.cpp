@@ -3,14 +3,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <deque>
 #include <limits>
 #include <numeric>
 #include <span>
 
 #include "core/error.h"
 #include "runtime/kv_budget.h"
-#include "runtime/prefill_packer.h"
 #include "runtime/sampler.h"
+#include "runtime/step_loop.h"
 
 namespace lamina {
 
@@ -81,45 +82,45 @@ std::vector<size_t> top_indices(const std::vector<float>& v, size_t k) {
     return idx;
 }
 
-// One prompt's search: HF's per-batch-item tensors, as plain vectors.
-struct PromptSearch {
-    std::vector<int32_t> prompt;
-    int32_t slot0 = 0;      // its slots are slot0 .. slot0 + num_beams - 1
-    int64_t n_generated = 0;  // new tokens in every running beam
-    std::vector<std::vector<int32_t>> run_tokens;
-    std::vector<float> run_score;
-    std::vector<int32_t> run_slot;
-    std::vector<std::vector<int32_t>> fin_tokens;  // num_beams entries, best first
-    std::vector<float> fin_score;
-    std::vector<bool> fin_done;     // HF's is_sent_finished
-    bool improvable = true;         // HF's is_early_stop_heuristic_unsatisfied
-    bool done = false;
-};
-
-class Stepper {
+// The beams of one prompt, a policy over the step loop: HF's per-batch-item tensors as plain vectors,
+// with the running beams as the loop's sequences. Its KV slots are slot0 .. slot0 + num_beams - 1.
+class BeamGroup : public SequencePolicy {
 public:
-    Stepper(const BeamSearchParams& p, int64_t n_vocab) : p_(p), n_vocab_(n_vocab) {
+    BeamGroup(const BeamSearchParams& p, int32_t slot0, int64_t n_vocab, BeamSearchStats& stats, Clock::time_point t_start)
+        : p_(p), slot0_(slot0), n_vocab_(n_vocab), stats_(stats), t_start_(t_start) {
+        fin_tokens_.assign(static_cast<size_t>(p.num_beams), {});
+        fin_score_.assign(static_cast<size_t>(p.num_beams), kPushDown);
+        fin_done_.assign(static_cast<size_t>(p.num_beams), false);
         lp_.resize(static_cast<size_t>(n_vocab));
         row_cands_.resize(static_cast<size_t>(n_vocab));
     }
 
-    // One beam-search step of `s` given the logits of its running beams (one row each, in order).
-    // Forks the KV cache of the surviving beams in `model` unless the search ends here.
-    void advance(PromptSearch& s, const float* rows, LlamaModel& model, BeamSearchStats& stats) {
+    // Puts the prompt (prompts[index]) into the loop as beam 0, in slot0: HF starts the other beams at -1e9.
+    void start(StepLoop& loop, std::span<const int32_t> prompt, size_t index) {
+        beams_ = {&loop.add(Sequence(prompt, slot0_, this, index))};
+        run_score_ = {0.0f};
+    }
+
+    StepOutput output() const override { return StepOutput::Logits; }
+
+    // One beam-search step given the logits of the running beams (one row each, in order). Every running
+    // beam leaves the loop; unless the search ends here, the new ones join it, with their KV forked.
+    void on_step(StepLoop& loop, std::span<const StepResult> rows) override {
+        LAMINA_CHECK(rows.size() == beams_.size(), "a step carried " + std::to_string(rows.size()) + " of " +
+                                                       std::to_string(beams_.size()) + " beams");
         const int64_t num_beams = p_.num_beams;
         const size_t k = static_cast<size_t>(std::max<int64_t>(2, 1 + static_cast<int64_t>(p_.eos_ids.size())) * num_beams);
 
         // Top-k continuations over all running beams.
         cands_.clear();
-        for (size_t b = 0; b < s.run_tokens.size(); ++b) {
-            std::span<const float> logits(rows + b * static_cast<size_t>(n_vocab_), static_cast<size_t>(n_vocab_));
-            log_softmax(logits, lp_);
-            history_.assign(s.prompt.begin(), s.prompt.end());
-            history_.insert(history_.end(), s.run_tokens[b].begin(), s.run_tokens[b].end());
-            apply_repetition_penalty(lp_, history_, p_.repetition_penalty);
-            ban_repeated_ngrams(lp_, history_, p_.no_repeat_ngram_size);
+        for (size_t b = 0; b < rows.size(); ++b) {
+            LAMINA_CHECK(rows[b].seq == beams_[b] && rows[b].logits.size() == static_cast<size_t>(n_vocab_));
+            log_softmax(rows[b].logits, lp_);
+            const std::span<const int32_t> history = beams_[b]->tokens;  // prompt + beam
+            apply_repetition_penalty(lp_, history, p_.repetition_penalty);
+            ban_repeated_ngrams(lp_, history, p_.no_repeat_ngram_size);
             for (int64_t v = 0; v < n_vocab_; ++v)
-                row_cands_[static_cast<size_t>(v)] = {lp_[static_cast<size_t>(v)] + s.run_score[b], static_cast<int32_t>(b),
+                row_cands_[static_cast<size_t>(v)] = {lp_[static_cast<size_t>(v)] + run_score_[b], static_cast<int32_t>(b),
                                                       static_cast<int32_t>(v)};
             const size_t keep = std::min(k, row_cands_.size());
             std::nth_element(row_cands_.begin(), row_cands_.begin() + static_cast<std::ptrdiff_t>(keep - 1),
@@ -130,7 +131,7 @@ public:
         cands_.resize(std::min(k, cands_.size()));
 
         // Which candidates hit a stopping criterion (an eos id, or the length budget).
-        const bool at_max = s.n_generated + 1 >= p_.max_new_tokens;
+        const bool at_max = n_generated_ + 1 >= p_.max_new_tokens;
         std::vector<bool> hits(cands_.size());
         for (size_t i = 0; i < cands_.size(); ++i)
             hits[i] = at_max || std::find(p_.eos_ids.begin(), p_.eos_ids.end(), cands_[i].token) != p_.eos_ids.end();
@@ -141,15 +142,15 @@ public:
         const std::vector<size_t> next = top_indices(running_scores, static_cast<size_t>(num_beams));
 
         // Finished hypotheses: merge those of the top num_beams candidates that just finished.
-        const bool all_finished = std::all_of(s.fin_done.begin(), s.fin_done.end(), [](bool f) { return f; });
-        const float denom = length_denominator(s.n_generated + 1, p_.length_penalty);
-        std::vector<float> merged_score(s.fin_score);
-        std::vector<bool> merged_done(s.fin_done);
+        const bool all_finished = std::all_of(fin_done_.begin(), fin_done_.end(), [](bool f) { return f; });
+        const float denom = length_denominator(n_generated_ + 1, p_.length_penalty);
+        std::vector<float> merged_score(fin_score_);
+        std::vector<bool> merged_done(fin_done_);
         for (size_t i = 0; i < cands_.size(); ++i) {
             const bool just_finished = hits[i] && static_cast<int64_t>(i) < num_beams;
             float score = cands_[i].score / denom;
             score += (all_finished && p_.early_stopping == EarlyStopping::True) ? kPushDown : 0.0f;
-            score += s.improvable ? 0.0f : kPushDown;
+            score += improvable_ ? 0.0f : kPushDown;
             score += just_finished ? 0.0f : kPushDown;
             merged_score.push_back(score);
             merged_done.push_back(just_finished);
@@ -159,82 +160,102 @@ public:
         std::vector<float> fin_score;
         std::vector<bool> fin_done;
         for (size_t m : keep) {
-            if (m < s.fin_tokens.size()) {
-                fin_tokens.push_back(std::move(s.fin_tokens[m]));
+            if (m < fin_tokens_.size()) {
+                fin_tokens.push_back(std::move(fin_tokens_[m]));
             } else {
-                const Candidate& c = cands_[m - s.fin_tokens.size()];
-                fin_tokens.push_back(s.run_tokens[static_cast<size_t>(c.beam)]);
+                const Candidate& c = cands_[m - fin_tokens_.size()];
+                const std::span<const int32_t> beam = beams_[static_cast<size_t>(c.beam)]->generated();
+                fin_tokens.emplace_back(beam.begin(), beam.end());
                 fin_tokens.back().push_back(c.token);
             }
             fin_score.push_back(merged_score[m]);
             fin_done.push_back(merged_done[m]);
         }
-        s.fin_tokens = std::move(fin_tokens);
-        s.fin_score = std::move(fin_score);
-        s.fin_done = std::move(fin_done);
+        fin_tokens_ = std::move(fin_tokens);
+        fin_score_ = std::move(fin_score);
+        fin_done_ = std::move(fin_done);
 
-        // The new running beams, before the old ones are overwritten.
-        std::vector<std::vector<int32_t>> run_tokens;
-        std::vector<float> run_score;
-        std::vector<int32_t> parents;
+        // The new running beams: each continues a parent by one token.
+        std::vector<int32_t> parents, tokens;
+        run_score_.clear();
         for (size_t i : next) {
-            const Candidate& c = cands_[i];
-            run_tokens.push_back(s.run_tokens[static_cast<size_t>(c.beam)]);
-            run_tokens.back().push_back(c.token);
-            run_score.push_back(running_scores[i]);
-            parents.push_back(c.beam);
+            parents.push_back(cands_[i].beam);
+            tokens.push_back(cands_[i].token);
+            run_score_.push_back(running_scores[i]);
         }
-        const std::vector<int32_t> old_slots = s.run_slot;
-        const int64_t old_positions = static_cast<int64_t>(s.prompt.size()) + s.n_generated;
-        s.run_tokens = std::move(run_tokens);
-        s.run_score = std::move(run_score);
-        ++s.n_generated;
+        ++n_generated_;
 
         // Early-stop heuristic: can the best running beam still beat the worst finished hypothesis?
         const int64_t best_len =
-            (p_.early_stopping == EarlyStopping::Never && p_.length_penalty > 0.0f) ? p_.max_new_tokens : s.n_generated;
-        const float best_possible = s.run_score[0] / length_denominator(best_len, p_.length_penalty);
-        const float worst_finished = *std::min_element(s.fin_score.begin(), s.fin_score.end());
+            (p_.early_stopping == EarlyStopping::Never && p_.length_penalty > 0.0f) ? p_.max_new_tokens : n_generated_;
+        const float best_possible = run_score_[0] / length_denominator(best_len, p_.length_penalty);
+        const float worst_finished = *std::min_element(fin_score_.begin(), fin_score_.end());
         bool any_better = false;
-        for (bool f : s.fin_done) any_better = any_better || best_possible > (f ? worst_finished : kPushDown);
-        s.improvable = s.improvable && any_better;
+        for (bool f : fin_done_) any_better = any_better || best_possible > (f ? worst_finished : kPushDown);
+        improvable_ = improvable_ && any_better;
 
-        const bool all_done_now = std::all_of(s.fin_done.begin(), s.fin_done.end(), [](bool f) { return f; });
+        const bool all_done_now = std::all_of(fin_done_.begin(), fin_done_.end(), [](bool f) { return f; });
         const bool open_beam = !(all_done_now && p_.early_stopping == EarlyStopping::True);
         const bool valid_continuation = !std::all_of(hits.begin(), hits.end(), [](bool h) { return h; });
-        s.done = !(s.improvable && open_beam && valid_continuation);
-        if (s.done) return;
+        const bool done = !(improvable_ && open_beam && valid_continuation);
 
-        // KV forks: a parent's first child keeps its slot; later children take the slots of parents
-        // without children (or the unused slots at the first step) and copy the parent's cache.
-        std::vector<bool> claimed(old_slots.size(), false);
-        std::vector<int32_t> free_slots;
-        for (size_t b = 0; b < old_slots.size(); ++b)
-            if (std::find(parents.begin(), parents.end(), static_cast<int32_t>(b)) == parents.end())
-                free_slots.push_back(old_slots[b]);
-        for (int64_t j = static_cast<int64_t>(old_slots.size()); j < num_beams; ++j)
-            free_slots.push_back(s.slot0 + static_cast<int32_t>(j));
-        s.run_slot.assign(parents.size(), -1);
-        for (size_t j = 0; j < parents.size(); ++j) {
-            const size_t parent = static_cast<size_t>(parents[j]);
-            if (!claimed[parent]) {
-                claimed[parent] = true;
-                s.run_slot[j] = old_slots[parent];
-                continue;
-            }
-            LAMINA_CHECK(!free_slots.empty(), "no free KV slot for a forked beam");
-            s.run_slot[j] = free_slots.back();
-            free_slots.pop_back();
-            model.copy_slot(old_slots[parent], s.run_slot[j], old_positions);
-            stats.copied_positions += old_positions;
-        }
+        const size_t index = beams_[0]->index;
+        for (Sequence* b : beams_) b->finished = true;
+        if (!done) fork(loop, parents, tokens);
+        else beams_.clear();
+        if (n_generated_ == 1) stats_.first_token_seconds[index] = seconds_since(t_start_);
+    }
+
+    // The n best finished hypotheses, best first.
+    std::vector<BeamHypothesis> take_hypotheses(int64_t n) {
+        std::vector<BeamHypothesis> out;
+        for (size_t r = 0; r < static_cast<size_t>(n); ++r) out.push_back({std::move(fin_tokens_[r]), fin_score_[r]});
+        return out;
     }
 
 private:
+    // Adds the new running beam j, parents[j] continued by tokens[j]. KV slots: a parent's first child
+    // keeps its slot; later children take the slots of parents without children (or the unused slots at
+    // the first step) and copy the parent's cache.
+    void fork(StepLoop& loop, const std::vector<int32_t>& parents, const std::vector<int32_t>& tokens) {
+        std::vector<bool> claimed(beams_.size(), false);
+        std::vector<int32_t> free_slots;
+        for (size_t b = 0; b < beams_.size(); ++b)
+            if (std::find(parents.begin(), parents.end(), static_cast<int32_t>(b)) == parents.end())
+                free_slots.push_back(beams_[b]->slot);
+        for (int64_t j = static_cast<int64_t>(beams_.size()); j < p_.num_beams; ++j)
+            free_slots.push_back(slot0_ + static_cast<int32_t>(j));
+        std::vector<Sequence*> next;
+        for (size_t j = 0; j < parents.size(); ++j) {
+            const auto parent = static_cast<size_t>(parents[j]);
+            const Sequence& from = *beams_[parent];
+            int32_t slot = from.slot;
+            if (claimed[parent]) {
+                LAMINA_CHECK(!free_slots.empty(), "no free KV slot for a forked beam");
+                slot = free_slots.back();
+                free_slots.pop_back();
+                loop.model().copy_slot(from.slot, slot, from.n_cached);
+                stats_.copied_positions += from.n_cached;
+            }
+            claimed[parent] = true;
+            next.push_back(&loop.add(from.fork(tokens[j], slot)));
+        }
+        beams_ = std::move(next);
+    }
+
     const BeamSearchParams& p_;
+    int32_t slot0_;
     int64_t n_vocab_;
+    BeamSearchStats& stats_;
+    Clock::time_point t_start_;
+    int64_t n_generated_ = 0;      // new tokens in every running beam
+    std::vector<Sequence*> beams_;  // the running beams, sequences of the loop
+    std::vector<float> run_score_;
+    std::vector<std::vector<int32_t>> fin_tokens_;  // num_beams entries, best first
+    std::vector<float> fin_score_;
+    std::vector<bool> fin_done_;   // HF's is_sent_finished
+    bool improvable_ = true;       // HF's is_early_stop_heuristic_unsatisfied
     std::vector<float> lp_;
-    std::vector<int32_t> history_;
     std::vector<Candidate> row_cands_, cands_;
 };
 }  // namespace
@@ -275,7 +296,7 @@ void BeamSearchParams::validate() const {
 BeamSearch::BeamSearch(const Engine& engine, Backend& backend, int64_t n_prompt, int64_t num_beams,
                        uint64_t kv_cache_bytes)
     : engine_(engine), n_prompt_(n_prompt), num_beams_(num_beams),
-      model_(engine, backend, beam_limits(engine, backend, n_prompt, num_beams, kv_cache_bytes)) {}
+      runner_(make_step_runner(engine, backend, beam_limits(engine, backend, n_prompt, num_beams, kv_cache_bytes))) {}
 
 std::vector<std::vector<BeamHypothesis>> BeamSearch::generate(const std::vector<std::vector<int32_t>>& prompts,
                                                               const BeamSearchParams& params) {
@@ -287,7 +308,7 @@ std::vector<std::vector<BeamHypothesis>> BeamSearch::generate(const std::vector<
     if (params.max_new_tokens > max_out)
         throw Error("max new tokens " + std::to_string(params.max_new_tokens) + " is more than the engine's max_output_len " +
                     std::to_string(max_out));
-    const int64_t n_vocab = model_.config().n_vocab;
+    const int64_t n_vocab = runner_->config().n_vocab;
     for (int32_t id : params.eos_ids)
         if (id < 0 || id >= n_vocab) throw Error("eos id " + std::to_string(id) + " is outside the vocabulary");
     const int64_t max_in = engine_.limits().max_input_len;
@@ -299,93 +320,32 @@ std::vector<std::vector<BeamHypothesis>> BeamSearch::generate(const std::vector<
         for (int32_t id : prompts[i])
             if (id < 0 || id >= n_vocab)
                 throw Error("prompt " + std::to_string(i) + " has token id " + std::to_string(id) + " outside the vocabulary");
-        check_fits_kv_cache(model_.limits(), static_cast<int64_t>(prompts[i].size()), params.max_new_tokens, i);
+        check_fits_kv_cache(runner_->limits(), static_cast<int64_t>(prompts[i].size()), params.max_new_tokens, i);
     }
 
     stats_ = {};
     stats_.first_token_seconds.assign(prompts.size(), 0.0);
     const auto t_start = Clock::now();
-    const int64_t step = model_.limits().max_step_tokens;
-    std::vector<float> logits(static_cast<size_t>(model_.limits().n_slot * n_vocab));
-    std::vector<int32_t> ids, pos, slots, logit_rows;
-    Stepper stepper(params, n_vocab);
     std::vector<std::vector<BeamHypothesis>> results(prompts.size());
 
-    for (size_t g0 = 0; g0 < prompts.size(); g0 += static_cast<size_t>(n_prompt_)) {
-        const size_t g1 = std::min(prompts.size(), g0 + static_cast<size_t>(n_prompt_));
-        std::vector<PromptSearch> group(g1 - g0);
-        for (size_t s = 0; s < group.size(); ++s) {
-            PromptSearch& ps = group[s];
-            ps.prompt = prompts[g0 + s];
-            ps.slot0 = static_cast<int32_t>(s * static_cast<size_t>(num_beams_));
-            ps.run_tokens = {{}};  // beam 0 only: HF starts the other beams at -1e9
-            ps.run_score = {0.0f};
-            ps.run_slot = {ps.slot0};
-            ps.fin_tokens.assign(static_cast<size_t>(num_beams_), {});
-            ps.fin_score.assign(static_cast<size_t>(num_beams_), kPushDown);
-            ps.fin_done.assign(static_cast<size_t>(num_beams_), false);
-        }
-
-        // Prefill: each prompt into its first slot, packed into steps of at most `step` tokens.
-        std::vector<std::span<const int32_t>> group_prompts;
-        std::vector<int32_t> group_slots;
-        for (const auto& ps : group) {
-            group_prompts.emplace_back(ps.prompt);
-            group_slots.push_back(ps.slot0);
-        }
-        PrefillPacker packer(std::move(group_prompts), std::move(group_slots), step);
-        while (packer.next()) {
-            ids = packer.ids;
-            pos = packer.positions;
-            slots = packer.slots;
-            logit_rows = packer.logit_rows;
-            const std::vector<size_t>& finishing = packer.finishing;
-            const auto t0 = Clock::now();
-            if (logit_rows.empty()) logit_rows.push_back(static_cast<int32_t>(ids.size() - 1));  // mid-prompt chunk
-            model_.forward(ids, pos, slots, logit_rows, logits.data());
-            stats_.prompt_tokens += static_cast<int64_t>(ids.size());
-            for (size_t r = 0; r < finishing.size(); ++r) {
-                stepper.advance(group[finishing[r]], logits.data() + r * static_cast<size_t>(n_vocab), model_, stats_);
-                stats_.first_token_seconds[g0 + finishing[r]] = seconds_since(t_start);
-            }
-            stats_.prefill_seconds += seconds_since(t0);
-        }
-
-        // Decode: every running beam of every unfinished prompt, one token per step.
-        while (std::any_of(group.begin(), group.end(), [](const PromptSearch& s) { return !s.done; })) {
-            ids.clear(); pos.clear(); slots.clear(); logit_rows.clear();
-            std::vector<size_t> live;
-            for (size_t s = 0; s < group.size(); ++s) {
-                const PromptSearch& ps = group[s];
-                if (ps.done) continue;
-                live.push_back(s);
-                for (size_t b = 0; b < ps.run_tokens.size(); ++b) {
-                    logit_rows.push_back(static_cast<int32_t>(ids.size()));
-                    ids.push_back(ps.run_tokens[b].back());
-                    pos.push_back(static_cast<int32_t>(static_cast<int64_t>(ps.prompt.size()) + ps.n_generated - 1));
-                    slots.push_back(ps.run_slot[b]);
-                }
-            }
-            const auto t0 = Clock::now();
-            model_.forward(ids, pos, slots, logit_rows, logits.data());
-            stats_.beam_tokens += static_cast<int64_t>(ids.size());
-            size_t row = 0;
-            for (size_t s : live) {
-                PromptSearch& ps = group[s];
-                const size_t n_rows = ps.run_tokens.size();
-                stepper.advance(ps, logits.data() + row * static_cast<size_t>(n_vocab), model_, stats_);
-                row += n_rows;
-            }
-            stats_.decode_seconds += seconds_since(t0);
-            ++stats_.decode_steps;
-        }
-
-        for (size_t s = 0; s < group.size(); ++s) {
-            PromptSearch& ps = group[s];
-            for (int64_t r = 0; r < params.n_return(); ++r)
-                results[g0 + s].push_back({std::move(ps.fin_tokens[static_cast<size_t>(r)]), ps.fin_score[static_cast<size_t>(r)]});
-        }
+    // Prompts in groups of n_prompt: the next group joins once the last one has finished.
+    StepLoop loop(*runner_);
+    const auto n_group = static_cast<size_t>(n_prompt_);
+    for (size_t g0 = 0; g0 < prompts.size(); g0 += n_group) {
+        const size_t g1 = std::min(prompts.size(), g0 + n_group);
+        std::deque<BeamGroup> groups;
+        for (size_t i = g0; i < g1; ++i)
+            groups.emplace_back(params, static_cast<int32_t>((i - g0) * static_cast<size_t>(num_beams_)), n_vocab, stats_, t_start)
+                .start(loop, prompts[i], i);
+        loop.run();
+        for (size_t i = g0; i < g1; ++i) results[i] = groups[i - g0].take_hypotheses(params.n_return());
     }
+    const StepStats& s = loop.stats();
+    stats_.prompt_tokens = s.prompt_tokens;
+    stats_.beam_tokens = s.generated_tokens;
+    stats_.prefill_seconds = s.prefill_seconds;
+    stats_.decode_seconds = s.decode_seconds;
+    stats_.decode_steps = s.decode_steps;
     return results;
 }
 

@@ -22,16 +22,18 @@
 //
 // KV cache: num_beams slots per prompt. After each step a new beam takes over its parent's slot
 // when it is the parent's first child; other children get a slot freed by a parent without
-// children, filled with LlamaModel::copy_slot. Prompts are independent: running several at once
+// children, filled with StepRunner::copy_slot. Prompts are independent: running several at once
 // (n_prompt > 1) gives each the same beams as running it alone.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "model/llama.h"
+#include "runtime/engine.h"
+#include "runtime/step_runner.h"
 
 namespace lamina {
 
@@ -87,7 +89,7 @@ public:
 private:
     const Engine& engine_;
     int64_t n_prompt_, num_beams_;
-    LlamaModel model_;
+    std::unique_ptr<StepRunner> runner_;
     BeamSearchStats stats_;
 };
 

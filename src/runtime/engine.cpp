@@ -8,6 +8,7 @@
 
 #include "build/engine_format.h"
 #include "core/error.h"
+#include "model/weight_names.h"
 
 namespace lamina {
 
@@ -48,9 +49,6 @@ public:
             throw Error(where_ + ": engine tensor '" + name + "' has the wrong shape or dtype (corrupt engine?)");
         const int64_t rows = shape.size() == 2 ? shape[0] : 1;
         return make_view(file_.data() + e.offset, e.dtype, rows, shape.back());
-    }
-    TensorView get_optional(bool present, const std::string& name, std::vector<int64_t> shape) const {
-        return present ? get(name, std::move(shape), DType::F32) : TensorView{};
     }
 
 private:
@@ -141,36 +139,26 @@ void Engine::load_rank(const nlohmann::json& wj, int r, int version, const std::
     const TpSharding& s = sharding_;
     R.config = s.rank_config(config_);
     const ModelConfig& c = R.config;
-    const int64_t E = c.n_embd;
     // With one rank the vocabulary is whole; with more, each rank has n_vocab_shard rows and tok_embd
     // one more (zeros, for the ids of other ranks).
-    const bool split = s.tp_size > 1;
-    const int64_t vocab_rows = split ? s.n_vocab_shard : c.n_vocab;
+    const int64_t vocab_rows = rank_dim_size(Dim::Vocab, c, s);
     R.vocab_begin = s.first_vocab(r);
+    // Every tensor the name table lists for this model, into its LlamaWeights field; o_proj and down biases
+    // (TpSplit::Rank0) live on rank 0 only, as the all-reduce after those matmuls adds them once.
+    const FamilyNames& names = weight_names(c.arch);
+    auto resolve = [&](const EngineTensorName& t, const std::string& name) {
+        if (!is_present(t, c) || (t.split == TpSplit::Rank0 && r != 0)) return TensorView{};
+        return table.get(name, engine_shape(t, c, s), engine_dtype(t, dtype_));
+    };
     LlamaWeights& w = R.weights;
-    w.tok_embd = table.get("tok_embd", {vocab_rows + (split ? 1 : 0), E}, dtype_);
-    w.output_norm = table.get("output_norm", {E}, DType::F32);
-    if (c.tied_embeddings) {
+    for (const auto& t : names.globals) w.*t.field = resolve(t, t.name);
+    if (c.block.tied_embeddings) {
         w.output = w.tok_embd;
         w.output.rows = vocab_rows;
-    } else {
-        w.output = table.get("output", {vocab_rows, E}, dtype_);
     }
-    // o_proj and down biases live on rank 0 only: the all-reduce after those matmuls adds them once.
-    const bool rank0 = r == 0;
     for (int64_t i = 0; i < c.n_layer; ++i) {
-        auto T = [&](const char* n) { return fmt::layer_tensor(i, n); };
         LayerWeights L;
-        L.attn_norm = table.get(T("attn_norm"), {E}, DType::F32);
-        L.wqkv = table.get(T("wqkv"), {c.qkv_dim(), E}, dtype_);
-        L.bqkv = table.get_optional(c.attn_bias, T("bqkv"), {c.qkv_dim()});
-        L.wo = table.get(T("wo"), {E, c.q_dim()}, dtype_);
-        L.bo = table.get_optional(c.attn_bias && rank0, T("bo"), {E});
-        L.ffn_norm = table.get(T("ffn_norm"), {E}, DType::F32);
-        L.w_gate_up = table.get(T("w_gate_up"), {2 * c.n_ff, E}, dtype_);
-        L.b_gate_up = table.get_optional(c.mlp_bias, T("b_gate_up"), {2 * c.n_ff});
-        L.w_down = table.get(T("w_down"), {E, c.n_ff}, dtype_);
-        L.b_down = table.get_optional(c.mlp_bias && rank0, T("b_down"), {E});
+        for (const auto& t : names.layer) L.*t.field = resolve(t, fmt::layer_tensor(i, t.name));
         w.layers.push_back(L);
     }
 }

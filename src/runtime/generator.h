@@ -7,8 +7,9 @@
 #include <memory>
 #include <vector>
 
-#include "model/llama.h"
+#include "runtime/engine.h"
 #include "runtime/sampler.h"
+#include "runtime/step_runner.h"
 
 namespace lamina {
 
@@ -47,13 +48,13 @@ public:
     std::vector<float> prompt_logits(const std::vector<int32_t>& prompt);
 
     const GenerationStats& stats() const { return stats_; }
-    LlamaModel& model() { return model_; }
+    StepRunner& runner() { return *runner_; }
 
 private:
     void check_prompt(const std::vector<int32_t>& prompt, size_t index) const;
 
     const Engine& engine_;
-    LlamaModel model_;
+    std::unique_ptr<StepRunner> runner_;
     GenerationStats stats_;
 };
 

@@ -8,7 +8,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
-#include "model/llama.h"
+#include "runtime/step_runner.h"
 #include "runtime/engine.h"
 
 namespace lamina {

@@ -1,5 +1,6 @@
-// Prompt tokens of several sequences packed into forward steps of at most `max_tokens` tokens, in
-// order; a long prompt spans several steps. Shared by the generator and beam search.
+// The tokens of one forward step: the pending tokens of several sequences packed in order into at most
+// `max_tokens`. A sequence's pending tokens are a prompt chunk while it prefills (a long prompt spans
+// several steps) or the one token picked last while it decodes. Used by the step loop (runtime/step_loop.h).
 #pragma once
 
 #include <cstdint>
@@ -10,21 +11,19 @@ namespace lamina {
 
 class PrefillPacker {
 public:
-    // Prompt i is written to KV slot slot_of[i].
-    PrefillPacker(std::vector<std::span<const int32_t>> prompts, std::vector<int32_t> slot_of, int64_t max_tokens);
+    explicit PrefillPacker(int64_t max_tokens);
 
-    // Fills the members below with the next step; false once every prompt has been packed.
-    bool next();
+    void clear();
+    // Packs as many of `pending` as fit, at positions first_position, first_position + 1, … of KV slot
+    // `slot`, and returns how many. When all of them fit, the last one gets a logits row.
+    size_t add(std::span<const int32_t> pending, int32_t first_position, int32_t slot);
+    size_t room() const { return static_cast<size_t>(max_tokens_) - ids.size(); }
 
     std::vector<int32_t> ids, positions, slots;
-    std::vector<int32_t> logit_rows;  // the last prompt token of each sequence finishing in this step
-    std::vector<size_t> finishing;    // those sequences (indices into the prompts), in logit_rows order
+    std::vector<int32_t> logit_rows;  // indices into ids: the last token of each sequence packed whole
 
 private:
-    std::vector<std::span<const int32_t>> prompts_;
-    std::vector<int32_t> slot_of_;
     int64_t max_tokens_;
-    size_t seq_ = 0, offset_ = 0;
 };
 
 }  // namespace lamina

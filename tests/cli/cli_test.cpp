@@ -1,6 +1,8 @@
 // The lamina binary end to end: happy paths, and bad input giving one line and a non-zero exit.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "../test_util.h"
 
 namespace lamina {
@@ -71,14 +73,36 @@ TEST_F(CliTiny, BadRunInputs) {
     expect_one_line_error(e + " --max_output_len 8 --kv_cache_bytes lots", "kv_cache_bytes");
 }
 
-TEST_F(CliTiny, KvCacheBudgetRuns) {
+// tiny_llama's KV cache takes 2 (K, V) x 3 layers x 24 (2 KV heads x 12) x 4 bytes = 576 bytes a position; the
+// engine's limits give a sequence 32 + 16 = 48 positions.
+TEST_F(CliTiny, KvCacheBudgetSetsThePositionsPerSequence) {
+    constexpr int kBytesPerPosition = 576;
     const std::string e = "run --device cpu --temperature 0 --input_text 'Hello world' --engine_dir " + engine().string();
-    const auto full = run_command(lamina(e + " --max_output_len 8"));
-    const auto budget = run_command(lamina(e + " --max_output_len 8 --kv_cache_bytes 1MiB"));
-    ASSERT_EQ(full.status, 0) << full.output;
-    ASSERT_EQ(budget.status, 0) << budget.output;
-    auto text = [](const std::string& out) { return out.substr(out.find("Output [Text 0 Beam 0]")); };
-    EXPECT_EQ(text(full.output), text(budget.output));
+    auto with_budget = [&](int64_t positions, int max_output_len) {
+        return run_command(lamina(e + " --max_output_len " + std::to_string(max_output_len) + " --kv_cache_bytes " +
+                                  std::to_string(positions * kBytesPerPosition)));
+    };
+    auto text = [](const std::string& out) { return out.substr(std::min(out.size(), out.find("Output [Text 0 Beam 0]"))); };
+    // 20 positions hold the prompt and 8 new tokens (the same text as the engine's own limits) but not 16.
+    const auto full8 = run_command(lamina(e + " --max_output_len 8"));
+    const auto small8 = with_budget(20, 8);
+    ASSERT_EQ(full8.status, 0) << full8.output;
+    ASSERT_EQ(small8.status, 0) << small8.output;
+    EXPECT_EQ(text(small8.output), text(full8.output));
+    const auto full16 = run_command(lamina(e + " --max_output_len 16"));
+    ASSERT_EQ(full16.status, 0) << full16.output;
+    const auto small16 = with_budget(20, 16);
+    EXPECT_NE(small16.status, 0);
+    EXPECT_EQ(std::count(small16.output.begin(), small16.output.end(), '\n'), 1) << small16.output;
+    EXPECT_NE(small16.output.find("KV cache's 20 per sequence"), std::string::npos) << small16.output;
+    EXPECT_NE(small16.output.find("--kv_cache_bytes"), std::string::npos) << small16.output;
+    // A budget past the engine's limits is capped at its 48 positions: 16 new tokens fit, and so does the text.
+    const auto large16 = with_budget(1000, 16);
+    ASSERT_EQ(large16.status, 0) << large16.output;
+    EXPECT_EQ(text(large16.output), text(full16.output));
+    // One byte short of a position is an error naming the flag and the bytes a position takes.
+    expect_one_line_error(e + " --max_output_len 8 --kv_cache_bytes " + std::to_string(kBytesPerPosition - 1),
+                          "--kv_cache_bytes 575 holds no position for 1 sequence(s): one position of each takes 576 bytes");
 }
 
 TEST_F(CliTiny, BadBuildInputs) {

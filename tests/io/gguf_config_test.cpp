@@ -89,9 +89,9 @@ TEST(GgufConfig, TinyFixturesReadAsTheirCheckpoints) {
         EXPECT_EQ(g.n_ff, h.n_ff);
         EXPECT_EQ(g.n_ctx, h.n_ctx);
         EXPECT_EQ(g.rope_theta, h.rope_theta);
-        EXPECT_EQ(g.tied_embeddings, h.tied_embeddings);
-        EXPECT_EQ(g.attn_bias, h.attn_bias);
-        EXPECT_EQ(g.mlp_bias, h.mlp_bias);
+        EXPECT_EQ(g.block.tied_embeddings, h.block.tied_embeddings);
+        EXPECT_EQ(g.block.attn_bias, h.block.attn_bias);
+        EXPECT_EQ(g.block.mlp_bias, h.block.mlp_bias);
         EXPECT_EQ(g.sliding_window, 0);
     }
 }

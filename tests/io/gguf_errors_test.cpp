@@ -207,7 +207,7 @@ TEST(GgufMetadata, SmolLM2Config) {
     EXPECT_EQ(c.head_dim, 64);
     EXPECT_EQ(c.n_ff, 1536);
     EXPECT_EQ(c.n_vocab, 49152);
-    EXPECT_TRUE(c.tied_embeddings);
+    EXPECT_TRUE(c.block.tied_embeddings);
     EXPECT_FLOAT_EQ(c.rope_theta, 100000.0f);
 }
 

@@ -170,8 +170,16 @@ TEST(HfConfig, FamiliesAndTheirDefaults) {
     l.erase("head_dim");
     l.erase("max_position_embeddings");
     ModelConfig c = read(l);
-    EXPECT_TRUE(c.attn_bias && c.mlp_bias && c.tied_embeddings);
+    EXPECT_TRUE(c.block.attn_bias && c.block.mlp_bias && c.block.tied_embeddings);
     EXPECT_EQ(c.sliding_window, 0);
+    // LLaMA's block: RMSNorm, SwiGLU, RoPE, full attention in every layer.
+    using B = BlockDescription;
+    EXPECT_EQ(c.block.norm, B::Norm::RmsNorm);
+    EXPECT_EQ(c.block.activation, B::Activation::Silu);
+    EXPECT_EQ(c.block.position, B::Position::Rope);
+    EXPECT_FALSE(c.block.qk_norm);
+    EXPECT_EQ(c.block.embedding_scale, 1.0f);
+    for (int64_t l = 0; l < c.n_layer; ++l) EXPECT_EQ(c.block.attention(l), B::Attention::Full) << l;
     EXPECT_EQ(c.n_head_kv, 4);
     EXPECT_EQ(c.head_dim, 16);
     EXPECT_EQ(c.n_ctx, 2048);
@@ -182,13 +190,15 @@ TEST(HfConfig, FamiliesAndTheirDefaults) {
     m.erase("num_key_value_heads");
     m.erase("max_position_embeddings");
     c = read(m);
-    EXPECT_FALSE(c.attn_bias);
+    EXPECT_FALSE(c.block.attn_bias);
     // MistralConfig's defaults for absent keys.
     EXPECT_EQ(c.sliding_window, 4096);
+    for (int64_t l = 0; l < c.n_layer; ++l) EXPECT_EQ(c.block.attention(l), B::Attention::Sliding) << l;
     EXPECT_EQ(c.n_head_kv, 8);
     EXPECT_EQ(c.n_ctx, 131072);
     m["sliding_window"] = nullptr;
     EXPECT_EQ(read(m).sliding_window, 0);
+    EXPECT_EQ(read(m).block.attention(0), B::Attention::Full);
     m["sliding_window"] = 128;
     EXPECT_EQ(read(m).sliding_window, 128);
 
@@ -310,8 +320,8 @@ TEST(HfConfig, BuildRefusesAContextLongerThanTheWindow) {
 TEST(ModelConfigJson, RoundTripsEveryField) {
     ModelConfig c;
     c.n_vocab = 384, c.n_embd = 64, c.n_layer = 2, c.n_head = 4, c.n_head_kv = 2, c.head_dim = 16, c.n_ff = 96;
-    c.n_ctx = 256, c.rope_theta = 123456.0f, c.rms_eps = 1e-5f, c.tied_embeddings = true, c.attn_bias = true;
-    c.mlp_bias = true, c.sliding_window = 200;
+    c.n_ctx = 256, c.rope_theta = 123456.0f, c.rms_eps = 1e-5f, c.block.tied_embeddings = true, c.block.attn_bias = true;
+    c.block.mlp_bias = true, c.sliding_window = 200, c.block.attention_pattern = {BlockDescription::Attention::Sliding};
     RopeScaling& s = c.rope_scaling;
     s.kind = Kind::Yarn, s.factor = 3.5f, s.low_freq_factor = 0.5f, s.high_freq_factor = 3.0f;
     s.original_max_position = 77, s.beta_fast = 16.0f, s.beta_slow = 0.5f, s.truncate = false;
@@ -319,6 +329,8 @@ TEST(ModelConfigJson, RoundTripsEveryField) {
     const ModelConfig back = nlohmann::json(c).get<ModelConfig>();
     EXPECT_EQ(nlohmann::json(back), nlohmann::json(c));
     EXPECT_EQ(back.sliding_window, 200);
+    EXPECT_TRUE(back.block.tied_embeddings && back.block.attn_bias && back.block.mlp_bias);
+    EXPECT_EQ(back.block.attention(1), BlockDescription::Attention::Sliding);
     EXPECT_EQ(back.rope_scaling.kind, Kind::Yarn);
     EXPECT_EQ(back.rope_scaling.freq_factors, s.freq_factors);
     EXPECT_EQ(back.rope_scaling.attention_factor, 1.2345f);
@@ -334,6 +346,7 @@ TEST(ModelConfigJson, RoundTripsEveryField) {
                            {"original_max_position", 8192}};
     const ModelConfig o = old.get<ModelConfig>();
     EXPECT_EQ(o.sliding_window, 0);
+    EXPECT_EQ(o.block.attention(1), BlockDescription::Attention::Full);
     EXPECT_EQ(o.rope_scaling.kind, Kind::Llama3);
     EXPECT_EQ(o.rope_scaling.attention_factor, 1.0f);
     EXPECT_TRUE(o.rope_scaling.freq_factors.empty());

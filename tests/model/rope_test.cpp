@@ -45,7 +45,7 @@ TEST(RopeFrequencies, GgufLlama3FactorsAndYarnKeys) {
     EXPECT_EQ(a.rope_scaling.kind, RopeScaling::Kind::FreqFactors);
     EXPECT_EQ(a.head_dim, 24);
     EXPECT_EQ(a.rope_theta, 500000.0f);
-    EXPECT_TRUE(a.tied_embeddings && a.attn_bias && a.mlp_bias);
+    EXPECT_TRUE(a.block.tied_embeddings && a.block.attn_bias && a.block.mlp_bias);
     const auto ref3 = test::read_json(test::data_dir() / "tiny_llama_v5_llama3" / "reference.json").at("hf_rope");
     EXPECT_LT(max_rel_diff(rope_inv_freq(a), ref3.at("inv_freq").get<std::vector<float>>()), 1e-6);
 

@@ -265,14 +265,15 @@ TEST_P(TpMatchesOneRank, PromptLogitsDecodeStepsAndGreedyText) {
     lim.n_slot = 2;
     lim.n_ctx = 40;
     lim.max_step_tokens = 16;
-    LlamaModel one(*e.one, *backend_one, lim), tp(*e.tp, *backend_tp, lim);
+    const auto one = make_step_runner(*e.one, *backend_one, lim), tp = make_step_runner(*e.tp, *backend_tp, lim);
     std::vector<float> l1, ltp;
     auto step = [&](const std::vector<int32_t>& ids, const std::vector<int32_t>& pos, const std::vector<int32_t>& slots,
                     const std::vector<int32_t>& rows, const std::string& what) {
         l1.assign(rows.size() * V, 0.0f);
         ltp.assign(rows.size() * V, 1e30f);
-        one.forward(ids, pos, slots, rows, l1.data());
-        tp.forward(ids, pos, slots, rows, ltp.data());
+        const StepInput in{what == "packed prefill" ? StepKind::Prefill : StepKind::Decode, ids, pos, slots, rows};
+        one->forward(in, l1.data());
+        tp->forward(in, ltp.data());
         expect_rows_close(ltp, l1, V, what);
         std::vector<int32_t> next;
         for (size_t r = 0; r < rows.size(); ++r)
@@ -283,8 +284,8 @@ TEST_P(TpMatchesOneRank, PromptLogitsDecodeStepsAndGreedyText) {
     int32_t pos0 = 4, pos1 = 3;
     for (int s = 0; s < 6; ++s, ++pos0, ++pos1)
         next = step({next[0], next[1]}, {pos0, pos1}, {0, 1}, {0, 1}, "decode step " + std::to_string(s));
-    one.copy_slot(0, 1, pos0);
-    tp.copy_slot(0, 1, pos0);
+    one->copy_slot(0, 1, pos0);
+    tp->copy_slot(0, 1, pos0);
     for (int s = 0; s < 3; ++s, ++pos0)
         next = step({next[0], next[0]}, {pos0, pos0}, {0, 1}, {0, 1}, "after copy_slot, step " + std::to_string(s));
     EXPECT_EQ(std::vector<float>(ltp.begin(), ltp.begin() + V), std::vector<float>(ltp.begin() + V, ltp.end()))

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "../test_util.h"
-#include "io/weight_names.h"
+#include "model/weight_names.h"
 
 namespace lamina::test {
 
@@ -32,33 +32,7 @@ inline ModelSpec random_spec(const ModelConfig& c, uint32_t seed) {
         };
         spec.weights.emplace(name, std::move(w));
     };
-    const int64_t E = c.n_embd;
-    add(hf_names::embed, {c.n_vocab, E}, 0.0f);
-    add(hf_names::norm, {E}, 1.0f);
-    if (!c.tied_embeddings) add(hf_names::lm_head, {c.n_vocab, E}, 0.0f);
-    for (int64_t i = 0; i < c.n_layer; ++i) {
-        auto L = [&](const char* s) { return hf_names::layer(i, s); };
-        add(L("input_layernorm.weight"), {E}, 1.0f);
-        add(L("self_attn.q_proj.weight"), {c.q_dim(), E}, 0.0f);
-        add(L("self_attn.k_proj.weight"), {c.kv_dim(), E}, 0.0f);
-        add(L("self_attn.v_proj.weight"), {c.kv_dim(), E}, 0.0f);
-        add(L("self_attn.o_proj.weight"), {E, c.q_dim()}, 0.0f);
-        add(L("post_attention_layernorm.weight"), {E}, 1.0f);
-        add(L("mlp.gate_proj.weight"), {c.n_ff, E}, 0.0f);
-        add(L("mlp.up_proj.weight"), {c.n_ff, E}, 0.0f);
-        add(L("mlp.down_proj.weight"), {E, c.n_ff}, 0.0f);
-        if (c.attn_bias) {
-            add(L("self_attn.q_proj.bias"), {c.q_dim()}, 0.0f);
-            add(L("self_attn.k_proj.bias"), {c.kv_dim()}, 0.0f);
-            add(L("self_attn.v_proj.bias"), {c.kv_dim()}, 0.0f);
-            add(L("self_attn.o_proj.bias"), {E}, 0.0f);
-        }
-        if (c.mlp_bias) {
-            add(L("mlp.gate_proj.bias"), {c.n_ff}, 0.0f);
-            add(L("mlp.up_proj.bias"), {c.n_ff}, 0.0f);
-            add(L("mlp.down_proj.bias"), {E}, 0.0f);
-        }
-    }
+    for (const CheckpointName& n : checkpoint_names(c)) add(n.hf, n.shape, n.role == WeightRole::Norm ? 1.0f : 0.0f);
     return spec;
 }
 
@@ -77,9 +51,9 @@ inline ModelConfig odd_config() {
     c.n_ctx = 128;
     c.rope_theta = 10000.0f;
     c.rms_eps = 1e-5f;
-    c.tied_embeddings = true;
-    c.attn_bias = true;
-    c.mlp_bias = true;
+    c.block.tied_embeddings = true;
+    c.block.attn_bias = true;
+    c.block.mlp_bias = true;
     return c;
 }
 

@@ -1,6 +1,8 @@
 // Generator and sampler behaviour: limits, stop ids, batching equivalence, seeded sampling.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "../test_util.h"
 #include "core/error.h"
 #include "runtime/generator.h"
@@ -87,16 +89,35 @@ TEST(Sampler, SeededDrawsRepeatAndRespectTopK) {
     EXPECT_GT(std::count(seen.begin(), seen.end(), 13), 20);
 }
 
+// Probabilities 0.4 (id 2), 0.3 (id 0), 0.2 (id 3), 0.1 (id 1): top_p 0.6 keeps ids 2 and 0 (0.4 < 0.6 <= 0.7)
+// and draws them 4 : 3. Without the cut ids 3 and 1 take 30% of the draws, so a sampler that ignores top_p
+// shows one in 2000 draws but with probability 0.7^2000 (1e-310).
 TEST(Sampler, TopPKeepsTheSmallestNucleus) {
     SamplingParams p;
     p.temperature = 1.0f;
     p.top_k = 0;
-    p.top_p = 0.5f;
-    std::vector<float> base = {5.0f, 0.0f, 0.0f, 0.0f};  // id 0 holds ~98% of the mass
+    p.top_p = 0.6f;
+    p.seed = 5;
+    const std::vector<float> base = {std::log(0.3f), std::log(0.1f), std::log(0.4f), std::log(0.2f)};
     Sampler s(p);
-    for (int i = 0; i < 50; ++i) {
+    std::vector<int> count(base.size(), 0);
+    constexpr int kDraws = 2000;
+    for (int i = 0; i < kDraws; ++i) {
         auto l = base;
-        EXPECT_EQ(s.sample(l, {}), 0);
+        ++count[static_cast<size_t>(s.sample(l, {}))];
+    }
+    EXPECT_EQ(count[1], 0) << "id 1 is outside the nucleus";
+    EXPECT_EQ(count[3], 0) << "id 3 is outside the nucleus";
+    // id 2's count is Binomial(2000, 4/7): mean 1143, sd 22; 5 sd either way.
+    EXPECT_NEAR(count[2], kDraws * 4 / 7, 110);
+
+    // Fixed uniforms: the draw walks the kept mass 0.7, so u * 0.7 up to 0.4 is id 2 and above it id 0. Without
+    // the cut it walks the whole mass: u 0.56 would give id 0, u 0.8 id 3 and u 0.99 id 1.
+    const SampleRowParams row = p.row({});
+    std::vector<std::pair<float, int32_t>> scratch;
+    for (const auto& [u, id] : std::vector<std::pair<double, int32_t>>{{0.0, 2}, {0.5, 2}, {0.56, 2}, {0.6, 0}, {0.8, 0}, {0.99, 0}}) {
+        auto l = base;
+        EXPECT_EQ(sample_row(l, row, u, scratch), id) << "u " << u;
     }
 }
 

@@ -43,7 +43,7 @@ TEST_F(TinyKvBudget, TooSmallABudgetIsAClearError) {
 TEST_F(TinyKvBudget, GenerationWithinTheBudgetMatchesTheDefault) {
     const uint64_t per_pos = kv_bytes_per_position(engine->config(), DType::F32);
     Generator full(*engine, *backend, 1), small(*engine, *backend, 1, 12 * per_pos);
-    EXPECT_EQ(small.model().limits().n_ctx, 12);
+    EXPECT_EQ(small.runner().limits().n_ctx, 12);
     GenerationParams p;
     p.max_new_tokens = 8;
     p.sampling.temperature = 0.0f;

@@ -41,12 +41,20 @@ public:
     void argmax_rows(const TensorView& logits, int32_t* ids) override;
     void sample_rows(const TensorView& logits, std::span<const SampleRowParams> params,
                      std::span<const double> uniforms, int32_t* ids) override;
+    void rms_norm_quant_per_token(const TensorView& x, const TensorView& w, float eps, int8_t* out,
+                                  float* scales) override;
+    void rms_norm_quant_per_tensor(const TensorView& x, const TensorView& w, float eps, float scale,
+                                   int8_t* out) override;
 
 private:
+    // rms_norm_quant_per_token (scales set) or per_tensor (tensor_scale).
+    void rms_norm_quant(const TensorView& x, const TensorView& w, float eps, float tensor_scale, int8_t* out,
+                        float* scales);
+
     ThreadPool pool_;
     std::vector<float> weight_scratch_;  // per pool thread: f16/bf16 weight rows widened to f32 for sgemm (prefill)
     std::vector<float> score_scratch_;   // per pool thread: one n_ctx row of attention scores
-    std::vector<float> norm_scratch_;    // x^2, then x / rms, for the unfused RMSNorm
+    std::vector<float> norm_scratch_;    // x^2, then x / rms, for the unfused RMSNorm; per thread a row for int8 output
     std::vector<float> sampling_row_;   // one logits row in f32, penalized in place
     std::vector<std::pair<float, int32_t>> sampling_candidates_;
 };

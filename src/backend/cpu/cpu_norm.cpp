@@ -1,6 +1,7 @@
 // RMSNorm on the CPU: y = x * rsqrt(mean(x^2) + eps) * w, per row, accumulated in double so the
 // reference is at least as accurate as any kernel compared against it. The pool splits rows (a decode
 // step's single row runs inline).
+#include <algorithm>
 #include <cmath>
 
 #include "backend/cpu/cpu_backend.h"
@@ -61,6 +62,39 @@ void CpuBackend::rms_norm_unfused(const TensorView& x, const TensorView& w, floa
     const auto* wf = static_cast<const float*>(w.data);
     for (int64_t r = 0; r < n; ++r)  // multiply by the weight
         for (int64_t i = 0; i < d; ++i) out.row<float>(r)[i] = wf[i] * sq[r * d + i];
+}
+
+// int8 output: the rms_norm row, then each value times the row's scale, rounded to nearest even and clamped.
+void CpuBackend::rms_norm_quant_per_token(const TensorView& x, const TensorView& w, float eps, int8_t* out,
+                                          float* scales) {
+    rms_norm_quant(x, w, eps, 0.0f, out, scales);
+}
+
+void CpuBackend::rms_norm_quant_per_tensor(const TensorView& x, const TensorView& w, float eps, float scale,
+                                           int8_t* out) {
+    rms_norm_quant(x, w, eps, scale, out, nullptr);
+}
+
+void CpuBackend::rms_norm_quant(const TensorView& x, const TensorView& w, float eps, float tensor_scale, int8_t* out,
+                                float* scales) {
+    LAMINA_CHECK(x.cols == w.cols * w.rows && w.dtype == DType::F32 && x.dtype == DType::F32);
+    norm_scratch_.resize(std::max(norm_scratch_.size(), static_cast<size_t>(pool_.size() * x.cols)));
+    pool_.parallel_for(x.rows, kRowGrain, [&](int64_t r0, int64_t r1, int thread) {
+        float* y = norm_scratch_.data() + static_cast<size_t>(thread * x.cols);
+        for (int64_t r = r0; r < r1; ++r) {
+            rms_norm_row(x.row<float>(r), static_cast<const float*>(w.data), eps, x.cols, y);
+            float s = tensor_scale;
+            if (scales != nullptr) {
+                float amax = 0.0f;
+                for (int64_t i = 0; i < x.cols; ++i) amax = std::max(amax, std::fabs(y[i]));
+                s = amax > 0.0f ? 127.0f / amax : 0.0f;
+                scales[r] = amax > 0.0f ? amax / 127.0f : 0.0f;
+            }
+            int8_t* q = out + r * x.cols;
+            for (int64_t i = 0; i < x.cols; ++i)
+                q[i] = static_cast<int8_t>(std::fmin(127.0f, std::fmax(-127.0f, std::nearbyint(y[i] * s))));
+        }
+    });
 }
 
 }  // namespace lamina

@@ -16,7 +16,6 @@
 #include <type_traits>
 
 #include "backend/cuda/cuda_backend_impl.h"
-#include "backend/cuda/sync.cuh"
 
 namespace lamina {
 
@@ -89,20 +88,18 @@ struct SoftmaxStat {
 // At most 64 registers where a lane holds at most 8 bytes of a row (f16/bf16 up to head_dim 128): 8 blocks an
 // SM, so a 32-head step of 20 splits is one wave. Unbounded, the Early kernel took 105 registers (the loads held
 // across the wait) and the other 86. Early is a template parameter so that the kernel of several-token steps
-// carries none of its code: with one kernel for both, batch 8 ran 0.3% slower (NOTES.md, run15).
+// carries none of its code: with one kernel for both, batch 8 ran 0.3% slower (docs/performance.md).
 template <typename T, int E, bool Early>
 __global__ void __launch_bounds__(kSplitWarps * 32, E * sizeof(T) <= 8 ? 8 : 1)
     split_kernel(const T* qkv, int64_t qkv_stride, const int32_t* positions, const int32_t* slots, const T* k_cache,
-                 const T* v_cache, cuda::CacheGeometry g, int64_t layer, int n_head, int group, int head_dim,
-                 float scale, int chunk, bool vec, float* partials, int* counters, T* out, int64_t out_stride,
-                 bool trigger_first, unsigned* heads_done) {
+                 const T* v_cache, KvCache g, int64_t layer, int n_head, int group, int head_dim,
+                 float scale, int chunk, bool vec, float* partials, int* counters, T* out, int64_t out_stride) {
     LAMINA_TRACE_KERNEL(cuda::kTraceAttention);
     // Let the next kernel (the o_proj GEMV) launch now rather than after the wait below, so that its blocks
     // start loading weights while this kernel waits and computes; its own wait still holds it until this
     // kernel has finished. All of this grid's blocks are resident before the next one launches, so its
-    // blocks cannot crowd them out. 7B, batch 1: 272.3-272.7 against 270.3-271.4 tok/s; batch 4 and 8 equal
-    // (NOTES.md, run42-43).
-    if (trigger_first) cudaTriggerProgrammaticLaunchCompletion();
+    // blocks cannot crowd them out (docs/performance.md: +0.6% at 7B batch 1).
+    cudaTriggerProgrammaticLaunchCompletion();
     const int t = blockIdx.z, h = blockIdx.y, split = blockIdx.x, n_splits = gridDim.x;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int e0 = lane * E;
@@ -190,7 +187,7 @@ __global__ void __launch_bounds__(kSplitWarps * 32, E * sizeof(T) <= 8 ? 8 : 1)
 
     // The last split block of this (token, head) to arrive merges them all. The barrier, then one fence by the
     // thread that counts the block, release the partial (the fence is cumulative over what the barrier ordered
-    // before it, as in a cooperative-groups grid sync; a fence in every thread measured the same, run19).
+    // before it, as in a cooperative-groups grid sync).
     __syncthreads();
     int* counter = counters + head;
     if (threadIdx.x == 0) {
@@ -233,23 +230,13 @@ __global__ void __launch_bounds__(kSplitWarps * 32, E * sizeof(T) <= 8 ? 8 : 1)
                 cuda::from_float<T>(a / total.l);
     }
     if (threadIdx.x == 0) *counter = 0;  // ready for the next step (and the next replay of a graph)
-    // One token with the o_proj kernel waiting (out_proj.cu): count this head's merge, releasing the block's output
-    // (the barrier, then one fence, as for the counter above).
-    if (heads_done != nullptr) {
-        __syncthreads();
-        if (threadIdx.x == 0) {
-            __threadfence();
-            cuda::add_release(heads_done + h, 1);
-        }
-    }
 }
 
 }  // namespace
 
 int64_t decode_attention_splits(int64_t n_tokens, int64_t n_head, int64_t n_ctx) {
     // Splits depend only on (tokens, heads, cache length), so a captured decode graph stays valid.
-    static const int min_split_keys = env_int("LAMINA_ATTN_SPLIT_KEYS", kMinSplitKeys);  // A/B switch
-    const int64_t max_splits = std::max<int64_t>(1, n_ctx / min_split_keys);
+    const int64_t max_splits = std::max<int64_t>(1, n_ctx / kMinSplitKeys);
     return std::clamp<int64_t>(kTargetBlocks / (n_tokens * n_head), 1, max_splits);
 }
 
@@ -261,16 +248,10 @@ size_t decode_attention_block_smem() {
 
 void CudaBackend::attention(const TensorView& qkv, const StepTokens& tok, const AttentionShape& s, int64_t layer,
                             const KvCache& cache, TensorView out) {
-    launch_attention(qkv, tok, s, layer, cache, out, nullptr);
-}
-
-void CudaBackend::launch_attention(const TensorView& qkv, const StepTokens& tok, const AttentionShape& s, int64_t layer,
-                                   const KvCache& cache, TensorView out, unsigned* heads_done) {
     LAMINA_CHECK(qkv.dtype == act_ && out.dtype == act_ && cache.dtype == act_);
     LAMINA_CHECK(out.cols == s.n_head * s.head_dim && out.rows == tok.n_tokens);
-    LAMINA_CHECK(heads_done == nullptr || tok.n_tokens == 1);
     if (s.head_dim > kMaxHeadDim) throw Error("cuda attention: head_dim " + std::to_string(s.head_dim) + " > 256");
-    if (heads_done == nullptr && flash_prefill(act_, qkv, tok, s, layer, cache, out, stream_)) return;
+    if (flash_prefill(act_, qkv, tok, s, layer, cache, out, stream_)) return;
     const int64_t n_splits = decode_attention_splits(tok.n_tokens, s.n_head, cache.n_ctx);
     const int chunk = cuda::ceil_div(cache.n_ctx, n_splits);
     // Accumulators padded to 32 floats per lane-element (E = 1, 2, 4 or 8 below), then (max, sum) pairs.
@@ -291,10 +272,8 @@ void CudaBackend::launch_attention(const TensorView& qkv, const StepTokens& tok,
     }
     const dim3 grid(static_cast<unsigned>(n_splits), static_cast<unsigned>(s.n_head), static_cast<unsigned>(tok.n_tokens));
     // A step of one token loads its earlier keys before the PDL wait (split_kernel); several tokens may write
-    // keys that another one reads. LAMINA_ATTN_EARLY=0 turns it off (A/B).
-    static const bool early_on = env_switch("LAMINA_ATTN_EARLY", true);
-    const bool early = early_on && tok.n_tokens == 1;
-    static const bool trigger_first = env_switch("LAMINA_ATTN_TRIGGER_FIRST", true);  // A/B switch
+    // keys that another one reads.
+    const bool early = tok.n_tokens == 1;
     cuda::dispatch_dtype(act_, [&]<typename T>() {
         auto go = [&]<int E>() {
             const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % (E * sizeof(T)) == 0; };
@@ -303,10 +282,9 @@ void CudaBackend::launch_attention(const TensorView& qkv, const StepTokens& tok,
             cuda::launch_pdl(early ? split_kernel<T, E, true> : split_kernel<T, E, false>, grid, kSplitWarps * 32, 0,
                              stream_, static_cast<const T*>(qkv.data), qkv.row_stride, tok.positions, tok.slots,
                              static_cast<const T*>(cache.k), static_cast<const T*>(cache.v),
-                             cuda::CacheGeometry::of(cache), layer, static_cast<int>(s.n_head),
+                             cache, layer, static_cast<int>(s.n_head),
                              static_cast<int>(s.n_head / s.n_head_kv), static_cast<int>(s.head_dim), s.scale, chunk,
-                             vec, attn_partials_, attn_counters_, static_cast<T*>(out.data), out.row_stride,
-                             trigger_first, heads_done);
+                             vec, attn_partials_, attn_counters_, static_cast<T*>(out.data), out.row_stride);
         };
         // Elements per lane: the head split over a warp's 32 lanes.
         if (s.head_dim <= 32) go.template operator()<1>();

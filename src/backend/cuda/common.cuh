@@ -134,7 +134,7 @@ using Packed = std::conditional_t<
 // finished and its writes are visible — and lets the next kernel launch at once (which therefore
 // overlaps at most this one). A kernel launched so must call pdl_wait() before it reads or writes
 // anything an earlier kernel touches, in every block that does; a block that does neither may return
-// without it. Without the attribute (LAMINA_PDL=0, or a plain <<<>>> launch) the wait returns at once.
+// without it. Without the attribute (a plain <<<>>> launch) the wait returns at once.
 // Two rules that the early reads rely on, as long as at least one block of every kernel waits (so only the
 // kernel just before can still be running when a kernel starts): before its wait, a kernel reads only what
 // that kernel cannot be writing: weights, and in the decode attention of a one-token step (attention.cu)
@@ -144,11 +144,6 @@ __device__ __forceinline__ void pdl_wait() {
     cudaGridDependencySynchronize();
     LAMINA_TRACE_WAITED();
     cudaTriggerProgrammaticLaunchCompletion();
-}
-
-inline bool pdl_enabled() {
-    static const bool on = env_switch("LAMINA_PDL", true);
-    return on;
 }
 
 template <typename... Params, typename... Args>
@@ -162,8 +157,19 @@ void launch_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, c
     attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr.val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = &attr;
-    cfg.numAttrs = pdl_enabled() ? 1 : 0;
+    cfg.numAttrs = 1;
     check(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...), "cudaLaunchKernelEx", __FILE__, __LINE__);
+}
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// An L2 policy for data read once (weights): evict first.
+__device__ __forceinline__ uint64_t evict_first_policy() {
+    uint64_t policy;
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+    return policy;
 }
 
 inline int ceil_div(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }

@@ -3,7 +3,6 @@
 #include <limits>
 
 #include "backend/cuda/cuda_backend_impl.h"
-#include "backend/cuda/sync.cuh"
 
 namespace lamina {
 
@@ -17,13 +16,6 @@ int cuda_device_count() {
     }
     return n;
 }
-
-namespace cuda {
-uint64_t watchdog_ns() {  // sync.cuh
-    static const uint64_t ns = static_cast<uint64_t>(env_int("LAMINA_STEP_WATCHDOG_S", 10, 0)) * 1000000000ull;
-    return ns;
-}
-}  // namespace cuda
 
 namespace {
 // LAMINA_KERNEL_TRACE=path.csv: which graph replay to record (LAMINA_KERNEL_TRACE_REPLAY, default 100), 0 when
@@ -39,16 +31,6 @@ int64_t kernel_trace_replay(std::string* path) {
 #endif
 }
 
-// LAMINA_FUSED_DECODE (cuda_backend_impl.h); a value it does not name is an error, not a silent default.
-Backend::FusedDecode fused_decode_from_env() {
-    using Mode = Backend::FusedDecode;
-    const char* env = std::getenv("LAMINA_FUSED_DECODE");
-    const std::string v = env ? env : "epilogues";
-    if (v == "epilogues") return Mode::Epilogues;
-    if (v == "0") return Mode::None;
-    if (v == "1") return Mode::Full;
-    throw Error("LAMINA_FUSED_DECODE=" + v + ": expected epilogues (the default), 0 or 1");
-}
 }  // namespace
 
 std::unique_ptr<Backend> make_cuda_backend(DType activation_dtype, int device) {
@@ -61,9 +43,7 @@ std::unique_ptr<Backend> make_cuda_backend(DType activation_dtype, int device) {
 
 CudaBackend::CudaBackend(DType activation_dtype, int device) : act_(activation_dtype), device_(device) {
     CUDA_CHECK(cudaSetDevice(device_));
-    fused_decode_ = fused_decode_from_env();
     trace_replay_ = kernel_trace_replay(&trace_path_);
-    persistent_decode_ = env_switch("LAMINA_PERSISTENT_DECODE", false);
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     if (cublasLtCreate(&lt_) != CUBLAS_STATUS_SUCCESS) throw Error("cuBLASLt: cannot create a handle");
     lt_workspace_bytes_ = cublaslt_workspace_bytes();
@@ -72,21 +52,12 @@ CudaBackend::CudaBackend(DType activation_dtype, int device) : act_(activation_d
 
 CudaBackend::~CudaBackend() {
     cudaSetDevice(device_);
-    try {
-        print_step_profile();
-    } catch (const Error&) {  // a failed device: nothing to print
-    }
     for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
     for (cudaEvent_t e : events_)
         if (e) cudaEventDestroy(e);
     for (void* p : retired_) cudaFree(p);
     if (attn_partials_) cudaFree(attn_partials_);
     if (attn_counters_) cudaFree(attn_counters_);
-    for (auto& [shape, counters] : proj_sync_) cudaFree(counters);
-    if (step_partials_) cudaFree(step_partials_);
-    if (step_sync_) cudaFree(step_sync_);
-    if (step_heads_) cudaFree(step_heads_);
-    if (step_profile_) cudaFree(step_profile_);
     if (sample_args_) cudaFree(sample_args_);
     if (sample_scratch_) cudaFree(sample_scratch_);
     if (scratch_) cudaFree(scratch_);

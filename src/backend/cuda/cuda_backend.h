@@ -16,14 +16,3 @@ int cuda_device_count();
 std::unique_ptr<Backend> make_cuda_backend(DType activation_dtype, int device = 0);
 
 }  // namespace lamina
-
-namespace lamina {
-
-// RMSNorm with int8 output, as the seed's SmoothQuant kernel: q = round(y * s) clamped to ±127 with
-// y = rmsnorm(x) * w rounded to the activation dtype. Per-token (per_token_scales != nullptr):
-// s = 127 / max|y| of the row, and max|y| / 127 is written to per_token_scales[row]. Per-tensor:
-// s = tensor_scale. `backend` must be a CUDA backend; x, w, out and scales are in device memory.
-void cuda_rms_norm_quant(Backend& backend, const TensorView& x, const TensorView& w, float eps, int8_t* out,
-                         float* per_token_scales, float tensor_scale);
-
-}  // namespace lamina

@@ -18,7 +18,6 @@
 #include <type_traits>
 
 #include "backend/cuda/cuda_backend_impl.h"
-#include "backend/cuda/sync.cuh"
 
 namespace lamina {
 
@@ -103,7 +102,7 @@ __device__ __forceinline__ void load_tile(T* dst, const T* src, int64_t src_stri
 template <typename T, int HD>
 __global__ void __launch_bounds__(kWarps * 32, 2)
     flash_prefill_kernel(const T* __restrict__ qkv, int64_t qkv_stride, const int32_t* __restrict__ tiles,
-                         const T* __restrict__ k_cache, const T* __restrict__ v_cache, cuda::CacheGeometry g,
+                         const T* __restrict__ k_cache, const T* __restrict__ v_cache, KvCache g,
                          int64_t layer, int group, float scale_log2, T* __restrict__ out, int64_t out_stride) {
     extern __shared__ __align__(16) unsigned char smem[];
     cuda::pdl_wait();
@@ -261,7 +260,7 @@ void launch(const TensorView& qkv, const StepTokens& tok, const AttentionShape& 
     const dim3 grid(static_cast<unsigned>(tok.n_tiles), static_cast<unsigned>(s.n_head));
     cuda::launch_pdl(flash_prefill_kernel<T, HD>, grid, kWarps * 32, smem, stream,
         static_cast<const T*>(qkv.data), qkv.row_stride, tok.tiles, static_cast<const T*>(cache.k),
-        static_cast<const T*>(cache.v), cuda::CacheGeometry::of(cache), layer,
+        static_cast<const T*>(cache.v), cache, layer,
         static_cast<int>(s.n_head / s.n_head_kv), s.scale * kLog2e, static_cast<T*>(out.data), out.row_stride);
     CUDA_CHECK_LAUNCH();
 }

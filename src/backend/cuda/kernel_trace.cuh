@@ -39,7 +39,6 @@ enum TraceTag : uint32_t {
     kTraceAttention = 4,
     kTraceGatherRows = 5,
     kTraceArgmax = 6,
-    kTraceOutProj = 7,
 };
 
 #ifdef LAMINA_KERNEL_TRACE

@@ -3,8 +3,10 @@
 // Decode (n <= kGemvMaxTokens): the hand-written GEMV of decode_gemv.cu (one warp per output row, the
 // weights streamed once in 16-byte vectors; bytes = m * k * sizeof(T), so the target is the copy bandwidth).
 // Prefill and large batches: cuBLASLt (fp16/bf16 inputs, f32 accumulation); per shape, the heuristic's
-// top candidates (32; LAMINA_GEMM_CANDIDATES) are timed once on the first call and the fastest is kept
-// (LAMINA_GEMM_LOG=1 prints each shape's rate). FLOPs = 2 n m k, the target is the tensor cores' measured rate.
+// top candidates (up to 32) are timed once on the first call and the fastest is kept (LAMINA_GEMM_LOG=1 prints
+// each shape's rate). FLOPs = 2 n m k, the target is the tensor cores' measured rate.
+// The fused ops (matmul_rope_kv_write, matmul_swiglu) take the decode GEMV with the op in its epilogue in decode
+// steps of up to kFusedGemvMaxTokens tokens, and the plain ops otherwise.
 #include "backend/cuda/cuda_backend_impl.h"
 
 namespace lamina {
@@ -12,11 +14,12 @@ namespace lamina {
 namespace {
 
 // Up to 2 tokens the GEMV wins or ties; from 4 on, cuBLASLt's tensor cores do (H100, 7B decode: b2 336 vs
-// 335, b4 566 vs 651, b8 821 vs 1,223 tok/s, GEMV vs cuBLASLt). LAMINA_GEMV_MAX_TOKENS lowers it for A/B.
+// 335, b4 566 vs 651, b8 821 vs 1,223 tok/s, GEMV vs cuBLASLt).
 constexpr int64_t kGemvMaxTokens = 2;
 
 constexpr size_t kWorkspaceBytes = 32u << 20;
 constexpr int kAutotuneRepeats = 3;  // timed runs per cuBLASLt candidate
+constexpr int kAutotuneCandidates = 32;
 
 template <typename T>
 __global__ void add_bias_kernel(T* out, int64_t stride, const float* bias, int m) {
@@ -40,12 +43,6 @@ void check_lt(cublasStatus_t s, const char* what) {
 
 }  // namespace
 
-// Timing cuBLASLt's candidates can be turned off (LAMINA_GEMM_AUTOTUNE=0): the heuristic's first choice.
-bool autotune_gemm() {
-    static const bool on = env_switch("LAMINA_GEMM_AUTOTUNE", true);
-    return on;
-}
-
 // The heuristic's candidates for a shape, each timed on the real operands (outside graph capture);
 // the fastest is kept for the shape. During a capture only the heuristic's first choice is used.
 cublasLtMatmulAlgo_t CudaBackend::choose_lt_algo(cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t a,
@@ -55,18 +52,17 @@ cublasLtMatmulAlgo_t CudaBackend::choose_lt_algo(cublasLtMatmulDesc_t op, cublas
     check_lt(cublasLtMatmulPreferenceCreate(&pref), "PreferenceCreate");
     check_lt(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &lt_workspace_bytes_,
                                                   sizeof lt_workspace_bytes_), "pref");
-    constexpr int kMaxCandidates = 64;
-    static const int candidates = std::min(kMaxCandidates, env_int("LAMINA_GEMM_CANDIDATES", 32));
-    cublasLtMatmulHeuristicResult_t results[kMaxCandidates] = {};
+    cublasLtMatmulHeuristicResult_t results[kAutotuneCandidates] = {};
     int found = 0;
-    check_lt(cublasLtMatmulAlgoGetHeuristic(lt_, op, a, b, c, c, pref, candidates, results, &found), "AlgoGetHeuristic");
+    check_lt(cublasLtMatmulAlgoGetHeuristic(lt_, op, a, b, c, c, pref, kAutotuneCandidates, results, &found),
+             "AlgoGetHeuristic");
     cublasLtMatmulPreferenceDestroy(pref);
     if (found == 0)
         throw Error("cuBLASLt found no algorithm for " + std::to_string(x.rows) + "x" + std::to_string(w.rows) + "x" +
                     std::to_string(w.cols));
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
     CUDA_CHECK(cudaStreamIsCapturing(stream_, &capture));
-    if (found == 1 || capture != cudaStreamCaptureStatusNone || !autotune_gemm()) return results[0].algo;
+    if (found == 1 || capture != cudaStreamCaptureStatusNone) return results[0].algo;
     cudaEvent_t start, stop;
     CUDA_CHECK(cudaEventCreate(&start));
     CUDA_CHECK(cudaEventCreate(&stop));
@@ -130,9 +126,7 @@ void CudaBackend::matmul(const TensorView& x, const TensorView& w, const TensorV
     LAMINA_CHECK(x.dtype == act_ && w.dtype == act_ && out.dtype == act_, "cuda matmul: weights must be the engine dtype");
     LAMINA_CHECK(x.cols == w.cols && out.rows == x.rows && out.cols == w.rows);
     const float* b = bias ? static_cast<const float*>(bias->data) : nullptr;
-    static const int64_t gemv_max_tokens =
-        std::min<int64_t>(kGemvMaxTokens, env_int("LAMINA_GEMV_MAX_TOKENS", kGemvMaxTokens));
-    if (x.rows <= gemv_max_tokens) {
+    if (x.rows <= kGemvMaxTokens) {
         gemv(act_, x, w, b, out, stream_);
         return;
     }
@@ -144,6 +138,37 @@ void CudaBackend::matmul(const TensorView& x, const TensorView& w, const TensorV
         });
         CUDA_CHECK_LAUNCH();
     }
+}
+
+// A decode step (no prefill tiles) of a few tokens: the op in the GEMV's epilogue (decode_gemv.cu). Prefill keeps
+// the plain ops: its attention reads keys this step writes, so its cache writes must be done before it starts.
+void CudaBackend::matmul_rope_kv_write(const TensorView& x, const TensorView& wqkv, const TensorView* bqkv,
+                                       const StepTokens& tok, const TensorView& rope_cos_sin, const AttentionShape& s,
+                                       int64_t layer, KvCache& cache, TensorView qkv) {
+    if (tok.n_tiles != 0 || x.rows > kFusedGemvMaxTokens) {
+        matmul(x, wqkv, bqkv, qkv);
+        rope_kv_write(qkv, tok, rope_cos_sin, s, layer, cache);
+        return;
+    }
+    LAMINA_CHECK(x.dtype == act_ && wqkv.dtype == act_ && qkv.dtype == act_ && cache.dtype == act_);
+    LAMINA_CHECK(rope_cos_sin.dtype == DType::F32 && rope_cos_sin.cols == s.head_dim && s.head_dim % 2 == 0);
+    const int64_t qkv_dim = (s.n_head + 2 * s.n_head_kv) * s.head_dim;
+    LAMINA_CHECK(wqkv.rows == qkv_dim && wqkv.cols == x.cols && qkv.cols == qkv_dim && qkv.rows == x.rows &&
+                 x.rows == tok.n_tokens && cache.kv_dim == s.n_head_kv * s.head_dim);
+    gemv_rope_kv_write(act_, x, wqkv, bqkv ? static_cast<const float*>(bqkv->data) : nullptr, tok, rope_cos_sin, s,
+                       layer, cache, qkv, stream_);
+}
+
+void CudaBackend::matmul_swiglu(const TensorView& x, const TensorView& w_gate_up, const TensorView* bias,
+                                TensorView gate_up, TensorView out) {
+    if (x.rows > kFusedGemvMaxTokens) {
+        matmul(x, w_gate_up, bias, gate_up);
+        swiglu(gate_up, out);
+        return;
+    }
+    LAMINA_CHECK(x.dtype == act_ && w_gate_up.dtype == act_ && out.dtype == act_);
+    LAMINA_CHECK(w_gate_up.cols == x.cols && w_gate_up.rows == 2 * out.cols && out.rows == x.rows);
+    gemv_swiglu(act_, x, w_gate_up, bias ? static_cast<const float*>(bias->data) : nullptr, out, stream_);
 }
 
 size_t cublaslt_workspace_bytes() { return kWorkspaceBytes; }

@@ -252,19 +252,15 @@ template <typename T, bool Fused>
 void launch_rms_norm(TensorView residual, const TensorView* x, const TensorView& w, float eps, TensorView out,
                      cudaStream_t stream) {
     const int cols = static_cast<int>(residual.cols);
-    // Development switches for measuring the geometry (bench/rmsnorm_bench.cpp sweeps them).
-    static const int forced_threads = env_int("LAMINA_RMSNORM_THREADS", 0, 32);  // 0: the rule below
-    static const int rows_per_block = env_int("LAMINA_RMSNORM_ROWS", 1);
     static const int64_t one_wave_rows = 4 * static_cast<int64_t>(cuda::sm_count());  // 512-thread blocks, 4 an SM
     const bool one_wave = !Fused && residual.rows >= 64 && residual.rows <= one_wave_rows;
-    const int target_threads = forced_threads > 0 ? forced_threads : one_wave ? kOneWaveThreads : kTargetThreads;
+    const int target_threads = one_wave ? kOneWaveThreads : kTargetThreads;
     auto go = [&]<int VEC>() {
         const RowGeometry g = row_geometry<VEC>(cols, target_threads);
         if (g.threads * g.items * VEC < cols) throw Error("rms_norm: row of " + std::to_string(cols) + " elements is too long");
         dispatch_items(g.items, [&]<int ITEMS>() {
             auto kernel = rms_norm_kernel<T, VEC, ITEMS, Fused>;
-            const int64_t grid = std::min<int64_t>(cuda::ceil_div(residual.rows, rows_per_block),
-                                                   resident_blocks(kernel, g.threads));
+            const int64_t grid = std::min<int64_t>(residual.rows, resident_blocks(kernel, g.threads));
             cuda::launch_pdl(kernel, static_cast<unsigned>(grid), g.threads, 0, stream,
                 static_cast<T*>(residual.data), residual.row_stride, x ? static_cast<const T*>(x->data) : nullptr,
                 x ? x->row_stride : 0, static_cast<const float*>(w.data), static_cast<T*>(out.data), out.row_stride,
@@ -383,18 +379,6 @@ void CudaBackend::rms_norm_quant_per_tensor(const TensorView& x, const TensorVie
     LAMINA_CHECK(x.dtype == act_ && w.dtype == DType::F32);
     launch_rms_norm_quant<false>(act_, x, w, eps, scale, out, nullptr, stream_);
     CUDA_CHECK_LAUNCH();
-}
-
-}  // namespace lamina
-
-namespace lamina {
-
-void cuda_rms_norm_quant(Backend& backend, const TensorView& x, const TensorView& w, float eps, int8_t* out,
-                         float* per_token_scales, float tensor_scale) {
-    auto* cuda_backend = dynamic_cast<CudaBackend*>(&backend);
-    LAMINA_CHECK(cuda_backend != nullptr, "cuda_rms_norm_quant needs the CUDA backend");
-    if (per_token_scales != nullptr) cuda_backend->rms_norm_quant_per_token(x, w, eps, out, per_token_scales);
-    else cuda_backend->rms_norm_quant_per_tensor(x, w, eps, tensor_scale, out);
 }
 
 }  // namespace lamina

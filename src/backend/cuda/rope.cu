@@ -18,7 +18,7 @@ namespace {
 template <typename T, int VEC>
 __global__ void rope_kv_write_kernel(T* qkv, int64_t stride, const int32_t* positions, const int32_t* slots,
                                      const float* cos_sin, int head_dim, int n_head, int n_head_kv, T* k_cache,
-                                     T* v_cache, cuda::CacheGeometry g, int64_t layer, int64_t n_tokens) {
+                                     T* v_cache, KvCache g, int64_t layer, int64_t n_tokens) {
     cuda::pdl_wait();
     using Raw = cuda::Packed<T, VEC>;
     const int half = head_dim / 2;
@@ -75,7 +75,7 @@ void CudaBackend::rope_kv_write(TensorView qkv, const StepTokens& tok, const Ten
                 static_cast<T*>(qkv.data), qkv.row_stride, tok.positions, tok.slots,
                 static_cast<const float*>(rope_cos_sin.data), static_cast<int>(s.head_dim), static_cast<int>(s.n_head),
                 static_cast<int>(s.n_head_kv), static_cast<T*>(cache.k), static_cast<T*>(cache.v),
-                cuda::CacheGeometry::of(cache), layer, tok.n_tokens);
+                cache, layer, tok.n_tokens);
         };
         // 8-byte vectors of four elements when the half-head, the rows and the buffers allow it.
         constexpr int kVec = 8 / sizeof(T) >= 2 ? 8 / sizeof(T) : 1;

@@ -1,4 +1,4 @@
-#include "parallel/tp_model.h"
+#include "parallel/tp_runner.h"
 
 #include <algorithm>
 
@@ -34,7 +34,8 @@ std::unique_ptr<Backend> make_rank_backend(const Backend& rank0, [[maybe_unused]
 
 }  // namespace
 
-TpModel::TpModel(const Engine& engine, Backend& rank0_backend, const ModelLimits& limits) : engine_(engine) {
+TpRunner::TpRunner(const Engine& engine, Backend& rank0_backend, const ModelLimits& limits)
+    : engine_(engine), limits_(limits) {
     const int n = engine.tp_size();
     LAMINA_CHECK(n > 1);
     ranks_.resize(static_cast<size_t>(n));
@@ -62,7 +63,7 @@ TpModel::TpModel(const Engine& engine, Backend& rank0_backend, const ModelLimits
         }
         for (int r = 0; r < n; ++r) ranks_[r].comm = std::move(comms[r]);
         run_on_ranks([&](int r) {
-            ranks_[r].model = std::make_unique<LlamaModel>(engine, *ranks_[r].backend, limits, ranks_[r].comm.get());
+            ranks_[r].runner = std::make_unique<ModelRunner>(engine, *ranks_[r].backend, limits, ranks_[r].comm.get());
         });
     } catch (...) {
         shutdown();
@@ -70,16 +71,16 @@ TpModel::TpModel(const Engine& engine, Backend& rank0_backend, const ModelLimits
     }
 }
 
-TpModel::~TpModel() {
+TpRunner::~TpRunner() {
     shutdown();
 }
 
-void TpModel::shutdown() {
+void TpRunner::shutdown() {
     if (threads_.empty()) return;
     // Each rank's state goes on its own thread (CUDA frees belong to the rank's device).
     try {
         run_on_ranks([&](int r) {
-            ranks_[r].model.reset();
+            ranks_[r].runner.reset();
             ranks_[r].comm.reset();
             ranks_[r].own_backend.reset();
         });
@@ -94,7 +95,7 @@ void TpModel::shutdown() {
     threads_.clear();
 }
 
-void TpModel::worker(int rank) {
+void TpRunner::worker(int rank) {
     uint64_t seen = 0;
     for (;;) {
         std::unique_lock<std::mutex> lock(mutex_);
@@ -113,7 +114,7 @@ void TpModel::worker(int rank) {
     }
 }
 
-void TpModel::run_on_ranks(const std::function<void(int)>& task) {
+void TpRunner::run_on_ranks(const std::function<void(int)>& task) {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         task_ = &task;
@@ -136,7 +137,7 @@ void TpModel::run_on_ranks(const std::function<void(int)>& task) {
         if (e) std::rethrow_exception(e);
 }
 
-void TpModel::shard_ids(std::span<const int32_t> ids) {
+void TpRunner::shard_ids(std::span<const int32_t> ids) {
     const TpSharding& s = engine_.sharding();
     for (int32_t id : ids) LAMINA_CHECK(id >= 0 && id < engine_.config().n_vocab, "token id " + std::to_string(id));
     for (int r = 0; r < tp_size(); ++r) {
@@ -150,59 +151,52 @@ void TpModel::shard_ids(std::span<const int32_t> ids) {
     }
 }
 
-void TpModel::forward(std::span<const int32_t> ids, std::span<const int32_t> positions, std::span<const int32_t> slots,
-                      std::span<const int32_t> logit_rows, float* logits, const IntermediateHook& on_intermediate) {
-    shard_ids(ids);
-    const size_t n_out = logit_rows.size() * static_cast<size_t>(engine_.config().n_vocab);
+void TpRunner::forward(const StepInput& step, float* logits) {
+    shard_ids(step.ids);
+    const size_t n_out = step.logit_rows.size() * static_cast<size_t>(engine_.config().n_vocab);
     for (int r = 1; r < tp_size(); ++r) ranks_[r].logits.resize(n_out);
-    ranks_[0].model->on_intermediate = on_intermediate;
     run_on_ranks([&](int r) {
-        float* out = r == 0 ? logits : ranks_[r].logits.data();
-        ranks_[r].model->forward(ranks_[r].ids, positions, slots, logit_rows, out);
+        StepInput rank_step = step;
+        rank_step.ids = ranks_[r].ids;
+        ranks_[r].runner->forward(rank_step, r == 0 ? logits : ranks_[r].logits.data());
     });
 }
 
-void TpModel::forward_argmax(std::span<const int32_t> ids, std::span<const int32_t> positions,
-                             std::span<const int32_t> slots, std::span<const int32_t> logit_rows, int32_t* next_ids,
-                             const IntermediateHook& on_intermediate) {
-    step_to_ids(ids, logit_rows.size(), next_ids, on_intermediate,
-                [&](LlamaModel& m, std::span<const int32_t> rank_ids, int32_t* out) {
-                    m.forward_argmax(rank_ids, positions, slots, logit_rows, out);
-                });
+void TpRunner::forward_argmax(const StepInput& step, int32_t* next_ids) {
+    step_to_ids(step, step.logit_rows.size(), next_ids,
+                [&](ModelRunner& m, const StepInput& rank_step, int32_t* out) { m.forward_argmax(rank_step, out); });
 }
 
-void TpModel::forward_sample(std::span<const int32_t> ids, std::span<const int32_t> positions,
-                             std::span<const int32_t> slots, std::span<const int32_t> logit_rows,
-                             std::span<const SampleRowParams> params, std::span<const double> uniforms,
-                             int32_t* next_ids, const IntermediateHook& on_intermediate) {
-    step_to_ids(ids, logit_rows.size(), next_ids, on_intermediate,
-                [&](LlamaModel& m, std::span<const int32_t> rank_ids, int32_t* out) {
-                    m.forward_sample(rank_ids, positions, slots, logit_rows, params, uniforms, out);
-                });
+void TpRunner::forward_sample(const StepInput& step, std::span<const SampleRowParams> params,
+                              std::span<const double> uniforms, int32_t* next_ids) {
+    step_to_ids(step, step.logit_rows.size(), next_ids, [&](ModelRunner& m, const StepInput& rank_step, int32_t* out) {
+        m.forward_sample(rank_step, params, uniforms, out);
+    });
 }
 
-void TpModel::step_to_ids(std::span<const int32_t> ids, size_t n_out, int32_t* next_ids,
-                          const IntermediateHook& on_intermediate,
-                          const std::function<void(LlamaModel&, std::span<const int32_t>, int32_t*)>& step) {
-    shard_ids(ids);
+void TpRunner::step_to_ids(const StepInput& step, size_t n_out, int32_t* next_ids,
+                           const std::function<void(ModelRunner&, const StepInput&, int32_t*)>& run) {
+    shard_ids(step.ids);
     for (int r = 1; r < tp_size(); ++r) ranks_[r].next_ids.resize(n_out);
-    ranks_[0].model->on_intermediate = on_intermediate;
     run_on_ranks([&](int r) {
-        int32_t* out = r == 0 ? next_ids : ranks_[r].next_ids.data();
-        step(*ranks_[r].model, ranks_[r].ids, out);
+        StepInput rank_step = step;
+        rank_step.ids = ranks_[r].ids;
+        run(*ranks_[r].runner, rank_step, r == 0 ? next_ids : ranks_[r].next_ids.data());
     });
 }
 
-void TpModel::copy_slot(int64_t src, int64_t dst, int64_t n_positions) {
-    run_on_ranks([&](int r) { ranks_[r].model->copy_slot(src, dst, n_positions); });
+void TpRunner::copy_slot(int64_t src, int64_t dst, int64_t n_positions) {
+    run_on_ranks([&](int r) { ranks_[r].runner->copy_slot(src, dst, n_positions); });
 }
 
-void TpModel::set_collective_timing(bool on) {
+void TpRunner::set_collective_timing(bool on) {
     ranks_[0].comm->set_timing(on);  // only rank 0's time is read (between steps: its thread is this one)
 }
 
-double TpModel::collective_seconds() {
+double TpRunner::collective_seconds() {
     return ranks_[0].comm->seconds();  // rank 0 runs on this thread
 }
+
+const ModelConfig& TpRunner::config() const { return engine_.config(); }
 
 }  // namespace lamina
