@@ -295,6 +295,15 @@ TEST_P(CudaOps, SmallOps) {
     cpu.swiglu(make_view(gu.data(), DType::F32, n, 2 * ff), make_view(ref.data(), DType::F32, n, ff));
     expect_close(dff.download(), ref, t, "swiglu");
 
+    // acc += x, on strided rows
+    const auto acc0 = rounded(random_vec(n * ff, 22), t), x = rounded(random_vec(n * ff, 23), t);
+    DeviceMatrix dacc(*gpu, t, n, ff, ff + 8), dx(*gpu, t, n, ff, ff + 16);
+    dacc.upload(acc0), dx.upload(x);
+    gpu->add(dacc.view(), dx.view());
+    std::vector<float> sum = acc0;
+    cpu.add(make_view(sum.data(), DType::F32, n, ff), make_view(x.data(), DType::F32, n, ff));
+    expect_close(dacc.download(), sum, t, "add");
+
     auto logits = rounded(random_vec(n * vocab, 21), t);
     logits[1 * vocab + 77] = 50.0f;  // a tie: the first index must win
     logits[1 * vocab + 4000] = 50.0f;
