@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/checked.h"
 #include "core/host_device.h"
 #include "core/tensor.h"
 
@@ -29,7 +30,12 @@ struct KvCache {
     LAMINA_HOST_DEVICE int64_t offset(int64_t slot, int64_t layer, int64_t pos) const {
         return ((slot * n_layer + layer) * n_ctx + pos) * kv_dim;
     }
-    size_t bytes() const { return 2 * static_cast<size_t>(n_slot * n_layer * n_ctx * kv_dim) * dtype_size(dtype); }
+    // Throws lamina::Error when the size overflows (limits from a hostile engine's config.json).
+    size_t bytes() const {
+        const char* what = "KV cache bytes (2 * n_slot * n_layer * n_ctx * kv_dim * dtype size)";
+        const int64_t elems = checked_mul(checked_mul(checked_mul(n_slot, n_layer, what), n_ctx, what), kv_dim, what);
+        return checked_mul(checked_mul(uint64_t{2}, static_cast<uint64_t>(elems), what), uint64_t{dtype_size(dtype)}, what);
+    }
 };
 
 // Per-step token metadata, in the backend's memory (ids, positions and slots of n_tokens tokens).

@@ -1,7 +1,5 @@
 #include "build/engine_cache.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -10,6 +8,7 @@
 
 #include "build/engine_format.h"
 #include "core/error.h"
+#include "core/file_util.h"
 #include "model/model_spec.h"
 
 namespace lamina {
@@ -111,9 +110,11 @@ fs::path EngineCache::get_or_build(const fs::path& source, const BuildOptions& o
     std::error_code ec;
     fs::create_directories(dir, ec);
     if (ec) throw Error(dir.string() + ": cannot create the engine cache (" + ec.message() + "); pass --cache_dir");
-    const fs::path tmp = dir / (".tmp-" + target.filename().string() + "-" + std::to_string(::getpid()));
-    fs::remove_all(tmp, ec);
-    try {
+    // Random name, mode 0700 (mkdtemp), removed on error and on SIGINT/SIGTERM: nothing is written
+    // through a name another process could have planted.
+    PrivateTempDir building(dir, ".tmp-" + target.filename().string() + "-");
+    const fs::path tmp = building.path();
+    {
         ModelSpec spec = load_model_spec(source);
         BuildOptions o = opts;
         // The stored limits are placeholders (every run sets its own): the exact context, one sequence.
@@ -122,18 +123,15 @@ fs::path EngineCache::get_or_build(const fs::path& source, const BuildOptions& o
         o.max_input_len = std::max<int64_t>(1, ctx / 2);
         o.max_output_len = std::max<int64_t>(1, ctx - o.max_input_len);
         build_engine(spec, o, tmp, progress);
-    } catch (...) {
-        fs::remove_all(tmp, ec);
-        throw;
     }
     fs::rename(tmp, target, ec);
-    if (ec) {  // another process finished the same entry first: use it
-        fs::remove_all(tmp, ec);
+    if (ec) {  // another process finished the same entry first: use it (ours goes with `building`)
         if (!fs::exists(target / engine_format::kConfigFile))
             throw Error(target.string() + ": cannot create the cached engine");
         touch(target);
         return target;
     }
+    building.release();  // it is the entry now
     if (built != nullptr) *built = true;
     evict(dir, kMaxEntries);
     return target;

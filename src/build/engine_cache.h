@@ -7,9 +7,10 @@
 // and tp_size; the engine format and lamina's version. Limits are not in the key: the weights do not
 // depend on them, and each run opens the entry with its own (Engine::set_limits).
 //
-// A build goes to a private temporary directory renamed into place when complete, so concurrent runs
-// and interrupted builds never leave a half-written entry. The cache keeps the kMaxEntries most
-// recently used entries and removes older ones after adding a new one.
+// A build goes to a private temporary directory (mkdtemp: a random name, mode 0700; removed on error
+// and on SIGINT/SIGTERM) renamed into place when complete, so concurrent runs and interrupted builds
+// never leave a half-written entry. The cache keeps the kMaxEntries most recently used entries and
+// removes older ones after adding a new one.
 #pragma once
 
 #include <cstddef>

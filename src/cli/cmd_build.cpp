@@ -3,12 +3,18 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "build/engine_format.h"
 #include "build/engine_writer.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/progress.h"
 #include "core/error.h"
+#include "core/file_util.h"
 #include "model/model_spec.h"
 
 namespace lamina::cli {
@@ -21,7 +27,57 @@ struct BuildArgs {
     int64_t max_batch_size = 8, max_input_len = 0, max_output_len = 0, tp_size = 1;
     int threads = 0;
     uint64_t seed = 0;
+    bool force = false;
 };
+
+namespace fs = std::filesystem;
+
+// True when a build into `out` could overwrite the files of checkpoint `source`: `out` is a Hugging Face
+// directory or inside it (its files may sit in subfolders), or is a .gguf file's folder (a folder
+// inside that one cannot hold the .gguf, so `--model_dir m.gguf --output_dir engine` stays allowed).
+// A source that does not exist is left to the loader to report. Sets `dir` to the source's directory.
+bool overwrites_source(const fs::path& out, const std::string& source, fs::path& dir) {
+    std::error_code ec;
+    const fs::path p = fs::canonical(source, ec);
+    if (ec) return false;
+    if (!fs::is_directory(p, ec)) {
+        dir = p.parent_path();
+        return out == dir;
+    }
+    dir = p;
+    const auto [d, o] = std::mismatch(dir.begin(), dir.end(), out.begin(), out.end());
+    return d == dir.end();
+}
+
+bool is_lamina_engine(const fs::path& dir) {
+    try {
+        const auto j = nlohmann::json::parse(read_regular_file(dir / engine_format::kConfigFile, "engine config"));
+        return j.is_object() && j.contains("format") && j["format"] == engine_format::kFormatName;
+    } catch (const std::exception&) {  // missing, not a regular file, not JSON: not an engine
+        return false;
+    }
+}
+
+// A build rewrites config.json and weights*.bin in --output_dir: refuse a directory that holds the
+// checkpoint (or the tokenizer source), and a non-empty one that is not a Lamina engine unless --force.
+void check_output_dir(const BuildArgs& a) {
+    std::error_code ec;
+    fs::path out = fs::weakly_canonical(a.output_dir, ec);
+    if (ec) throw Error("--output_dir " + a.output_dir + ": " + ec.message());
+    if (!out.has_filename()) out = out.parent_path();  // "engine/" names "engine"
+    for (const std::string& source : {a.model_dir, a.tokenizer}) {
+        if (source.empty()) continue;
+        fs::path dir;
+        if (overwrites_source(out, source, dir))
+            throw Error("--output_dir " + a.output_dir + " is " + (out == dir ? "" : "inside ") + "the directory of " +
+                        source + " (" + dir.string() + "): building there would overwrite its files; choose another");
+    }
+    if (!fs::exists(out, ec)) return;
+    if (!fs::is_directory(out, ec)) throw Error("--output_dir " + a.output_dir + " exists and is not a directory");
+    if (a.force || fs::is_empty(out, ec) || is_lamina_engine(out)) return;
+    throw Error("--output_dir " + a.output_dir + " is not empty and is not a Lamina engine (no config.json of format '" +
+                engine_format::kFormatName + "'): choose an empty directory, or pass --force to write into it");
+}
 }  // namespace
 
 Handler add_build(CLI::App& app) {
@@ -48,9 +104,13 @@ Handler add_build(CLI::App& app) {
         ->check(CLI::Range(0, 1024));
     cmd->add_option("--rmsnorm_plugin", args->rmsnorm_plugin, "Fused RMSNorm kernels (off: unfused composition)")
         ->check(CLI::IsMember({"on", "off"}));
+    cmd->add_flag("--force", args->force,
+                  "Write into a non-empty --output_dir that is not a Lamina engine (its config.json and weights*.bin "
+                  "are replaced; other files are left)");
     return [args] {
         if (args->model_dir.empty() == args->random_weights.empty())
             throw Error("give exactly one of --model_dir and --random_weights");
+        check_output_dir(*args);
         BuildOptions opts;
         opts.dtype = dtype_from_name(args->dtype);
         opts.max_batch_size = args->max_batch_size;

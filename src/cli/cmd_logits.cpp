@@ -1,7 +1,6 @@
 // lamina logits: the numbers behind a parity check against another implementation. Reads prompt ids,
 // writes the logits at the last prompt position and the greedy continuation as JSON.
 #include <algorithm>
-#include <fstream>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -9,6 +8,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/error.h"
+#include "core/file_util.h"
 #include "runtime/generator.h"
 
 namespace lamina::cli {
@@ -21,8 +21,7 @@ struct LogitsArgs {
 };
 
 std::vector<int32_t> read_ids(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) throw Error(path + ": cannot open");
+    std::istringstream in(read_regular_file(path, "--input_ids"));
     std::vector<int32_t> ids;
     std::string word;
     while (in >> word) {

@@ -5,8 +5,6 @@
 //   PPL = exp( - sum over predicted tokens of log p(token | window prefix) / number predicted )
 #include <cmath>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -14,6 +12,7 @@
 #include "cli/common.h"
 #include "cli/progress.h"
 #include "core/error.h"
+#include "core/file_util.h"
 #include "runtime/generator.h"
 
 namespace lamina::cli {
@@ -50,11 +49,7 @@ Handler add_perplexity(CLI::App& app) {
         ->check(CLI::NonNegativeNumber);
     cmd->add_option("--output_json", a->output_json, "Write the perplexity, token counts and per-window NLL here");
     return [a] {
-        std::ifstream in(a->input_file, std::ios::binary);
-        if (!in) throw Error("--input_file " + a->input_file + ": cannot open");
-        std::stringstream ss;
-        ss << in.rdbuf();
-        const std::string text = ss.str();
+        const std::string text = read_regular_file(a->input_file, "--input_file");
         if (text.empty()) throw Error("--input_file " + a->input_file + ": empty");
 
         OpenedEngine opened = open_engine(a->model, {1, a->ctx, 1});

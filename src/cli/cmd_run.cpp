@@ -5,7 +5,7 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
+#include <sstream>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
@@ -13,6 +13,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/error.h"
+#include "core/file_util.h"
 #include "runtime/beam_search.h"
 #include "runtime/generator.h"
 #include "runtime/stop_strings.h"
@@ -42,11 +43,10 @@ std::string as_quoted(const std::string& s) { return "\"" + s + "\""; }
 // Prompts of --input_file: JSON Lines with a "prompt" string when the first non-blank line starts with
 // '{', else one prompt per non-blank line. "-" reads standard input.
 std::vector<std::string> read_prompts(const std::string& path) {
-    std::ifstream file;
+    std::istringstream file;
     std::istream* in = &std::cin;
     if (path != "-") {
-        file.open(path);
-        if (!file) throw Error("--input_file " + path + ": cannot open");
+        file.str(read_regular_file(path, "--input_file"));
         in = &file;
     }
     const std::string name = path == "-" ? "standard input" : path;

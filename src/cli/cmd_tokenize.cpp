@@ -1,13 +1,12 @@
 // lamina tokenize: ids (--ids) or pieces of a text, with any model's tokenizer.
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/error.h"
+#include "core/file_util.h"
 
 namespace lamina::cli {
 
@@ -32,11 +31,7 @@ Handler add_tokenize(CLI::App& app) {
         if (text->count() == 0 && file->count() == 0) throw Error("give --text or --file");
         std::string input = a->text;
         if (file->count() > 0) {
-            std::ifstream in(a->file, std::ios::binary);
-            if (!in) throw Error(a->file + ": cannot open");
-            std::stringstream ss;
-            ss << in.rdbuf();
-            input = ss.str();
+            input = read_regular_file(a->file, "--file");
         }
         const Tokenizer tok = load_tokenizer(a->model);
         const std::vector<int32_t> ids = tok.encode(input, a->add_special, a->parse_special);

@@ -1,7 +1,5 @@
 #include "cli/common.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -72,11 +70,8 @@ std::unique_ptr<Backend> make_backend(const ModelArgs& a, const OpenedEngine& op
 }
 
 OpenedEngine::~OpenedEngine() {
-    engine.reset();
-    if (!temp_dir.empty()) {
-        std::error_code ec;
-        std::filesystem::remove_all(temp_dir, ec);
-    }
+    engine.reset();  // unmapped before its files are removed
+    temp_dir.reset();
 }
 
 void add_kv_cache_option(CLI::App* cmd, uint64_t& bytes) {
@@ -135,9 +130,9 @@ OpenedEngine open_engine(const ModelArgs& a, const Needs& needs) {
     build.dtype = a.dtype == "auto" ? auto_dtype(e.device, spec) : dtype_from_name(a.dtype);
     build.threads = a.threads;
     EngineCache cache{a.cache_dir.empty() ? EngineCache::default_dir() : std::filesystem::path(a.cache_dir)};
-    if (cache.dir.empty()) {  // no home for a cache: a temporary one, removed afterwards
-        e.temp_dir = std::filesystem::temp_directory_path() / ("lamina-engine-" + std::to_string(::getpid()));
-        cache.dir = e.temp_dir;
+    if (cache.dir.empty()) {  // no home for a cache: a private temporary one, removed afterwards
+        e.temp_dir = std::make_unique<PrivateTempDir>(std::filesystem::temp_directory_path(), "lamina-engine-");
+        cache.dir = e.temp_dir->path();
     }
     BuildProgressPrinter printer("building engine");
     bool built = false;

@@ -13,6 +13,7 @@
 
 #include "backend/backend.h"
 #include "build/engine_writer.h"
+#include "core/file_util.h"
 #include "runtime/engine.h"
 #include "runtime/sampler.h"
 #include "tokenizer/tokenizer.h"
@@ -48,11 +49,10 @@ struct Needs {
 
 struct OpenedEngine {
     std::unique_ptr<Engine> engine;
-    std::filesystem::path temp_dir;  // removed on destruction when set (no cache directory to keep it in)
-    std::string device;              // "cpu" or "cuda": --device with auto resolved
+    std::unique_ptr<PrivateTempDir> temp_dir;  // no cache directory to keep the engine in: removed after it
+    std::string device;                        // "cpu" or "cuda": --device with auto resolved
     OpenedEngine() = default;
-    OpenedEngine(OpenedEngine&& o) noexcept
-        : engine(std::move(o.engine)), temp_dir(std::exchange(o.temp_dir, {})), device(std::move(o.device)) {}
+    OpenedEngine(OpenedEngine&& o) noexcept = default;
     OpenedEngine& operator=(OpenedEngine&&) = delete;
     ~OpenedEngine();
 };

@@ -1,36 +1,24 @@
 #include "core/mmap_file.h"
 
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <utility>
 
 #include "core/error.h"
+#include "core/file_util.h"
 
 namespace lamina {
 
 MappedFile::MappedFile(const std::filesystem::path& path) : path_(path) {
-    int fd = ::open(path.c_str(), O_RDONLY);
-    if (fd < 0) throw Error(path.string() + ": cannot open: " + std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        ::close(fd);
-        throw Error(path.string() + ": not a regular file");
-    }
-    size_ = static_cast<size_t>(st.st_size);
+    const RegularFile file(path, "model file");  // never blocks on a FIFO or device
+    size_ = file.size();
     if (size_ > 0) {
-        void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (p == MAP_FAILED) {
-            ::close(fd);
-            throw Error(path.string() + ": mmap failed: " + std::strerror(errno));
-        }
+        void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, file.fd(), 0);
+        if (p == MAP_FAILED) throw Error(path.string() + ": mmap failed: " + std::strerror(errno));
         data_ = static_cast<const uint8_t*>(p);
     }
-    ::close(fd);
 }
 
 MappedFile::~MappedFile() {

@@ -11,7 +11,8 @@ namespace lamina {
 class MappedFile {
 public:
     MappedFile() = default;
-    // Throws lamina::Error naming the path if the file is missing or cannot be mapped.
+    // Throws lamina::Error naming the path if the file is missing, not a regular file (a FIFO or device
+    // is refused without blocking: core/file_util.h) or cannot be mapped.
     explicit MappedFile(const std::filesystem::path& path);
     ~MappedFile();
     MappedFile(MappedFile&& other) noexcept;

@@ -1,10 +1,9 @@
 // Example-per-line files for ROUGE (format in rouge_io.h).
 #include "eval/rouge_io.h"
 
-#include <fstream>
-#include <sstream>
 
 #include "core/error.h"
+#include "core/file_util.h"
 
 namespace lamina {
 
@@ -40,12 +39,7 @@ std::string unescape_example(std::string_view line) {
 std::vector<std::string> read_examples(const std::filesystem::path& path) {
     std::error_code ec;
     if (std::filesystem::is_directory(path, ec)) throw Error(path.string() + ": is a directory, expected a text file");
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error(path.string() + ": cannot open");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    if (in.bad()) throw Error(path.string() + ": read failed");
-    const std::string text = ss.str();
+    const std::string text = read_regular_file(path, "text file");
     std::vector<std::string> examples;
     size_t start = 0;
     while (start < text.size()) {

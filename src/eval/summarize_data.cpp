@@ -1,10 +1,11 @@
 #include "eval/summarize_data.h"
 
-#include <fstream>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/file_util.h"
 
 namespace lamina {
 
@@ -79,8 +80,8 @@ std::vector<int32_t> keep_last_tokens(const std::vector<int32_t>& ids, int64_t n
 }
 
 std::vector<SummarizeExample> read_summarize_dataset(const std::filesystem::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error(path.string() + ": cannot open the dataset (JSON Lines with \"article\" and \"highlights\")");
+    // JSON Lines with "article" and "highlights"
+    std::istringstream in(read_regular_file(path, "dataset"));
     std::vector<SummarizeExample> examples;
     std::string text;
     int64_t line = 0;

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 
 #include "core/error.h"
+#include "core/file_util.h"
 
 namespace lamina {
 
@@ -96,11 +96,10 @@ json summarize_json(const SummarizeRun& run, const json& meta) {
 }
 
 SummarizeReference read_summarize_reference(const std::filesystem::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error(path.string() + ": cannot open the reference JSON");
+    const std::string text = read_regular_file(path, "reference JSON");
     json doc;
     try {
-        doc = json::parse(in);
+        doc = json::parse(text);
     } catch (const json::parse_error& e) {
         std::string msg = e.what();
         throw Error(path.string() + ": not valid JSON (" + msg.substr(msg.find(' ') + 1) + ")");

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <limits>
 
+#include "core/checked.h"
 #include "core/dtype.h"
 #include "core/error.h"
 
@@ -142,9 +143,7 @@ GgmlTypeTraits ggml_type_traits(uint32_t type) {
 }
 
 uint64_t GgufTensorInfo::n_elements() const {
-    uint64_t n = 1;
-    for (auto d : shape) n *= d;
-    return n;
+    return static_cast<uint64_t>(checked_product(shape, ("GGUF tensor '" + name + "' element count").c_str()));
 }
 
 GgufFile::GgufFile(const std::filesystem::path& path) : file_(path) {
@@ -181,14 +180,13 @@ GgufFile::GgufFile(const std::filesystem::path& path) : file_(path) {
         auto n_dims = c.read<uint32_t>("tensor n_dims");
         if (n_dims == 0 || n_dims > kMaxDims)
             c.fail("tensor '" + t.name + "' has " + std::to_string(n_dims) + " dimensions");
-        uint64_t n_elem = 1;
         for (uint32_t d = 0; d < n_dims; ++d) {
             auto dim = c.read<uint64_t>("tensor dim");
-            if (dim == 0 || dim > (uint64_t{1} << 40) || n_elem > std::numeric_limits<uint64_t>::max() / dim)
-                c.fail("tensor '" + t.name + "' has dimension " + std::to_string(dim));
-            n_elem *= dim;
+            if (dim == 0 || dim > (uint64_t{1} << 40)) c.fail("tensor '" + t.name + "' has dimension " + std::to_string(dim));
             t.shape.push_back(dim);
         }
+        const std::string what = path.string() + ": GGUF tensor '" + t.name + "'";
+        const auto n_elem = static_cast<uint64_t>(checked_product(t.shape, (what + " element count").c_str()));
         t.type = c.read<uint32_t>("tensor type");
         t.offset = c.read<uint64_t>("tensor offset");
         GgmlTypeTraits tr{};
@@ -200,7 +198,7 @@ GgufFile::GgufFile(const std::filesystem::path& path) : file_(path) {
         if (t.shape[0] % tr.block_elems != 0)
             c.fail("tensor '" + t.name + "' row of " + std::to_string(t.shape[0]) + " is not a multiple of the " +
                    ggml_type_name(t.type) + " block size");
-        t.n_bytes = n_elem / tr.block_elems * tr.block_bytes;
+        t.n_bytes = checked_mul(n_elem / tr.block_elems, uint64_t{tr.block_bytes}, (what + " n_bytes").c_str());
         if (tensor_index_.count(t.name)) c.fail("duplicate tensor '" + t.name + "'");
         tensor_index_[t.name] = tensors_.size();
         tensors_.push_back(std::move(t));

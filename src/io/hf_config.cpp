@@ -2,12 +2,14 @@
 
 #include <cmath>
 #include <cstdio>
-#include <fstream>
+#include <limits>
 #include <optional>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/file_util.h"
 #include "io/gguf.h"
 #include "model/weight_names.h"
 
@@ -48,7 +50,10 @@ public:
         const nlohmann::json* v = find(key);
         if (!v) return std::nullopt;
         if (!v->is_number()) fail(key, "expected a number");
-        return v->get<double>();
+        const double d = v->get<double>();
+        // Each is kept as a float, where a value past its range would turn into inf.
+        if (!(std::fabs(d) <= std::numeric_limits<float>::max())) fail(key, "is beyond the range of a 32-bit float");
+        return d;
     }
     double number(const char* key) const {
         if (!has(key)) throw Error(file_ + ": " + prefix_ + key + " is missing");
@@ -174,11 +179,10 @@ void read_rope(const Fields& top, const std::string& p, ModelConfig& c) {
 
 ModelConfig model_config_from_hf(const std::filesystem::path& path) {
     const std::string p = path.string();
-    std::ifstream in(path);
-    if (!in) throw Error(p + ": cannot open");
+    const std::string text = read_regular_file(path, path.filename().string());
     nlohmann::json j;
     try {
-        j = nlohmann::json::parse(in);
+        j = nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
         throw Error(p + ": not valid JSON: " + e.what());
     }
@@ -205,6 +209,15 @@ ModelConfig model_config_from_hf(const std::filesystem::path& path) {
     c.n_ff = top.integer("intermediate_size");
     c.n_ctx = top.integer_or("max_position_embeddings", family.is_mistral ? 4096 * 32 : 2048);
     c.rms_eps = static_cast<float>(top.number_or("rms_norm_eps", 1e-6));
+    if (!(c.rms_eps > 0 && c.rms_eps < 1)) top.fail("rms_norm_eps", "must be a finite number in (0, 1)");
+    // ModelConfig::validate's bounds, checked here first so that the error names this file's key.
+    for (auto [key, max, max_name] : {std::tuple{"vocab_size", kMaxVocab, "2^24"}, {"hidden_size", kMaxDimension, "2^20"},
+                                      {"intermediate_size", kMaxDimension, "2^20"}, {"num_hidden_layers", kMaxDimension, "2^20"},
+                                      {"num_attention_heads", kMaxDimension, "2^20"}, {"num_key_value_heads", kMaxDimension, "2^20"},
+                                      {"head_dim", kMaxDimension, "2^20"}, {"max_position_embeddings", kMaxContext, "2^24"},
+                                      {"sliding_window", kMaxContext, "2^24"}})
+        if (auto v = top.integer_opt(key); v && *v > max)
+            top.fail(key, std::string("exceeds ") + max_name + " = " + std::to_string(max) + ", the most lamina accepts");
     // The block is BlockDescription's defaults (RMSNorm, SwiGLU with silu, RoPE, no QK-norm, unscaled
     // embeddings) but for the tied head, the biases and the per-layer attention kinds, read here.
     c.block.tied_embeddings = top.boolean_or("tie_word_embeddings", false);
@@ -323,8 +336,11 @@ ModelConfig model_config_from_gguf(const GgufFile& f) {
     };
     // vocab_size is optional in GGUF; the token list is authoritative.
     if (auto n = f.get_int_opt(k + "vocab_size")) c.n_vocab = *n;
-    else if (const auto* t = f.find_tensor(names.gguf_name(names.global("tok_embd").parts[0])))
+    else if (const auto* t = f.find_tensor(names.gguf_name(names.global("tok_embd").parts[0]))) {
+        if (t->shape.size() != 2)
+            throw Error(file + ": tensor '" + t->name + "' has " + std::to_string(t->shape.size()) + " dimensions, expected 2");
         c.n_vocab = static_cast<int64_t>(t->shape[1]);
+    }
     c.block.tied_embeddings = !has(names.global("output"), -1);
     c.block.attn_bias = has(names.layer_tensor("bqkv"), 0);
     c.block.mlp_bias = has(names.layer_tensor("b_gate_up"), 0);

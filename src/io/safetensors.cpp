@@ -1,12 +1,13 @@
 #include "io/safetensors.h"
 
 #include <cstring>
-#include <fstream>
 #include <set>
 
 #include <nlohmann/json.hpp>
 
+#include "core/checked.h"
 #include "core/error.h"
+#include "core/file_util.h"
 
 namespace lamina {
 
@@ -44,21 +45,21 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(path
             SafetensorsTensor t;
             t.name = name;
             t.dtype = safetensors_dtype(info.at("dtype").get<std::string>(), where);
-            int64_t n = 1;
             for (const auto& d : info.at("shape")) {
                 const int64_t v = d.get<int64_t>();
                 if (v < 0 || v > (int64_t{1} << 40)) throw Error(where + ": bad dimension " + std::to_string(v));
-                n *= v;
                 t.shape.push_back(v);
             }
+            const uint64_t n_bytes = checked_mul(static_cast<uint64_t>(checked_product(t.shape, (where + " element count").c_str())),
+                                                 uint64_t{dtype_size(t.dtype)}, (where + " bytes").c_str());
             const auto& off = info.at("data_offsets");
             const uint64_t begin = off.at(0).get<uint64_t>(), end = off.at(1).get<uint64_t>();
             if (begin > end || end > data_size)
                 throw Error(where + ": data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
                             ") lie outside the data section of " + std::to_string(data_size) + " bytes (truncated?)");
-            if (end - begin != static_cast<uint64_t>(n) * dtype_size(t.dtype))
+            if (end - begin != n_bytes)
                 throw Error(where + ": holds " + std::to_string(end - begin) + " bytes but its shape needs " +
-                            std::to_string(n * dtype_size(t.dtype)));
+                            std::to_string(n_bytes));
             t.data = {file_.data() + data_start + begin, end - begin};
             t.file = &file_.path();
             tensors_.emplace(name, std::move(t));
@@ -73,10 +74,10 @@ SafetensorsCheckpoint::SafetensorsCheckpoint(const std::filesystem::path& dir) {
     std::vector<std::filesystem::path> shard_paths;
     std::map<std::string, std::string> assigned;  // tensor -> shard file name, from the index
     if (std::filesystem::exists(index_path)) {
-        std::ifstream in(index_path);
+        const std::string text = read_regular_file(index_path, "safetensors index");
         nlohmann::json index;
         try {
-            index = nlohmann::json::parse(in);
+            index = nlohmann::json::parse(text);
             std::set<std::string> shards;
             for (const auto& [tensor, shard] : index.at("weight_map").items()) {
                 assigned[tensor] = shard.get<std::string>();

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <limits>
 #include <numbers>
 #include <utility>
 
@@ -12,56 +14,77 @@
 
 namespace lamina {
 
+namespace {
+
+// A float as %g prints it: short, and "inf" or "nan" for what a config must never hold.
+std::string show(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", v);
+    return buf;
+}
+
+}  // namespace
+
 void ModelConfig::validate(const std::string& origin) const {
-    auto positive = [&](int64_t v, const char* name) {
-        if (v <= 0) throw Error(origin + ": " + name + " must be positive, got " + std::to_string(v));
+    auto fail = [&](const std::string& key, const std::string& value, const std::string& why) {
+        throw Error(origin + ": " + key + " = " + value + ": " + why);
+    };
+    auto in_range = [&](int64_t v, const char* name, int64_t max, const char* max_name) {
+        if (v <= 0) fail(name, std::to_string(v), "must be positive");
+        if (v > max) fail(name, std::to_string(v), std::string("exceeds ") + max_name + " = " + std::to_string(max) + ", the most lamina accepts");
     };
     try {
         weight_names(arch);
     } catch (const Error& e) {
         throw Error(origin + ": " + e.what());
     }
-    positive(n_vocab, "n_vocab");
-    positive(n_embd, "n_embd");
-    positive(n_layer, "n_layer");
-    positive(n_head, "n_head");
-    positive(n_head_kv, "n_head_kv");
-    positive(head_dim, "head_dim");
-    positive(n_ff, "n_ff");
-    positive(n_ctx, "n_ctx");
+    // The bounds first: every product below is of values within them.
+    in_range(n_vocab, "n_vocab", kMaxVocab, "2^24");
+    for (auto [v, name] : {std::pair{n_embd, "n_embd"}, {n_layer, "n_layer"}, {n_head, "n_head"}, {n_head_kv, "n_head_kv"},
+                           {head_dim, "head_dim"}, {n_ff, "n_ff"}})
+        in_range(v, name, kMaxDimension, "2^20");
+    in_range(n_ctx, "n_ctx", kMaxContext, "2^24");
     if (n_head % n_head_kv != 0)
         throw Error(origin + ": n_head " + std::to_string(n_head) + " is not a multiple of n_head_kv " +
                     std::to_string(n_head_kv));
     if (head_dim % 2 != 0) throw Error(origin + ": head_dim " + std::to_string(head_dim) + " must be even for RoPE");
-    if (!(rope_theta > 0) || !(rms_eps > 0)) throw Error(origin + ": rope_theta and rms_eps must be positive");
+    if (!std::isfinite(rope_theta) || !(rope_theta > 0)) fail("rope_theta", show(rope_theta), "must be a finite number above 0");
+    if (!std::isfinite(rms_eps) || !(rms_eps > 0) || !(rms_eps < 1)) fail("rms_eps", show(rms_eps), "must be a finite number in (0, 1)");
     if (sliding_window < 0) throw Error(origin + ": sliding_window must not be negative, got " + std::to_string(sliding_window));
+    if (sliding_window > kMaxContext) in_range(sliding_window, "sliding_window", kMaxContext, "2^24");
     const BlockDescription& b = block;
     if (b.attention_pattern.empty()) throw Error(origin + ": the per-layer attention pattern is empty");
     for (auto kind : b.attention_pattern)
         if (kind == BlockDescription::Attention::Sliding && sliding_window == 0)
             throw Error(origin + ": sliding-window attention layers need a sliding_window above 0");
     if (!(b.embedding_scale > 0) || !std::isfinite(b.embedding_scale))
-        throw Error(origin + ": embedding_scale must be a positive number, got " + std::to_string(b.embedding_scale));
+        throw Error(origin + ": embedding_scale must be a positive number, got " + show(b.embedding_scale));
     const RopeScaling& s = rope_scaling;
+    using K = RopeScaling::Kind;
     auto finite_positive = [&](float v, const char* name) {
         if (!(v > 0) || !std::isfinite(v))
-            throw Error(origin + ": rope scaling " + name + " must be a positive number, got " + std::to_string(v));
+            fail(std::string("rope scaling ") + name, show(v), "must be a finite number above 0");
     };
     finite_positive(s.factor, "factor");
+    // transformers warns below 1 (it would shrink the context); above the longest context it means nothing.
+    if ((s.kind == K::Linear || s.kind == K::Dynamic || s.kind == K::Llama3 || s.kind == K::Yarn) &&
+        (s.factor < 1 || s.factor > static_cast<float>(kMaxContext)))
+        fail("rope scaling factor", show(s.factor), "must be in [1, 2^24]");
     finite_positive(s.attention_factor, "attention_factor");
-    if (s.kind == RopeScaling::Kind::Llama3 || s.kind == RopeScaling::Kind::Yarn) positive(s.original_max_position, "original_max_position_embeddings");
-    if (s.kind == RopeScaling::Kind::Llama3) {
+    if (s.kind == K::Llama3 || s.kind == K::Yarn)
+        in_range(s.original_max_position, "rope scaling original_max_position_embeddings", kMaxContext, "2^24");
+    if (s.kind == K::Llama3) {
         finite_positive(s.low_freq_factor, "low_freq_factor");
         finite_positive(s.high_freq_factor, "high_freq_factor");
         if (s.low_freq_factor == s.high_freq_factor)
             throw Error(origin + ": llama3 rope scaling needs low_freq_factor != high_freq_factor (both " +
-                        std::to_string(s.low_freq_factor) + ")");
+                        show(s.low_freq_factor) + ")");
     }
-    if (s.kind == RopeScaling::Kind::Yarn) {
+    if (s.kind == K::Yarn) {
         finite_positive(s.beta_fast, "beta_fast");
         finite_positive(s.beta_slow, "beta_slow");
     }
-    if (s.kind == RopeScaling::Kind::FreqFactors) {
+    if (s.kind == K::FreqFactors) {
         if (static_cast<int64_t>(s.freq_factors.size()) != head_dim / 2)
             throw Error(origin + ": " + std::to_string(s.freq_factors.size()) + " RoPE frequency factors for head_dim " +
                         std::to_string(head_dim) + " (expected " + std::to_string(head_dim / 2) + ")");
@@ -212,6 +235,23 @@ void to_json(nlohmann::json& j, const ModelConfig& c) {
                          {"freq_factors", r.freq_factors}};
 }
 
+namespace {
+
+// A float of an engine's config.json: a number past a float's range would become inf.
+// `prefix` names the parent object ("rope_scaling.") in the error.
+float json_float(const nlohmann::json& j, const char* key, const char* prefix = "") {
+    const double d = j.at(key).get<double>();
+    if (!(std::fabs(d) <= std::numeric_limits<float>::max()))
+        throw Error(std::string(prefix) + key + " = " + show(d) + ": is beyond the range of a 32-bit float");
+    return static_cast<float>(d);
+}
+
+float json_float_or(const nlohmann::json& j, const char* key, float fallback) {
+    return j.contains(key) ? json_float(j, key, "rope_scaling.") : fallback;
+}
+
+}  // namespace
+
 // Engines written before yarn, dynamic, frequency factors and sliding windows lack those keys: their
 // defaults are what such an engine ran. The block description is LLaMA's, with the stored biases, tied head
 // and sliding window.
@@ -225,8 +265,8 @@ void from_json(const nlohmann::json& j, ModelConfig& c) {
     c.head_dim = j.at("head_dim");
     c.n_ff = j.at("n_ff");
     c.n_ctx = j.at("n_ctx");
-    c.rope_theta = j.at("rope_theta");
-    c.rms_eps = j.at("rms_eps");
+    c.rope_theta = json_float(j, "rope_theta");
+    c.rms_eps = json_float(j, "rms_eps");
     c.sliding_window = j.value("sliding_window", int64_t{0});
     c.block = BlockDescription{};
     c.block.tied_embeddings = j.at("tied_embeddings");
@@ -236,14 +276,14 @@ void from_json(const nlohmann::json& j, ModelConfig& c) {
     const auto& r = j.at("rope_scaling");
     RopeScaling& s = c.rope_scaling;
     s.kind = rope_kind_from_name(r.at("type").get<std::string>());
-    s.factor = r.at("factor");
-    s.low_freq_factor = r.at("low_freq_factor");
-    s.high_freq_factor = r.at("high_freq_factor");
+    s.factor = json_float(r, "factor", "rope_scaling.");
+    s.low_freq_factor = json_float(r, "low_freq_factor", "rope_scaling.");
+    s.high_freq_factor = json_float(r, "high_freq_factor", "rope_scaling.");
     s.original_max_position = r.at("original_max_position");
-    s.beta_fast = r.value("beta_fast", 32.0f);
-    s.beta_slow = r.value("beta_slow", 1.0f);
+    s.beta_fast = json_float_or(r, "beta_fast", 32.0f);
+    s.beta_slow = json_float_or(r, "beta_slow", 1.0f);
     s.truncate = r.value("truncate", true);
-    s.attention_factor = r.value("attention_factor", 1.0f);
+    s.attention_factor = json_float_or(r, "attention_factor", 1.0f);
     s.freq_factors = r.value("freq_factors", std::vector<float>{});
 }
 

@@ -8,7 +8,15 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "core/checked.h"
+
 namespace lamina {
+
+// The largest sizes validate() accepts: far above any released model, and small enough that every product
+// lamina forms from them (q_dim, a tensor's elements, the KV cache's bytes) is checked rather than trusted.
+constexpr int64_t kMaxDimension = int64_t{1} << 20;  // n_embd, n_ff, head_dim, n_head, n_head_kv, n_layer
+constexpr int64_t kMaxContext = int64_t{1} << 24;    // positions: n_ctx, a sliding window, max_input_len + max_output_len
+constexpr int64_t kMaxVocab = int64_t{1} << 24;      // n_vocab
 
 // How RoPE's inverse frequencies are derived, after Hugging Face's rope_type (transformers'
 // modeling_rope_utils.py), plus llama.cpp's per-dimension factors (a GGUF rope_freqs.weight tensor).
@@ -70,10 +78,11 @@ struct ModelConfig {
     int64_t sliding_window = 0;
     BlockDescription block;
 
-    int64_t q_dim() const { return n_head * head_dim; }
-    int64_t kv_dim() const { return n_head_kv * head_dim; }
-    int64_t qkv_dim() const { return q_dim() + 2 * kv_dim(); }
-    // Throws lamina::Error naming `origin` and the field when a value is missing or inconsistent.
+    int64_t q_dim() const { return checked_mul(n_head, head_dim, "n_head * head_dim"); }
+    int64_t kv_dim() const { return checked_mul(n_head_kv, head_dim, "n_head_kv * head_dim"); }
+    int64_t qkv_dim() const { return checked_add(q_dim(), checked_mul(int64_t{2}, kv_dim(), "2 * kv_dim"), "q_dim + 2 * kv_dim"); }
+    // Throws lamina::Error naming `origin`, the field and its value when a value is missing, inconsistent,
+    // above the bounds above, or a float that is not finite or out of its range (rms_eps in (0, 1), ...).
     void validate(const std::string& origin) const;
     // The most positions per sequence lamina runs with the model's own math: n_ctx, or a shorter sliding window.
     int64_t max_exact_context() const { return sliding_window > 0 && sliding_window < n_ctx ? sliding_window : n_ctx; }

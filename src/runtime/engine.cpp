@@ -1,13 +1,14 @@
 #include "runtime/engine.h"
 
 #include <cstring>
-#include <fstream>
 #include <map>
 
 #include <nlohmann/json.hpp>
 
 #include "build/engine_format.h"
+#include "core/checked.h"
 #include "core/error.h"
+#include "core/file_util.h"
 #include "model/weight_names.h"
 
 namespace lamina {
@@ -30,10 +31,11 @@ public:
         for (const auto& t : tensors) {
             TableEntry e{dtype_from_name(t.at("dtype").get<std::string>()), t.at("shape").get<std::vector<int64_t>>(),
                          t.at("offset").get<uint64_t>(), t.at("bytes").get<uint64_t>()};
-            int64_t n = 1;
-            for (auto d : e.shape) n *= d;
             const std::string name = t.at("name");
-            if (e.bytes != static_cast<uint64_t>(n) * dtype_size(e.dtype) || e.offset % fmt::kAlignment != 0 ||
+            const std::string what = where + ": tensor '" + name + "'";
+            const uint64_t n_bytes = checked_mul(static_cast<uint64_t>(checked_product(e.shape, (what + " element count").c_str())),
+                                                 uint64_t{dtype_size(e.dtype)}, (what + " bytes").c_str());
+            if (e.bytes != n_bytes || e.offset % fmt::kAlignment != 0 ||
                 e.offset > file.size() || e.bytes > file.size() - e.offset)
                 throw Error(where + ": tensor '" + name + "' entry is inconsistent with weights.bin (corrupt engine?)");
             entries_[name] = e;
@@ -57,17 +59,33 @@ private:
     std::map<std::string, TableEntry> entries_;
 };
 
+// Limits from an engine's config.json (`prefix` "limits.") or a command's flags ("--"): each in [1, its bound
+// in model_config.h], so that max_input_len + max_output_len and the KV cache's size stay far from overflow,
+// and a context the model runs exactly (ModelConfig::check_context).
+void check_limits(const EngineLimits& l, const ModelConfig& c, const std::string& prefix, const std::string& origin) {
+    auto bounded = [&](int64_t v, const char* key, int64_t max, const char* max_name) {
+        if (v < 1 || v > max)
+            throw Error(origin + ": " + prefix + key + " = " + std::to_string(v) + ": must be in [1, " + max_name + " = " +
+                        std::to_string(max) + "]");
+    };
+    bounded(l.max_batch_size, "max_batch_size", kMaxDimension, "2^20");
+    bounded(l.max_input_len, "max_input_len", kMaxContext, "2^24");
+    bounded(l.max_output_len, "max_output_len", kMaxContext, "2^24");
+    c.check_context(l.max_input_len + l.max_output_len, origin);
+}
+
 }  // namespace
 
 Engine::Engine(const std::filesystem::path& dir) : dir_(dir) {
     const auto config_path = dir / fmt::kConfigFile;
     const std::string where = config_path.string();
     if (!std::filesystem::is_directory(dir)) throw Error(dir.string() + ": engine directory does not exist");
-    std::ifstream in(config_path);
-    if (!in) throw Error(where + ": missing (not an engine directory? build one with `lamina build`)");
+    if (!std::filesystem::exists(config_path))
+        throw Error(where + ": missing (not an engine directory? build one with `lamina build`)");
+    const std::string text = read_regular_file(config_path, "engine config");
     nlohmann::json j;
     try {
-        j = nlohmann::json::parse(in);
+        j = nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
         throw Error(where + ": not valid JSON: " + e.what());
     }
@@ -78,14 +96,17 @@ Engine::Engine(const std::filesystem::path& dir) : dir_(dir) {
             throw Error(where + ": engine format version " + std::to_string(version) + " is not supported (this lamina reads " +
                         std::to_string(fmt::kFormatVersion) + " and " + std::to_string(fmt::kFormatVersionTp) +
                         "); rebuild the engine");
-        config_ = j.at("model").get<ModelConfig>();
+        try {
+            config_ = j.at("model").get<ModelConfig>();
+        } catch (const Error& e) {
+            throw Error(where + ": model: " + e.what());
+        }
         config_.validate(where);
         dtype_ = dtype_from_name(j.at("dtype").get<std::string>());
         rmsnorm_plugin_ = j.at("build").value("rmsnorm_plugin", true);
         const auto& lim = j.at("limits");
         limits_ = {lim.at("max_batch_size"), lim.at("max_input_len"), lim.at("max_output_len")};
-        if (limits_.max_batch_size < 1 || limits_.max_input_len < 1 || limits_.max_output_len < 1)
-            throw Error(where + ": limits must be positive");
+        check_limits(limits_, config_, "limits.", where);
 
         // Format 1: "weights" is weights.bin's object; format 2: one object per rank.
         int64_t tp_size = 1;
@@ -164,9 +185,7 @@ void Engine::load_rank(const nlohmann::json& wj, int r, int version, const std::
 }
 
 void Engine::set_limits(const EngineLimits& l) {
-    if (l.max_batch_size < 1 || l.max_input_len < 1 || l.max_output_len < 1)
-        throw Error("--max_batch_size, --max_input_len and --max_output_len must be at least 1");
-    config_.check_context(l.max_input_len + l.max_output_len, dir_.string());
+    check_limits(l, config_, "--", dir_.string());
     limits_ = l;
 }
 

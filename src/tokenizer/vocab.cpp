@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/file_util.h"
 #include "io/gguf.h"
 #include "tokenizer/pre_tokenize.h"
 #include "tokenizer/unicode.h"
@@ -283,11 +284,10 @@ private:
 
 Vocab load_vocab(const std::filesystem::path& file) {
     const std::string where = file.string();
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw Error(where + ": cannot open tokenizer file");
+    const std::string text = read_regular_file(file, "tokenizer file");
     nlohmann::json j;
     try {
-        j = nlohmann::json::parse(in);
+        j = nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
         throw Error(where + ": not valid JSON (" + e.what() + ")");
     }

@@ -7,11 +7,11 @@
 //                   (Prepend + Replace, Llama 1/2 "legacy") or a Metaspace pre_tokenizer.
 // The SentencePiece shape keeps its merges, and the Tokenizer merges by rank exactly like HF.
 #include <algorithm>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
 
 #include "core/error.h"
+#include "core/file_util.h"
 #include "tokenizer/pre_tokenize.h"
 #include "tokenizer/vocab.h"
 
@@ -28,10 +28,9 @@ constexpr std::string_view kLlama3HfPattern =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
 json read_json(const std::filesystem::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw Error(file.string() + ": cannot open");
+    const std::string text = read_regular_file(file, file.filename().string());
     try {
-        return json::parse(in);
+        return json::parse(text);
     } catch (const json::exception& e) {
         throw Error(file.string() + ": not valid JSON (" + e.what() + ")");
     }
@@ -392,8 +391,7 @@ Vocab vocab_from_hf_dir(const std::filesystem::path& dir) {
             }
         }
     } else if (std::filesystem::exists(dir / "chat_template.jinja")) {
-        std::ifstream in(dir / "chat_template.jinja", std::ios::binary);
-        v.chat_template.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+        v.chat_template = read_regular_file(dir / "chat_template.jinja", "chat_template.jinja");
     }
 
     const std::filesystem::path generation_file = dir / "generation_config.json";

@@ -103,7 +103,9 @@ TEST_P(CudaOps, RmsNormInt8PerTokenAndPerTensor) {
         gpu->to_host(got.data(), q, got.size());
         int64_t moved = 0;
         for (int64_t r = 0; r < rows; ++r) {
-            if (per_token) EXPECT_NEAR(got_scales[r], want_scales[r], 1e-2f * want_scales[r] + 1e-12f) << "row " << r;
+            if (per_token) {
+                EXPECT_NEAR(got_scales[r], want_scales[r], 1e-2f * want_scales[r] + 1e-12f) << "row " << r;
+            }
             for (int64_t i = 0; i < cols; ++i) {
                 EXPECT_NEAR(got[r * cols + i], want[r * cols + i], 1) << "row " << r << " col " << i;
                 moved += got[r * cols + i] != want[r * cols + i];
