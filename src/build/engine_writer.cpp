@@ -141,6 +141,12 @@ void build_engine(const ModelSpec& spec, const BuildOptions& opts, const std::fi
     if (opts.max_batch_size < 1 || opts.max_input_len < 1 || opts.max_output_len < 1)
         throw Error("--max_batch_size, --max_input_len and --max_output_len must be at least 1");
     c.check_context(opts.max_input_len + opts.max_output_len, spec.source);
+    // A token id the embedding has no row for would be read out of bounds: refused before anything is
+    // written. Fewer tokens than rows is a padded embedding, and the engine's vocab is padded to match.
+    if (static_cast<int64_t>(spec.vocab.tokens.size()) > c.n_vocab)
+        throw Error(spec.source + ": the tokenizer has " + std::to_string(spec.vocab.tokens.size()) +
+                    " tokens but the model's embedding has " + std::to_string(c.n_vocab) +
+                    " rows (vocab_size): ids from " + std::to_string(c.n_vocab) + " have no embedding (wrong tokenizer?)");
     const TpSharding tp = plan_tensor_parallel(c, opts.tp_size);
     const int n_rank = tp.tp_size;
     const ModelConfig rc = tp.rank_config(c);  // == c when tp_size is 1
@@ -227,10 +233,9 @@ void build_engine(const ModelSpec& spec, const BuildOptions& opts, const std::fi
 
     const bool has_tokenizer = !spec.vocab.tokens.empty();
     if (has_tokenizer) {
-        if (static_cast<int64_t>(spec.vocab.tokens.size()) > c.n_vocab)
-            throw Error(spec.source + ": tokenizer has " + std::to_string(spec.vocab.tokens.size()) +
-                        " tokens but the model's vocabulary is " + std::to_string(c.n_vocab));
-        save_vocab(spec.vocab, out_dir / fmt::kTokenizerFile);
+        Vocab vocab = spec.vocab;
+        pad_vocab(vocab, static_cast<int32_t>(c.n_vocab));
+        save_vocab(vocab, out_dir / fmt::kTokenizerFile);
     }
     nlohmann::json config = {
         {"format", fmt::kFormatName},

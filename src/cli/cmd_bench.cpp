@@ -99,10 +99,10 @@ Handler add_bench(CLI::App& app) {
     auto a = std::make_shared<BenchArgs>();
     CLI::App* cmd = app.add_subcommand("bench", "Measure prefill and decode speed of an engine");
     add_model_options(cmd, a->model);
-    cmd->add_option("--input_len", a->input_len, "Prompt tokens")->check(CLI::PositiveNumber);
-    cmd->add_option("--output_len", a->output_len, "Generated tokens")->check(CLI::PositiveNumber);
-    cmd->add_option("--repeats", a->repeats, "Timed repetitions (min and median are reported)")->check(CLI::PositiveNumber);
-    cmd->add_option("--batch_size", a->batch_size, "Sequences decoded together")->check(CLI::PositiveNumber);
+    cmd->add_option("--input_len", a->input_len, "Prompt tokens")->transform(integer_in(1, kMaxFlagTokens));
+    cmd->add_option("--output_len", a->output_len, "Generated tokens")->transform(integer_in(1, kMaxFlagTokens));
+    cmd->add_option("--repeats", a->repeats, "Timed repetitions (min and median are reported)")->transform(integer_in(1, INT32_MAX));
+    cmd->add_option("--batch_size", a->batch_size, "Sequences decoded together")->transform(integer_in(1, kMaxFlagBatch));
     cmd->add_option("--json", a->json, "Also write the results to this JSON file");
     cmd->add_flag("--profile", a->profile, "Also print time per op group for one prefill and decode steps");
     return [a] {

@@ -87,21 +87,21 @@ Handler add_build(CLI::App& app) {
     cmd->add_option("--output_dir", args->output_dir, "Engine directory to write")->required();
     cmd->add_option("--dtype", args->dtype, "float32, float16 or bfloat16")
         ->check(CLI::IsMember({"float32", "float16", "bfloat16"}));
-    cmd->add_option("--max_batch_size", args->max_batch_size, "Sequences the engine runs at once")->check(CLI::Range(int64_t{1}, int64_t{4096}));
+    cmd->add_option("--max_batch_size", args->max_batch_size, "Sequences the engine runs at once")->transform(integer_in(1, kMaxFlagBatch));
     cmd->add_option("--max_input_len", args->max_input_len, "Longest prompt in tokens (0: the model's context, at most " + std::to_string(kDefaultMaxContext) +
                         ", less max_output_len)")
-        ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+        ->transform(integer_in(0, int64_t{1} << 20));
     cmd->add_option("--max_output_len", args->max_output_len, "Most new tokens per sequence (0: 512, or half a shorter context)")
-        ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+        ->transform(integer_in(0, int64_t{1} << 20));
     cmd->add_option("--random_weights", args->random_weights, "Build a dummy engine of this shape: tiny, llama-7b")
         ->check(CLI::IsMember({"tiny", "llama-7b"}));
-    cmd->add_option("--seed", args->seed, "Seed for --random_weights");
+    cmd->add_option("--seed", args->seed, "Seed for --random_weights")->transform(integer_in(0, UINT64_MAX));
     cmd->add_option("--tokenizer", args->tokenizer,
                     "Take the tokenizer from this model (.gguf, HF or engine dir) instead of the checkpoint's");
     cmd->add_option("--tp_size", args->tp_size, "Tensor-parallel ranks: one weights file per rank (GPU)")
-        ->check(CLI::Range(int64_t{1}, int64_t{64}));
+        ->transform(integer_in(1, 64));
     cmd->add_option("--threads", args->threads, "CPU threads converting weights (0: the machine's physical cores)")
-        ->check(CLI::Range(0, 1024));
+        ->transform(integer_in(0, 1024));
     cmd->add_option("--rmsnorm_plugin", args->rmsnorm_plugin, "Fused RMSNorm kernels (off: unfused composition)")
         ->check(CLI::IsMember({"on", "off"}));
     cmd->add_flag("--force", args->force,

@@ -45,7 +45,7 @@ Handler add_logits(CLI::App& app) {
     add_model_options(cmd, a->model);
     cmd->add_option("--input_ids", a->input_ids, "File of whitespace-separated prompt token ids")->required();
     cmd->add_option("--output", a->output, "JSON file to write")->required();
-    cmd->add_option("--greedy", a->greedy, "Also generate this many greedy tokens")->check(CLI::NonNegativeNumber);
+    cmd->add_option("--greedy", a->greedy, "Also generate this many greedy tokens")->transform(integer_in(0, kMaxFlagTokens));
     return [a] {
         const std::vector<int32_t> ids = read_ids(a->input_ids);
         OpenedEngine opened = open_engine(a->model, {1, static_cast<int64_t>(ids.size()), std::max<int64_t>(a->greedy, 1)});

@@ -44,9 +44,9 @@ Handler add_perplexity(CLI::App& app) {
     CLI::App* cmd = app.add_subcommand("perplexity", "Perplexity of a model on a text file");
     add_model_options(cmd, a->model);
     cmd->add_option("--input_file", a->input_file, "The text (UTF-8)")->required();
-    cmd->add_option("--ctx", a->ctx, "Tokens per window")->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
+    cmd->add_option("--ctx", a->ctx, "Tokens per window")->transform(integer_in(2, int64_t{1} << 20));
     cmd->add_option("--max_chunks", a->max_chunks, "Windows to score at most (0: the whole text)")
-        ->check(CLI::NonNegativeNumber);
+        ->transform(integer_in(0, INT64_MAX));
     cmd->add_option("--output_json", a->output_json, "Write the perplexity, token counts and per-window NLL here");
     return [a] {
         const std::string text = read_regular_file(a->input_file, "--input_file");

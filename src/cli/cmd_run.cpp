@@ -236,17 +236,17 @@ Handler add_run(CLI::App& app) {
     text_opt->excludes(file_opt);
     auto* out_len_opt = cmd->add_option("--max_output_len", a->max_output_len,
                                         "New tokens at most (default 64; 512 with --chat)")
-                            ->check(CLI::PositiveNumber);
+                            ->transform(integer_in(1, kMaxFlagTokens));
     add_sampling_options(cmd, a->sampling);
     cmd->add_option("--stop", a->stops, "Stop when the text contains this string (repeatable); it is not printed");
     cmd->add_option("--num_beams", a->num_beams, "Beam search with this many beams (Hugging Face semantics)")
-        ->check(CLI::Range(int64_t{1}, int64_t{64}));
+        ->transform(integer_in(1, 64));
     cmd->add_option("--num_return_sequences", a->num_return_sequences, "Beams printed per prompt (0: all)")
-        ->check(CLI::Range(int64_t{0}, int64_t{64}));
+        ->transform(integer_in(0, 64));
     cmd->add_option("--length_penalty", a->length_penalty, "Beam score = sum of log-probs / length^length_penalty");
     cmd->add_option("--early_stopping", a->early_stopping, "Beam search: true, false or never (HF's early_stopping)");
     cmd->add_option("--no_repeat_ngram_size", a->no_repeat_ngram_size, "Beam search: n-grams may occur once (0: off)")
-        ->check(CLI::NonNegativeNumber);
+        ->transform(integer_in(0, kMaxFlagTokens));
     cmd->add_flag("--chat", a->chat,
                   "Wrap the prompt in the model's chat template; with no prompt and a terminal, chat interactively");
     cmd->add_option("--system", a->system, "System message for --chat");
@@ -262,6 +262,8 @@ Handler add_run(CLI::App& app) {
         if (beams && !sampling.greedy())
             throw Error("--num_beams " + std::to_string(r.num_beams) + " does not combine with sampling (--temperature, --top_k, --top_p)");
         if (beams && !r.stops.empty()) throw Error("--stop is not supported with --num_beams");
+        if (!beams && r.num_return_sequences > 1)
+            throw Error("--num_return_sequences " + std::to_string(r.num_return_sequences) + " needs --num_beams >= it");
         const bool interactive = r.chat && text_opt->count() == 0 && file_opt->count() == 0 && ::isatty(STDIN_FILENO);
 
         OpenedEngine opened = open_engine(r.model, {1, 0, r.max_output_len});

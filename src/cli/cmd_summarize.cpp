@@ -57,16 +57,21 @@ Handler add_summarize(CLI::App& app) {
     add_model_options(cmd, a->model);
     cmd->add_option("--dataset_path", a->dataset_path, "JSON Lines with \"article\" and \"highlights\" (and \"id\")");
     auto* max_input_opt = cmd->add_option("--max_input_length", o.max_input_length,
-                                          "Keep the prompt's last N tokens (lowered to the context of a --model_dir model)");
-    cmd->add_option("--output_len", o.output_len, "New tokens at most");
-    cmd->add_option("--batch_size", o.batch_size, "Examples per batch");
-    cmd->add_option("--max_ite", o.max_ite, "Batches to run (examples = max_ite x batch_size)");
-    cmd->add_option("--num_beams", o.num_beams, "1: greedy/sampling; more: beam search (HF semantics)");
-    cmd->add_option("--num_return_sequences", o.num_return_sequences, "Beams returned and scored (default num_beams)");
+                                          "Keep the prompt's last N tokens (lowered to the context of a --model_dir model)")
+                              ->transform(integer_in(1, kMaxFlagTokens));
+    cmd->add_option("--output_len", o.output_len, "New tokens at most")->transform(integer_in(1, kMaxFlagTokens));
+    cmd->add_option("--batch_size", o.batch_size, "Examples per batch")->transform(integer_in(1, kMaxFlagBatch));
+    cmd->add_option("--max_ite", o.max_ite, "Batches to run (examples = max_ite x batch_size)")
+        ->transform(integer_in(1, INT32_MAX));
+    cmd->add_option("--num_beams", o.num_beams, "1: greedy/sampling; more: beam search (HF semantics)")
+        ->transform(integer_in(1, 64));
+    cmd->add_option("--num_return_sequences", o.num_return_sequences, "Beams returned and scored (0: num_beams)")
+        ->transform(integer_in(0, 64));
     add_sampling_options(cmd, a->sampling, "--random_seed");
     cmd->add_option("--length_penalty", o.length_penalty, "Beam score = sum logprobs / length^length_penalty");
     cmd->add_option("--early_stopping", a->early_stopping, "Beam search: true|false|never (or 1|0|other integer)");
-    cmd->add_option("--no_repeat_ngram_size", o.no_repeat_ngram_size, "Beam search: n-grams may occur once (0: off)");
+    cmd->add_option("--no_repeat_ngram_size", o.no_repeat_ngram_size, "Beam search: n-grams may occur once (0: off)")
+        ->transform(integer_in(0, kMaxFlagTokens));
     cmd->add_flag("--use_stemmer", o.use_stemmer, "ROUGE with the Porter stemmer (off, as HF evaluate)");
     cmd->add_flag("--check_accuracy", a->check_accuracy, "Exit non-zero unless beam 0 rouge1 > --rouge1_threshold");
     cmd->add_option("--rouge1_threshold,--tensorrt_llm_rouge1_threshold", a->rouge1_threshold, "For --check_accuracy");

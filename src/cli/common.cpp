@@ -1,6 +1,9 @@
 #include "cli/common.h"
 
 #include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <climits>
 #include <cstdio>
 #include <fstream>
 #include <random>
@@ -74,11 +77,88 @@ OpenedEngine::~OpenedEngine() {
     temp_dir.reset();
 }
 
+namespace {
+// A value echoed in an error: a 300-digit number is cut to its first characters and its length.
+std::string shown(const std::string& text) {
+    constexpr size_t kShown = 24;
+    if (text.size() <= kShown) return "'" + text + "'";
+    return "'" + text.substr(0, kShown) + "...' (" + std::to_string(text.size()) + " characters)";
+}
+
+// The decimal integer `text` (an optional '-', then digits), as sign and magnitude; false for anything
+// else, and for a magnitude past 2^64-1.
+bool parse_decimal(const std::string& text, bool& negative, uint64_t& magnitude) {
+    negative = !text.empty() && text[0] == '-';
+    const char* first = text.data() + (negative ? 1 : 0);
+    const char* last = text.data() + text.size();
+    if (first == last || *first < '0' || *first > '9') return false;
+    const auto [end, ec] = std::from_chars(first, last, magnitude);
+    return ec == std::errc{} && end == last;
+}
+
+bool all_digits(std::string_view s, size_t from) {
+    return from < s.size() && std::all_of(s.begin() + static_cast<std::ptrdiff_t>(from), s.end(),
+                                          [](char ch) { return ch >= '0' && ch <= '9'; });
+}
+
+// Binary multipliers of --kv_cache_bytes, by lower-case suffix (as CLI11's AsSizeValue(false) had them).
+constexpr std::pair<std::string_view, int> kSizeSuffixes[] = {
+    {"", 0},    {"b", 0},    {"k", 10},  {"kb", 10}, {"kib", 10}, {"m", 20},  {"mb", 20},
+    {"mib", 20}, {"g", 30},  {"gb", 30}, {"gib", 30}, {"t", 40},  {"tb", 40}, {"tib", 40}};
+// The largest budget: a byte count that still fits the signed sizes the KV planner computes with.
+constexpr uint64_t kMaxKvCacheBytes = static_cast<uint64_t>(INT64_MAX);
+}  // namespace
+
+CLI::Validator integer_in(int64_t lo, uint64_t hi) {
+    const std::string range = std::to_string(lo) + " to " + std::to_string(hi);
+    return CLI::Validator(
+        [lo, hi, range](std::string& text) -> std::string {
+            bool negative = false;
+            uint64_t magnitude = 0;
+            if (!parse_decimal(text, negative, magnitude)) {
+                // Digits that overflow 64 bits are a number out of range, not a malformed one.
+                if (all_digits(text, !text.empty() && text[0] == '-' ? 1 : 0))
+                    return shown(text) + " is out of range " + range;
+                return shown(text) + " is not an integer";
+            }
+            // -m < lo: for lo >= 0 any m > 0; else m > |lo| (written so that lo = INT64_MIN does not overflow).
+            const bool below = negative && magnitude != 0
+                                   ? (lo >= 0 || magnitude > static_cast<uint64_t>(-(lo + 1)) + 1)
+                                   : (lo > 0 && magnitude < static_cast<uint64_t>(lo));
+            if (below || (!negative && magnitude > hi)) return shown(text) + " is out of range " + range;
+            text = negative && magnitude != 0 ? "-" + std::to_string(magnitude) : std::to_string(magnitude);
+            return {};
+        },
+        "INT in " + range, "INTEGER_IN");
+}
+
 void add_kv_cache_option(CLI::App* cmd, uint64_t& bytes) {
+    // Parsed here rather than by CLI::AsSizeValue, which wraps "-1" to 2^64-1 and saturates past it.
+    const CLI::Validator byte_count(
+        [](std::string& text) -> std::string {
+            const std::string hint = " is not a byte count (an integer with an optional K, M, G or T suffix: 512M, 4GiB)";
+            const size_t digits_end = std::min(text.find_first_not_of("0123456789"), text.size());
+            if (!text.empty() && text[0] == '-') return shown(text) + " is negative";
+            if (digits_end == 0) return shown(text) + hint;
+            std::string suffix = text.substr(digits_end);
+            suffix.erase(0, std::min(suffix.find_first_not_of(' '), suffix.size()));
+            std::transform(suffix.begin(), suffix.end(), suffix.begin(), [](char ch) { return static_cast<char>(std::tolower(ch)); });
+            const auto* unit = std::find_if(std::begin(kSizeSuffixes), std::end(kSizeSuffixes),
+                                            [&](const auto& u) { return u.first == suffix; });
+            if (unit == std::end(kSizeSuffixes)) return shown(text) + hint;
+            uint64_t n = 0;
+            const auto [end, ec] = std::from_chars(text.data(), text.data() + digits_end, n);
+            const uint64_t limit = kMaxKvCacheBytes >> unit->second;
+            if (ec != std::errc{} || n > limit)
+                return shown(text) + " is out of range 0 to " + std::to_string(kMaxKvCacheBytes) + " bytes";
+            text = std::to_string(n << unit->second);
+            return {};
+        },
+        "SIZE [b, kb(=1024b), ...]", "BYTE_COUNT");
     cmd->add_option("--kv_cache_bytes", bytes,
                     "KV cache budget in bytes (suffixes K/M/G, binary; per rank with tensor parallelism); shortens "
                     "each sequence's context to fit. 0: max_batch_size x (max_input_len + max_output_len) positions")
-        ->transform(CLI::AsSizeValue(false));
+        ->transform(byte_count);
 }
 
 void add_model_options(CLI::App* cmd, ModelArgs& a, bool with_max_output_len) {
@@ -91,22 +171,22 @@ void add_model_options(CLI::App* cmd, ModelArgs& a, bool with_max_output_len) {
         ->check(CLI::IsMember({"auto", "float32", "float16", "bfloat16"}));
     cmd->add_option("--max_batch_size", a.max_batch_size,
                     "Sequences at once, with --model_dir (0: what the command needs)")
-        ->check(CLI::Range(int64_t{0}, int64_t{4096}));
+        ->transform(integer_in(0, kMaxFlagBatch));
     cmd->add_option("--max_input_len", a.max_input_len,
                     "Longest prompt, with --model_dir (0: the model's context, at most " +
                         std::to_string(kDefaultMaxContext) + ", less the output)")
-        ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
+        ->transform(integer_in(0, kMaxFlagTokens));
     if (with_max_output_len)
         cmd->add_option("--max_output_len", a.max_output_len,
                         "Most new tokens, with --model_dir (0: what the command needs)")
-            ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
+            ->transform(integer_in(0, kMaxFlagTokens));
     cmd->add_option("--cache_dir", a.cache_dir,
                     "Where engines built from --model_dir are kept (default $XDG_CACHE_HOME/lamina/engines or "
                     "~/.cache/lamina/engines)");
     cmd->add_option("--device", a.device, "cpu, cuda or auto (CUDA when built with it and a GPU is present)")
         ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
     cmd->add_option("--threads", a.threads, "CPU threads (0: the machine's physical cores)")
-        ->check(CLI::Range(0, 1024));
+        ->transform(integer_in(0, 1024));
     add_kv_cache_option(cmd, a.kv_cache_bytes);
     cmd->add_flag("--verbose", a.verbose, "Say more on stderr: the engine used, the sampling seed");
 }
@@ -152,9 +232,11 @@ void add_sampling_options(CLI::App* cmd, SamplingArgs& s, const std::string& see
                                         "Sampling temperature; 0 is greedy. Given alone (> 0), samples with top-k off");
     s.top_k_opt = cmd->add_option("--top_k", s.top_k,
                                   "Sample from the k likeliest tokens; 1 is greedy, 0 no limit (default: 1, or 0 "
-                                  "when --temperature or --top_p asks for sampling)");
+                                  "when --temperature or --top_p asks for sampling)")
+                      ->transform(integer_in(0, INT32_MAX));
     s.top_p_opt = cmd->add_option("--top_p", s.top_p, "Nucleus sampling: the smallest set of tokens with this much mass");
-    s.seed_opt = cmd->add_option(seed_flag, s.seed, "Sampler seed (default: a fresh one each run, reported)");
+    s.seed_opt = cmd->add_option(seed_flag, s.seed, "Sampler seed (default: a fresh one each run, reported)")
+                     ->transform(integer_in(0, UINT64_MAX));
     cmd->add_option("--repetition_penalty", s.repetition_penalty, "Hugging Face repetition penalty (1: off)");
 }
 

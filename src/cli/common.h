@@ -71,6 +71,17 @@ std::unique_ptr<Backend> make_backend(const ModelArgs& a, const OpenedEngine& op
 // "cpu", "cuda" or "auto" (cuda when built with it and a GPU is present, else cpu) -> "cpu" or "cuda".
 std::string resolve_device(const std::string& device);
 
+// Integer flags are checked on their text before CLI11 converts it, since CLI11 2.1 reads "-1" into an
+// unsigned flag as 2^64-1, saturates a number past 2^63 without a word and reads "010" as octal. A
+// decimal integer in [lo, hi] is rewritten canonical for CLI11; anything else is a usage error (exit 2)
+// naming the flag and the value, cut to its first characters: "--seed: -1 is not an integer in 0 to
+// 18446744073709551615". Use with Option::transform, which may rewrite the text.
+CLI::Validator integer_in(int64_t lo, uint64_t hi);
+// Most tokens a flag may ask for: ModelConfig's bound on any context (kMaxContext).
+inline constexpr int64_t kMaxFlagTokens = int64_t{1} << 24;
+// Most sequences at once (--max_batch_size, --batch_size).
+inline constexpr int64_t kMaxFlagBatch = 4096;
+
 // --kv_cache_bytes: the KV cache's byte budget (binary suffixes accepted: 512MiB, 4G); 0 sizes it from
 // the engine's limits.
 void add_kv_cache_option(CLI::App* cmd, uint64_t& bytes);

@@ -72,35 +72,39 @@ uint16_t f32_to_f16(float f) {
     return static_cast<uint16_t>(sign | ((rounded - 0x38000000u) >> 13));
 }
 
+namespace {
+// Element i of a 16-bit array that may start at any byte (a tensor inside a file's bytes, a GGUF
+// tensor at an odd offset): read and written through memcpy, since a misaligned uint16_t* is undefined
+// behaviour. Compilers turn these into plain loads and stores.
+uint16_t load_u16(const void* base, size_t i) {
+    uint16_t v;
+    std::memcpy(&v, static_cast<const unsigned char*>(base) + 2 * i, 2);
+    return v;
+}
+void store_u16(void* base, size_t i, uint16_t v) { std::memcpy(static_cast<unsigned char*>(base) + 2 * i, &v, 2); }
+}  // namespace
+
 void convert_to_f32(DType from, const void* src, float* dst, size_t n) {
     switch (from) {
         case DType::F32: std::memcpy(dst, src, n * 4); return;
-        case DType::F16: {
-            auto* s = static_cast<const uint16_t*>(src);
-            for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
+        case DType::F16:
+            for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(load_u16(src, i));
             return;
-        }
-        case DType::BF16: {
-            auto* s = static_cast<const uint16_t*>(src);
-            for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
+        case DType::BF16:
+            for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(load_u16(src, i));
             return;
-        }
     }
 }
 
 void convert_from_f32(DType to, const float* src, void* dst, size_t n) {
     switch (to) {
         case DType::F32: std::memcpy(dst, src, n * 4); return;
-        case DType::F16: {
-            auto* d = static_cast<uint16_t*>(dst);
-            for (size_t i = 0; i < n; ++i) d[i] = f32_to_f16(src[i]);
+        case DType::F16:
+            for (size_t i = 0; i < n; ++i) store_u16(dst, i, f32_to_f16(src[i]));
             return;
-        }
-        case DType::BF16: {
-            auto* d = static_cast<uint16_t*>(dst);
-            for (size_t i = 0; i < n; ++i) d[i] = f32_to_bf16(src[i]);
+        case DType::BF16:
+            for (size_t i = 0; i < n; ++i) store_u16(dst, i, f32_to_bf16(src[i]));
             return;
-        }
     }
 }
 

@@ -129,9 +129,12 @@ Engine::Engine(const std::filesystem::path& dir) : dir_(dir) {
         if (j.contains("tokenizer") && !j["tokenizer"].is_null()) {
             const std::string tok = j["tokenizer"];
             if (tok != fmt::kTokenizerFile) throw Error(where + ": unexpected tokenizer file '" + tok + "'");
-            tokenizer_ = std::make_unique<Tokenizer>(load_vocab(dir / tok));
-            if (tokenizer_->n_vocab() > config_.n_vocab)
-                throw Error(where + ": tokenizer has more tokens than the model's vocabulary");
+            Vocab vocab = load_vocab(dir / tok);
+            if (vocab.n_vocab() > config_.n_vocab)
+                throw Error(where + ": the tokenizer has " + std::to_string(vocab.n_vocab()) +
+                            " tokens but the model's embedding has " + std::to_string(config_.n_vocab) + " rows");
+            pad_vocab(vocab, static_cast<int32_t>(config_.n_vocab));  // engines built before build padded it
+            tokenizer_ = std::make_unique<Tokenizer>(std::move(vocab));
         }
     } catch (const nlohmann::json::exception& e) {
         throw Error(where + ": missing or malformed field: " + e.what());

@@ -282,6 +282,15 @@ private:
 
 }  // namespace
 
+void pad_vocab(Vocab& v, int32_t n_vocab) {
+    const bool has_scores = !v.scores.empty();
+    for (int32_t id = v.n_vocab(); id < n_vocab; ++id) {
+        v.tokens.push_back("[PAD" + std::to_string(id) + "]");
+        v.types.push_back(static_cast<int32_t>(TokenType::Control));
+        if (has_scores) v.scores.push_back(0.0f);
+    }
+}
+
 Vocab load_vocab(const std::filesystem::path& file) {
     const std::string where = file.string();
     const std::string text = read_regular_file(file, "tokenizer file");

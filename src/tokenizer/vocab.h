@@ -70,6 +70,12 @@ void save_vocab(const Vocab& vocab, const std::filesystem::path& file);
 // Validates everything; throws lamina::Error naming the file and field on anything malformed.
 Vocab load_vocab(const std::filesystem::path& file);
 
+// Extends `v` to `n_vocab` ids with placeholder tokens "[PAD<id>]" typed Control, for a model whose
+// embedding has more rows than its tokenizer has tokens (padded to a multiple of 64 or 128, as many HF
+// checkpoints are): an id the model may generate then decodes, to nothing when special tokens are
+// skipped, as Hugging Face decodes an id it has no token for. Nothing when v already has n_vocab tokens.
+void pad_vocab(Vocab& v, int32_t n_vocab);
+
 // Checks the invariants the Tokenizer relies on (sizes agree, ids in range, known types and pre);
 // throws lamina::Error that starts with `source` (a file name) and names the field.
 void validate_vocab(const Vocab& vocab, const std::string& source);
