@@ -51,6 +51,15 @@ private:
     std::filesystem::path path_;
 };
 
+// A small LLaMA HF config.json (tiny_llama's shapes, transformers 5.x layout); tests add, change or erase keys.
+inline nlohmann::json tiny_llama_hf_config() {
+    return nlohmann::json::parse(R"({
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 384, "hidden_size": 64,
+        "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "head_dim": 16, "max_position_embeddings": 256, "rms_norm_eps": 1e-6, "hidden_act": "silu",
+        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}})");
+}
+
 inline nlohmann::json read_json(const std::filesystem::path& p) {
     std::ifstream in(p);
     return nlohmann::json::parse(in);

@@ -14,14 +14,7 @@ namespace {
 using test::TempDir;
 using Kind = RopeScaling::Kind;
 
-// A small LLaMA config in the 5.x layout; tests add, change or erase keys.
-nlohmann::json llama_v5() {
-    return nlohmann::json::parse(R"({
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 384, "hidden_size": 64,
-        "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-        "head_dim": 16, "max_position_embeddings": 256, "rms_norm_eps": 1e-6, "hidden_act": "silu",
-        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}})");
-}
+nlohmann::json llama_v5() { return test::tiny_llama_hf_config(); }
 
 // The same model in the 4.x layout.
 nlohmann::json llama_v4() {

@@ -52,14 +52,7 @@ TEST(CheckedArithmetic, ConfigDimsAndKvBytes) {
     EXPECT_EQ(kv.bytes(), 2u * 2 * 8 * 64 * 4);
 }
 
-// tiny_llama's HF config (5.x layout), as tests/io/hf_config_test.cpp writes it.
-nlohmann::json llama_config() {
-    return nlohmann::json::parse(R"({
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 384, "hidden_size": 64,
-        "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-        "head_dim": 16, "max_position_embeddings": 256, "rms_norm_eps": 1e-6, "hidden_act": "silu",
-        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}})");
-}
+nlohmann::json llama_config() { return test::tiny_llama_hf_config(); }
 
 std::string hf_refusal(const nlohmann::json& j) {
     TempDir dir;
