@@ -8,7 +8,7 @@ DEMO_ENGINE := engines/smollm2-f32
 PROMPT      ?= Born in north-east France, Soyer trained as a
 CMAKE_FLAGS ?=
 
-.PHONY: all setup model build demo test test-release test-asan gpu-test gpu-bench gpu-tp bench clean format
+.PHONY: all setup model build demo test test-release test-asan fuzz fuzz-smoke gpu-test gpu-bench gpu-tp bench clean format
 
 all: build
 
@@ -30,8 +30,8 @@ demo: model build
 	    --max_batch_size 1 --max_input_len 1024 --max_output_len 256; fi
 	$(BUILD)/lamina run --engine_dir $(DEMO_ENGINE) --input_text "$(PROMPT)" --max_output_len 48 --temperature 0
 
-# Every test, in the release build and again under AddressSanitizer + UBSan.
-test: model build test-release test-asan
+# Every test, in the release build and again under AddressSanitizer + UBSan, then each fuzzer briefly.
+test: model build test-release test-asan fuzz-smoke
 
 test-release: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
@@ -41,6 +41,15 @@ test-asan: setup
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j$(JOBS)
+
+# libFuzzer harnesses (fuzz/, clang + ASan + UBSan, 2 GB memory limit): FUZZ_SECONDS each, FUZZ_JOBS at
+# a time; findings fail the run and stay in fuzz-out/<harness>/ (docs/fuzzing.md).
+FUZZ_SECONDS ?= 600
+fuzz: setup
+	bash scripts/fuzz.sh $(FUZZ_SECONDS)
+
+fuzz-smoke: setup
+	bash scripts/fuzz.sh 30
 
 bench: build model
 	bash bench/cpu_bench.sh
@@ -59,7 +68,7 @@ gpu-tp:
 	bash bench/gpu_bench.sh tp
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz fuzz-out
 
 format:
 	clang-format -i $$(git ls-files 'src/*.cpp' 'src/*.h' 'src/*.cu' 'src/*.cuh' 'tests/*.cpp' 'tests/*.h')

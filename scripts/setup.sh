@@ -4,7 +4,8 @@
 set -euo pipefail
 
 debs=(build-essential cmake pkg-config git python3 python3-pip unzip
-      libpcre2-dev nlohmann-json3-dev libcli11-dev libopenblas-openmp-dev libgtest-dev libgmock-dev libbenchmark-dev)
+      libpcre2-dev nlohmann-json3-dev libcli11-dev libopenblas-openmp-dev libgtest-dev libgmock-dev libbenchmark-dev
+      clang libclang-rt-dev libomp-dev)
 missing=()
 for p in "${debs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -40,7 +40,7 @@ std::string key_text(const fs::path& source, const BuildOptions& opts) {
     const fs::path canonical = fs::canonical(source, ec);
     if (ec) throw Error(source.string() + ": no such file or directory");
     std::string key = "lamina " LAMINA_VERSION " engine format " + std::to_string(engine_format::kFormatVersion) +
-                      "\nsource " + canonical.string() + "\n";
+                      " revision " + std::to_string(engine_format::kWriterRevision) + "\nsource " + canonical.string() + "\n";
     if (fs::is_directory(canonical)) {
         std::vector<fs::path> files;
         for (const auto& e : fs::directory_iterator(canonical))

@@ -24,13 +24,22 @@ inline constexpr const char* kTokenizerFile = "tokenizer.lamina.json";
 inline constexpr uint64_t kAlignment = 64;  // bytes: a cache line, and enough for 16-byte vector loads
 inline constexpr char kWeightsMagic[8] = {'L', 'A', 'M', 'I', 'N', 'A', 'W', 'T'};
 
+// Bumped when what `lamina build` writes changes within a format version; the engine cache keys on it, so a cached
+// engine of the old kind is rebuilt instead of refused. 2: weights headers record their rank and tp_size.
+inline constexpr int kWriterRevision = 2;
+
 // weights.bin starts with this header (padded to kAlignment bytes).
 struct WeightsHeader {
     char magic[8];
     uint32_t version;
-    uint32_t reserved;
+    // Which rank's shard the file holds, of how many: rank files swapped or mixed between engines are refused.
+    // Files written before writer revision 2 hold zeros (once `uint32_t reserved`): accepted in format 1, where
+    // there is one file, and refused with a "rebuild" in format 2.
+    uint16_t rank;
+    uint16_t tp_size;
     uint64_t file_bytes;  // the whole file; a shorter file is truncated
 };
+static_assert(sizeof(WeightsHeader) == 24 && sizeof(WeightsHeader) <= kAlignment, "the header's layout is the file format");
 
 inline std::string rank_weights_file(int rank) { return "weights.rank" + std::to_string(rank) + ".bin"; }
 

@@ -25,8 +25,8 @@ namespace {
 // Appends tensors to one weights file at aligned offsets and records them in the tensor table.
 class WeightsWriter {
 public:
-    WeightsWriter(const std::filesystem::path& dir, std::string file, int version, ThreadPool& pool)
-        : path_(dir / file), file_(std::move(file)), version_(version), pool_(pool),
+    WeightsWriter(const std::filesystem::path& dir, std::string file, int version, int rank, int tp_size, ThreadPool& pool)
+        : path_(dir / file), file_(std::move(file)), version_(version), rank_(rank), tp_size_(tp_size), pool_(pool),
           out_(path_, std::ios::binary | std::ios::trunc) {
         if (!out_) throw Error(path_.string() + ": cannot create");
         std::vector<char> header(fmt::kAlignment, 0);
@@ -58,6 +58,8 @@ public:
         fmt::WeightsHeader h{};
         std::memcpy(h.magic, fmt::kWeightsMagic, sizeof h.magic);
         h.version = static_cast<uint32_t>(version_);
+        h.rank = static_cast<uint16_t>(rank_);
+        h.tp_size = static_cast<uint16_t>(tp_size_);
         h.file_bytes = offset_;
         out_.seekp(0);
         out_.write(reinterpret_cast<const char*>(&h), sizeof h);
@@ -70,6 +72,7 @@ private:
     std::filesystem::path path_;
     std::string file_;
     int version_;
+    int rank_, tp_size_;
     ThreadPool& pool_;
     std::ofstream out_;
     uint64_t offset_ = 0;
@@ -159,7 +162,8 @@ void build_engine(const ModelSpec& spec, const BuildOptions& opts, const std::fi
     ThreadPool pool(opts.threads);  // dtype conversion of each tensor
     std::vector<std::unique_ptr<WeightsWriter>> writers;
     for (int r = 0; r < n_rank; ++r)
-        writers.push_back(std::make_unique<WeightsWriter>(out_dir, n_rank == 1 ? fmt::kWeightsFile : fmt::rank_weights_file(r), version, pool));
+        writers.push_back(std::make_unique<WeightsWriter>(out_dir, n_rank == 1 ? fmt::kWeightsFile : fmt::rank_weights_file(r), version,
+                                                          r, n_rank, pool));
     // Each tensor is read from the checkpoint once and written to every rank, cut to the rank's share
     // (with one rank the share is the whole tensor, so tp 1 engines are what they were before ranks).
     BuildMeter meter(spec, opts.dtype, progress);
@@ -252,7 +256,9 @@ void build_engine(const ModelSpec& spec, const BuildOptions& opts, const std::fi
     if (n_rank > 1)
         config["tensor_parallel"] = {{"tp_size", n_rank}, {"n_vocab_shard", tp.n_vocab_shard}, {"kv_replicas", tp.kv_replicas}};
     std::ofstream out(out_dir / fmt::kConfigFile);
-    out << config.dump(2) << "\n";
+    // build.source is the checkpoint's path, which on Linux may be any bytes: invalid UTF-8 is written as U+FFFD
+    // rather than failing the build at its last step.
+    out << config.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     if (!out) throw Error((out_dir / fmt::kConfigFile).string() + ": write failed");
 }
 

@@ -28,7 +28,7 @@ Handler add_rouge(CLI::App& app) {
     cmd->add_flag("--use_stemmer", a->use_stemmer, "Porter-stem tokens longer than 3 characters (as rouge-score)");
     cmd->add_flag("--bootstrap", a->bootstrap,
                   "Also print rouge-score's bootstrap 95% interval of the mean (Lamina's own seeded RNG)");
-    cmd->add_option("--bootstrap_samples", a->n_samples, "Resamples for --bootstrap")->transform(integer_in(1, INT32_MAX));
+    cmd->add_option("--bootstrap_samples", a->n_samples, "Resamples for --bootstrap")->transform(integer_in(1, kMaxBootstrapSamples));
     cmd->add_option("--seed", a->seed, "Seed of the --bootstrap resampling")->transform(integer_in(0, UINT64_MAX));
     return [a] {
         const std::vector<std::string> predictions = read_examples(a->predictions);

@@ -7,6 +7,7 @@
 #include "cli/common.h"
 #include "core/error.h"
 #include "core/file_util.h"
+#include "tokenizer/unicode.h"
 
 namespace lamina::cli {
 
@@ -32,6 +33,8 @@ Handler add_tokenize(CLI::App& app) {
         std::string input = a->text;
         if (file->count() > 0) {
             input = read_regular_file(a->file, "--file");
+            if (const size_t bad = utf8_first_invalid(input); bad != kUtf8Valid)
+                throw Error("--file " + a->file + ": not valid UTF-8 at byte " + std::to_string(bad));
         }
         const Tokenizer tok = load_tokenizer(a->model);
         const std::vector<int32_t> ids = tok.encode(input, a->add_special, a->parse_special);

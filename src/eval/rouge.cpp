@@ -3,6 +3,7 @@
 #include "eval/rouge.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <map>
 #include <unordered_map>
@@ -93,41 +94,99 @@ RougeScore score_ngrams(const TokenIds& prediction, const TokenIds& target, size
                       static_cast<double>(overlap) / static_cast<double>(std::max<int64_t>(n_tgt, 1)));
 }
 
-// (|a|+1) x (|b|+1) LCS table, row-major: t[i][j] = LCS length of a[:i], b[:j] (rouge_scorer._lcs_table).
-std::vector<int32_t> lcs_table(const TokenIds& a, const TokenIds& b) {
-    const size_t cols = b.size() + 1;
-    std::vector<int32_t> t((a.size() + 1) * cols, 0);
-    for (size_t i = 1; i <= a.size(); ++i)
-        for (size_t j = 1; j <= b.size(); ++j)
-            t[i * cols + j] = a[i - 1] == b[j - 1] ? t[(i - 1) * cols + j - 1] + 1
-                                                   : std::max(t[(i - 1) * cols + j], t[i * cols + j - 1]);
-    return t;
+// The rows of the LCS table of a sequence (one row per token) against a fixed sequence `b`, bit-parallel
+// (Allison & Dix 1986, Hyyrö 2004): row i is a bit vector S over b's positions, bit j clear where
+// t[i][j+1] = t[i][j] + 1, so t[i][j] = the clear bits below j. Row 0 is all ones; row i takes
+// U = S & match(token), S = (S + U) | (S & ~U), the addition carrying upwards across words. 64 cells a step,
+// and a row is |b| / 8 bytes where rouge_score._lcs_table keeps (|a| + 1) x (|b| + 1) ints.
+class LcsRows {
+public:
+    explicit LcsRows(const TokenIds& b) : words_((b.size() + 63) / 64), match_(words_, 0) {
+        for (size_t j = 0; j < b.size(); ++j) positions_[b[j]].push_back(static_cast<uint32_t>(j));
+    }
+    size_t words() const { return words_; }
+    void first(uint64_t* s) const { std::fill(s, s + words_, ~uint64_t{0}); }
+    // s <- the row after s, for one more token of the other sequence.
+    void next(uint64_t* s, int32_t token) {
+        const auto it = positions_.find(token);
+        if (it == positions_.end()) return;  // no match anywhere: the row is unchanged
+        for (uint32_t j : it->second) match_[j / 64] |= uint64_t{1} << (j % 64);
+        uint64_t carry = 0;
+        for (size_t w = 0; w < words_; ++w) {
+            const uint64_t x = s[w], u = x & match_[w];
+            const uint64_t sum = x + u, with_carry = sum + carry;
+            carry = static_cast<uint64_t>(sum < x) | static_cast<uint64_t>(with_carry < sum);
+            s[w] = with_carry | (x & ~u);
+        }
+        for (uint32_t j : it->second) match_[j / 64] = 0;
+    }
+    // t[i][j] of row s: the LCS length of the row's prefix and b[:j].
+    static size_t value(const uint64_t* s, size_t j) {
+        size_t ones = 0;
+        for (size_t w = 0; w < j / 64; ++w) ones += static_cast<size_t>(std::popcount(s[w]));
+        if (j % 64) ones += static_cast<size_t>(std::popcount(s[j / 64] & ((uint64_t{1} << (j % 64)) - 1)));
+        return j - ones;
+    }
+
+private:
+    size_t words_;
+    std::vector<uint64_t> match_;  // scratch: the positions of one token, set then cleared
+    std::unordered_map<int32_t, std::vector<uint32_t>> positions_;
+};
+
+size_t lcs_length(const TokenIds& a, const TokenIds& b) {
+    if (a.empty() || b.empty()) return 0;
+    LcsRows rows(b);
+    std::vector<uint64_t> s(rows.words());
+    rows.first(s.data());
+    for (int32_t token : a) rows.next(s.data(), token);
+    return LcsRows::value(s.data(), b.size());
 }
 
 // rouge_scorer._score_lcs(target, prediction).
 RougeScore score_lcs(const TokenIds& prediction, const TokenIds& target) {
     if (prediction.empty() || target.empty()) return {};
-    const double lcs = lcs_table(target, prediction).back();
+    const auto lcs = static_cast<double>(lcs_length(target, prediction));
     return make_score(lcs / static_cast<double>(prediction.size()), lcs / static_cast<double>(target.size()));
 }
 
-// Indices into `ref` of one LCS of ref and can: rouge_scorer.lcs_ind, whose backtracking (prefer moving
-// left in `can` only when that keeps a strictly longer LCS) fixes which LCS it is. The union in
-// rougeLsum depends on that choice.
-std::vector<size_t> lcs_indices(const TokenIds& ref, const TokenIds& can) {
-    const std::vector<int32_t> t = lcs_table(ref, can);
-    const size_t cols = can.size() + 1;
+// Indices into `ref` of one LCS of ref and can: rouge_scorer.lcs_ind, whose backtracking through the table
+// (a match goes diagonally; otherwise left in `can` only when that keeps a strictly longer LCS, else up)
+// fixes which LCS it is; the union in rougeLsum depends on that choice. The same walk here, on rows
+// recomputed a block at a time from checkpoints every sqrt(|ref|) rows: O(sqrt(|ref|) |can| / 64) words.
+std::vector<size_t> lcs_indices(const TokenIds& ref, LcsRows& can_rows, const TokenIds& can) {
+    const size_t n = ref.size(), m = can.size(), w = can_rows.words();
+    if (n == 0 || m == 0) return {};
+    const auto block = std::max<size_t>(1, static_cast<size_t>(std::sqrt(static_cast<double>(n))));
+    std::vector<uint64_t> checkpoints((n / block + 1) * w), rows((block + 1) * w);
+    std::vector<uint64_t> s(w);
+    can_rows.first(s.data());
+    for (size_t i = 0;; ++i) {  // s is row i here
+        if (i % block == 0) std::copy(s.begin(), s.end(), checkpoints.begin() + static_cast<ptrdiff_t>(i / block * w));
+        if (i == n) break;
+        can_rows.next(s.data(), ref[i]);
+    }
     std::vector<size_t> out;
-    size_t i = ref.size(), j = can.size();
+    size_t i = n, j = m;
     while (i > 0 && j > 0) {
-        if (ref[i - 1] == can[j - 1]) {
-            out.push_back(i - 1);
-            --i;
-            --j;
-        } else if (t[i * cols + j - 1] > t[(i - 1) * cols + j]) {
-            --j;
-        } else {
-            --i;
+        // Rows b0..i of this block, from its checkpoint: row r at rows[(r - b0) * w].
+        const size_t b0 = (i - 1) / block * block;
+        std::copy_n(checkpoints.begin() + static_cast<ptrdiff_t>(b0 / block * w), w, rows.begin());
+        for (size_t r = b0 + 1; r <= i; ++r) {
+            std::copy_n(rows.begin() + static_cast<ptrdiff_t>((r - 1 - b0) * w), w, rows.begin() + static_cast<ptrdiff_t>((r - b0) * w));
+            can_rows.next(rows.data() + (r - b0) * w, ref[r - 1]);
+        }
+        auto t = [&](size_t r, size_t col) { return LcsRows::value(rows.data() + (r - b0) * w, col); };
+        while (i > b0 && j > 0) {
+            if (ref[i - 1] == can[j - 1]) {
+                out.push_back(i - 1);
+                --i;
+                --j;
+            } else if (t(i, j - 1) > t(i - 1, j)) {
+                --j;
+            } else {
+                --i;
+            }
         }
     }
     std::reverse(out.begin(), out.end());
@@ -138,6 +197,13 @@ std::vector<size_t> lcs_indices(const TokenIds& ref, const TokenIds& can) {
 RougeScore score_summary_lcs(const std::vector<TokenIds>& prediction, const std::vector<TokenIds>& target,
                              size_t vocab_size) {
     if (prediction.empty() || target.empty()) return {};
+    // Every target sentence meets every prediction sentence: refuse counts no summary has, which would
+    // take hours here and in rouge-score alike.
+    if (prediction.size() > kMaxRougeSentencePairs / target.size()) {
+        throw Error("rougeLsum: " + std::to_string(prediction.size()) + " x " + std::to_string(target.size()) +
+                    " sentences make more than the " + std::to_string(kMaxRougeSentencePairs) +
+                    " sentence pairs Lamina scores (texts are split into sentences at newlines)");
+    }
     size_t m = 0, n = 0;
     std::vector<int64_t> count_target(vocab_size, 0), count_prediction(vocab_size, 0);
     for (const TokenIds& s : target) {
@@ -149,12 +215,15 @@ RougeScore score_summary_lcs(const std::vector<TokenIds>& prediction, const std:
         for (int32_t tok : s) ++count_prediction[tok];
     }
     if (m == 0 || n == 0) return {};
+    std::vector<LcsRows> prediction_rows;
+    prediction_rows.reserve(prediction.size());
+    for (const TokenIds& can : prediction) prediction_rows.emplace_back(can);
     int64_t hits = 0;
     for (const TokenIds& ref : target) {
         // Union over prediction sentences of the LCS positions in `ref`, in increasing order.
         std::vector<bool> in_union(ref.size(), false);
-        for (const TokenIds& can : prediction)
-            for (size_t i : lcs_indices(ref, can)) in_union[i] = true;
+        for (size_t k = 0; k < prediction.size(); ++k)
+            for (size_t i : lcs_indices(ref, prediction_rows[k], prediction[k])) in_union[i] = true;
         for (size_t i = 0; i < ref.size(); ++i) {
             const int32_t tok = ref[i];
             // A token counts at most as often as it occurs in each summary (as ROUGE-1.5.5 does).
@@ -220,6 +289,13 @@ std::vector<std::string> rouge_tokenize(std::string_view text, bool use_stemmer)
     return tokens;
 }
 
+size_t rouge_lcs_length(const std::vector<int32_t>& a, const std::vector<int32_t>& b) { return lcs_length(a, b); }
+
+std::vector<size_t> rouge_lcs_indices(const std::vector<int32_t>& ref, const std::vector<int32_t>& can) {
+    LcsRows can_rows(can);
+    return lcs_indices(ref, can_rows, can);
+}
+
 RougeScores score_rouge(std::string_view prediction, std::string_view target, bool use_stemmer) {
     TokenInterner interner(use_stemmer);
     const TokenIds pred = interner.ids(prediction), tgt = interner.ids(target);
@@ -254,7 +330,10 @@ RougeAggregate aggregate_rouge(const std::vector<RougeScores>& scores) {
 RougeBootstrap bootstrap_rouge(const std::vector<RougeScores>& scores, int n_samples, double confidence,
                                uint64_t seed) {
     if (scores.empty()) throw Error("ROUGE: no examples to aggregate");
-    if (n_samples <= 0) throw Error("ROUGE bootstrap: n_samples must be positive, got " + std::to_string(n_samples));
+    if (n_samples <= 0 || n_samples > kMaxBootstrapSamples) {
+        throw Error("ROUGE bootstrap: n_samples must be in [1, " + std::to_string(kMaxBootstrapSamples) + "], got " +
+                    std::to_string(n_samples));
+    }
     if (!(confidence >= 0.0 && confidence <= 1.0))
         throw Error("ROUGE bootstrap: confidence must be in [0, 1], got " + std::to_string(confidence));
     SplitMix64 rng(seed);

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "tokenizer/unicode.h"
 
 namespace lamina {
 
@@ -45,7 +46,13 @@ std::vector<std::string> read_examples(const std::filesystem::path& path) {
     while (start < text.size()) {
         size_t end = text.find('\n', start);
         if (end == std::string::npos) end = text.size();
-        examples.push_back(unescape_example(std::string_view(text).substr(start, end - start)));
+        const std::string_view line = std::string_view(text).substr(start, end - start);
+        if (const size_t bad = utf8_first_invalid(line); bad != kUtf8Valid) {
+            throw Error(path.string() + " line " + std::to_string(examples.size() + 1) + ": not valid UTF-8 at byte " +
+                        std::to_string(bad) + " of the line (byte " + std::to_string(start + bad) +
+                        " of the file); examples are UTF-8 text");
+        }
+        examples.push_back(unescape_example(line));
         start = end + 1;
     }
     return examples;

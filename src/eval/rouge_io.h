@@ -16,7 +16,9 @@ namespace lamina {
 std::string escape_example(std::string_view text);
 std::string unescape_example(std::string_view line);
 
-// Every line of `path`, unescaped. Throws lamina::Error naming the file if it cannot be read.
+// Every line of `path`, unescaped. Throws lamina::Error naming the file if it cannot be read or is not a
+// regular file, and the file, line and byte where a line is not valid UTF-8 (Python's rouge-score reads
+// text, and would fail on such bytes too).
 std::vector<std::string> read_examples(const std::filesystem::path& path);
 
 }  // namespace lamina

@@ -1,11 +1,11 @@
 #include "eval/summarize_data.h"
 
-#include <sstream>
-
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_fields.h"
+#include "tokenizer/unicode.h"
 
 namespace lamina {
 
@@ -81,22 +81,24 @@ std::vector<int32_t> keep_last_tokens(const std::vector<int32_t>& ids, int64_t n
 
 std::vector<SummarizeExample> read_summarize_dataset(const std::filesystem::path& path) {
     // JSON Lines with "article" and "highlights"
-    std::istringstream in(read_regular_file(path, "dataset"));
+    const std::string file = read_regular_file(path, "dataset");
     std::vector<SummarizeExample> examples;
-    std::string text;
     int64_t line = 0;
-    while (std::getline(in, text)) {
+    for (size_t start = 0; start < file.size();) {
+        size_t end = file.find('\n', start);
+        if (end == std::string::npos) end = file.size();
+        std::string_view text = std::string_view(file).substr(start, end - start);
         ++line;
-        if (!text.empty() && text.back() == '\r') text.pop_back();
+        if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
+        if (const size_t bad = utf8_first_invalid(text); bad != kUtf8Valid) {
+            throw Error(where(path, line) + ": not valid UTF-8 at byte " + std::to_string(bad) + " of the line (byte " +
+                        std::to_string(start + bad) + " of the file)");
+        }
+        start = end + 1;
         if (python_strip(text).empty())
             throw Error(where(path, line) + ": empty line (one JSON object per line, no blank lines)");
-        nlohmann::json obj;
-        try {
-            obj = nlohmann::json::parse(text);
-        } catch (const nlohmann::json::parse_error& e) {
-            std::string msg = e.what();
-            throw Error(where(path, line) + ": not valid JSON (" + msg.substr(msg.find(' ') + 1) + ")");
-        }
+        // Bounded like every JSON file Lamina reads (nesting, memory): a line of a million '[' is refused.
+        const nlohmann::json obj = parse_json(text, where(path, line));
         if (!obj.is_object()) throw Error(where(path, line) + ": not a JSON object");
         SummarizeExample ex;
         ex.line = line;
@@ -110,13 +112,12 @@ std::vector<SummarizeExample> read_summarize_dataset(const std::filesystem::path
         } else if (id->is_string()) {
             ex.id = id->get<std::string>();
         } else if (id->is_number_integer()) {
-            ex.id = std::to_string(id->get<int64_t>());
+            ex.id = id->dump();  // exact for any JSON integer, unsigned ones past 2^63 included
         } else {
             throw Error(where(path, line) + ": \"id\" is neither a string nor an integer");
         }
         examples.push_back(std::move(ex));
     }
-    if (in.bad()) throw Error(path.string() + ": read error");
     if (examples.empty()) throw Error(path.string() + ": the dataset holds no examples");
     return examples;
 }

@@ -2,8 +2,9 @@
 //
 // Dataset: JSON Lines, one object per line with string fields "article" and "highlights" (CNN/
 // DailyMail's names) and optionally "id" (else the line number names the example). Every line is
-// checked before anything runs: a line that is not a JSON object, lacks a key, has a non-string
-// field or an empty (all-whitespace) article or highlights is a lamina::Error naming file and line.
+// checked before anything runs: a line that is not valid UTF-8 or not a JSON object (nested deeper
+// than core/json_fields.h allows, or repeating a key), lacks a key, has a non-string field or an empty
+// (all-whitespace) article or highlights is a lamina::Error naming file and line.
 //
 // Prompt: (article + " TL;DR: ").strip().replace(" n't", "n't"), Python's str.strip (so the prompt
 // ends in "TL;DR:" without the space), tokenized, then only its last max_input_length tokens kept.

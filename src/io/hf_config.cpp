@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "core/file_util.h"
+#include "core/json_fields.h"
 #include "io/gguf.h"
 #include "model/weight_names.h"
 
@@ -26,75 +26,10 @@ struct Family {
 };
 constexpr Family kFamilies[] = {{"llama", "LlamaForCausalLM", false}, {"mistral", "MistralForCausalLM", true}};
 
-// Reads the keys of one JSON object of a config.json. Every error is one line naming the file, the key
-// (with its parent's name, e.g. rope_parameters.factor) and the value found.
-class Fields {
-public:
-    Fields(const nlohmann::json& j, const std::string& file, std::string prefix = "")
-        : j_(j), file_(file), prefix_(std::move(prefix)) {}
+// The largest config.json read: real ones are a few KB (the largest, with label maps, under 1 MB).
+constexpr size_t kMaxConfigBytes = size_t{16} << 20;
 
-    const nlohmann::json* find(const char* key) const {
-        auto it = j_.find(key);
-        return it == j_.end() || it->is_null() ? nullptr : &*it;
-    }
-    bool has(const char* key) const { return find(key) != nullptr; }
-
-    [[noreturn]] void fail(const char* key, const std::string& what) const {
-        const nlohmann::json* v = find(key);
-        std::string shown = v ? v->dump() : "absent";
-        if (shown.size() > 80) shown = shown.substr(0, 77) + "...";
-        throw Error(file_ + ": " + prefix_ + key + " = " + shown + ": " + what);
-    }
-
-    std::optional<double> number_opt(const char* key) const {
-        const nlohmann::json* v = find(key);
-        if (!v) return std::nullopt;
-        if (!v->is_number()) fail(key, "expected a number");
-        const double d = v->get<double>();
-        // Each is kept as a float, where a value past its range would turn into inf.
-        if (!(std::fabs(d) <= std::numeric_limits<float>::max())) fail(key, "is beyond the range of a 32-bit float");
-        return d;
-    }
-    double number(const char* key) const {
-        if (!has(key)) throw Error(file_ + ": " + prefix_ + key + " is missing");
-        return *number_opt(key);
-    }
-    double number_or(const char* key, double fallback) const { return number_opt(key).value_or(fallback); }
-
-    std::optional<int64_t> integer_opt(const char* key) const {
-        const nlohmann::json* v = find(key);
-        if (!v) return std::nullopt;
-        if (!v->is_number_integer()) fail(key, "expected an integer");
-        return v->get<int64_t>();
-    }
-    int64_t integer(const char* key) const {
-        if (!has(key)) throw Error(file_ + ": " + prefix_ + key + " is missing");
-        return *integer_opt(key);
-    }
-    int64_t integer_or(const char* key, int64_t fallback) const { return integer_opt(key).value_or(fallback); }
-
-    bool boolean_or(const char* key, bool fallback) const {
-        const nlohmann::json* v = find(key);
-        if (!v) return fallback;
-        if (!v->is_boolean()) fail(key, "expected true or false");
-        return v->get<bool>();
-    }
-    std::optional<std::string> string_opt(const char* key) const {
-        const nlohmann::json* v = find(key);
-        if (!v) return std::nullopt;
-        if (!v->is_string()) fail(key, "expected a string");
-        return v->get<std::string>();
-    }
-
-    const nlohmann::json& json() const { return j_; }
-
-private:
-    const nlohmann::json& j_;
-    const std::string& file_;
-    std::string prefix_;
-};
-
-const Family& family_of(const Fields& top, const std::string& p) {
+const Family& family_of(const JsonFields& top, const std::string& p) {
     std::optional<std::string> arch;
     if (const nlohmann::json* a = top.find("architectures")) {
         if (!a->is_array() || (!a->empty() && !(*a)[0].is_string())) top.fail("architectures", "expected a list of class names");
@@ -108,8 +43,8 @@ const Family& family_of(const Fields& top, const std::string& p) {
         if (model_type && *model_type == f.model_type) by_type = &f;
     }
     if ((arch && !by_arch) || (model_type && !by_type) || (!arch && !model_type))
-        throw Error(p + ": unsupported architecture '" + arch.value_or("?") + "' (model_type '" + model_type.value_or("?") +
-                    "'); supported: LlamaForCausalLM, MistralForCausalLM");
+        throw Error(p + ": unsupported architecture '" + printable(arch.value_or("?")) + "' (model_type '" +
+                    printable(model_type.value_or("?")) + "'); supported: LlamaForCausalLM, MistralForCausalLM");
     if (by_arch && by_type && by_arch != by_type)
         throw Error(p + ": architectures '" + *arch + "' and model_type '" + *model_type + "' name different models");
     return by_type ? *by_type : *by_arch;
@@ -120,20 +55,27 @@ double yarn_mscale(double scale, double mscale) { return scale <= 1.0 ? 1.0 : 0.
 
 // RoPE, as transformers 5 reads it: the 4.x `rope_scaling` object (when set) or the 5.x `rope_parameters`
 // object, with rope_theta taken from that object first and the top level second.
-void read_rope(const Fields& top, const std::string& p, ModelConfig& c) {
-    const char* where = top.has("rope_scaling") && !top.find("rope_scaling")->empty() ? "rope_scaling"
-                        : top.has("rope_parameters")                                  ? "rope_parameters"
-                                                                                      : nullptr;
+void read_rope(const JsonFields& top, const std::string& p, ModelConfig& c) {
+    // transformers 5 takes `rope_scaling or rope_parameters`: null and {} leave rope_parameters in charge. Any other
+    // rope_scaling that is not an object (a string, a list, even an empty one) is a broken config: transformers 4
+    // fails on it, and 5 either fails or silently drops it.
+    const nlohmann::json* scaling = top.find("rope_scaling");
+    if (scaling && !scaling->is_object()) top.fail("rope_scaling", "expected an object with a rope_type (or null)");
+    const bool from_scaling = scaling && !scaling->empty();
+    const char* where = from_scaling ? "rope_scaling" : top.has("rope_parameters") ? "rope_parameters" : nullptr;
     static const nlohmann::json kEmpty = nlohmann::json::object();
-    const nlohmann::json& obj = where ? *top.find(where) : kEmpty;
-    if (!obj.is_object()) top.fail(where, "expected an object");
-    const Fields r(obj, p, where ? std::string(where) + "." : "");
+    const JsonFields r = where ? top.object(where) : JsonFields(kEmpty, p);
+    const nlohmann::json& obj = r.json();
+    // transformers 4 cannot run a rope_scaling without a type (no RoPE function is registered under None), and 5
+    // defaults it to "default", dropping whatever scaling the other keys asked for.
+    if (from_scaling && !r.has("rope_type") && !r.has("type"))
+        top.fail("rope_scaling", "names no rope_type (or type): say which scaling it is, or remove it");
     for (const auto& [key, value] : obj.items())
         if (value.is_object())  // {"full_attention": {...}, "sliding_attention": {...}} in models with layer types
             r.fail(key.c_str(), "per-layer-type RoPE parameters are not supported (LLaMA and Mistral use one RoPE)");
 
     c.rope_theta = static_cast<float>(r.number_opt("rope_theta").value_or(top.number_or("rope_theta", 10000.0)));
-    for (const Fields* f : {&r, &top})
+    for (const JsonFields* f : {&r, &top})
         if (auto prf = f->number_opt("partial_rotary_factor"); prf && *prf != 1.0)
             f->fail("partial_rotary_factor", "partial rotary embeddings are not supported (lamina rotates the whole head)");
 
@@ -179,18 +121,12 @@ void read_rope(const Fields& top, const std::string& p, ModelConfig& c) {
 
 ModelConfig model_config_from_hf(const std::filesystem::path& path) {
     const std::string p = path.string();
-    const std::string text = read_regular_file(path, path.filename().string());
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::exception& e) {
-        throw Error(p + ": not valid JSON: " + e.what());
-    }
-    if (!j.is_object()) throw Error(p + ": expected a JSON object");
-    const Fields top(j, p);
+    const nlohmann::json j = read_json_file(path, path.filename().string(), kMaxConfigBytes);
+    const JsonFields top(j, p);
     const Family& family = family_of(top, p);
-    if (top.has("quantization_config")) {
-        const std::string method = Fields(*top.find("quantization_config"), p).json().value("quant_method", std::string("?"));
+    if (const nlohmann::json* q = top.find("quantization_config")) {
+        const auto m = q->find("quant_method");  // end() when q is not an object
+        const std::string method = m != q->end() && m->is_string() ? printable(m->get<std::string>()) : "?";
         top.fail("quantization_config", "quantized checkpoints (quant_method '" + method +
                                             "') are not supported; lamina reads f32/f16/bf16 safetensors and GGUF");
     }
@@ -216,8 +152,10 @@ ModelConfig model_config_from_hf(const std::filesystem::path& path) {
                                       {"num_attention_heads", kMaxDimension, "2^20"}, {"num_key_value_heads", kMaxDimension, "2^20"},
                                       {"head_dim", kMaxDimension, "2^20"}, {"max_position_embeddings", kMaxContext, "2^24"},
                                       {"sliding_window", kMaxContext, "2^24"}})
-        if (auto v = top.integer_opt(key); v && *v > max)
-            top.fail(key, std::string("exceeds ") + max_name + " = " + std::to_string(max) + ", the most lamina accepts");
+        if (auto v = top.integer_opt(key)) {
+            if (*v > max) top.fail(key, std::string("exceeds ") + max_name + " = " + std::to_string(max) + ", the most lamina accepts");
+            if (*v < 1 && key != std::string_view("sliding_window")) top.fail(key, "must be positive");
+        }
     // The block is BlockDescription's defaults (RMSNorm, SwiGLU with silu, RoPE, no QK-norm, unscaled
     // embeddings) but for the tied head, the biases and the per-layer attention kinds, read here.
     c.block.tied_embeddings = top.boolean_or("tie_word_embeddings", false);
@@ -345,6 +283,12 @@ ModelConfig model_config_from_gguf(const GgufFile& f) {
     c.block.attn_bias = has(names.layer_tensor("bqkv"), 0);
     c.block.mlp_bias = has(names.layer_tensor("b_gate_up"), 0);
     c.validate(file);  // the shapes first: rope_freqs.weight is checked against head_dim
+    // The loader takes layers 0..block_count-1; a layer tensor past them means the count is wrong, not a
+    // tensor to drop. (Fewer layers than block_count is a missing tensor, reported when the model is built.)
+    for (const auto& t : f.tensors())
+        if (const auto found = names.find_gguf(t.name); found && found->layer >= c.n_layer)
+            throw Error(file + ": tensor '" + t.name + "' is in layer " + std::to_string(found->layer) + " but " + k +
+                        "block_count = " + std::to_string(c.n_layer));
     read_gguf_rope(f, k, c);
     c.validate(file);
     return c;

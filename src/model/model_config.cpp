@@ -5,11 +5,13 @@
 #include <cstdio>
 #include <limits>
 #include <numbers>
+#include <optional>
 #include <utility>
 
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_fields.h"
 #include "model/weight_names.h"
 
 namespace lamina {
@@ -199,10 +201,10 @@ const char* rope_kind_name(RopeScaling::Kind k) {
     return "?";
 }
 
-RopeScaling::Kind rope_kind_from_name(const std::string& name) {
+std::optional<RopeScaling::Kind> rope_kind_from_name(const std::string& name) {
     for (const auto& [kind, n] : kRopeKindNames)
         if (name == n) return kind;
-    throw Error("unknown rope_scaling type '" + name + "' (an engine from a newer lamina? rebuild it)");
+    return std::nullopt;
 }
 
 }  // namespace
@@ -235,56 +237,54 @@ void to_json(nlohmann::json& j, const ModelConfig& c) {
                          {"freq_factors", r.freq_factors}};
 }
 
-namespace {
-
-// A float of an engine's config.json: a number past a float's range would become inf.
-// `prefix` names the parent object ("rope_scaling.") in the error.
-float json_float(const nlohmann::json& j, const char* key, const char* prefix = "") {
-    const double d = j.at(key).get<double>();
-    if (!(std::fabs(d) <= std::numeric_limits<float>::max()))
-        throw Error(std::string(prefix) + key + " = " + show(d) + ": is beyond the range of a 32-bit float");
-    return static_cast<float>(d);
-}
-
-float json_float_or(const nlohmann::json& j, const char* key, float fallback) {
-    return j.contains(key) ? json_float(j, key, "rope_scaling.") : fallback;
-}
-
-}  // namespace
-
 // Engines written before yarn, dynamic, frequency factors and sliding windows lack those keys: their
 // defaults are what such an engine ran. The block description is LLaMA's, with the stored biases, tied head
-// and sliding window.
-void from_json(const nlohmann::json& j, ModelConfig& c) {
-    c.arch = j.at("arch").get<std::string>();
-    c.n_vocab = j.at("n_vocab");
-    c.n_embd = j.at("n_embd");
-    c.n_layer = j.at("n_layer");
-    c.n_head = j.at("n_head");
-    c.n_head_kv = j.at("n_head_kv");
-    c.head_dim = j.at("head_dim");
-    c.n_ff = j.at("n_ff");
-    c.n_ctx = j.at("n_ctx");
-    c.rope_theta = json_float(j, "rope_theta");
-    c.rms_eps = json_float(j, "rms_eps");
-    c.sliding_window = j.value("sliding_window", int64_t{0});
+// and sliding window. Sizes are only read as JSON integers here; validate() bounds them.
+ModelConfig model_config_from_json(const JsonFields& f) {
+    ModelConfig c;
+    c.arch = f.string("arch");
+    c.n_vocab = f.integer("n_vocab");
+    c.n_embd = f.integer("n_embd");
+    c.n_layer = f.integer("n_layer");
+    c.n_head = f.integer("n_head");
+    c.n_head_kv = f.integer("n_head_kv");
+    c.head_dim = f.integer("head_dim");
+    c.n_ff = f.integer("n_ff");
+    c.n_ctx = f.integer("n_ctx");
+    c.rope_theta = static_cast<float>(f.number("rope_theta"));
+    c.rms_eps = static_cast<float>(f.number("rms_eps"));
+    c.sliding_window = f.integer_or("sliding_window", 0);
     c.block = BlockDescription{};
-    c.block.tied_embeddings = j.at("tied_embeddings");
-    c.block.attn_bias = j.at("attn_bias");
-    c.block.mlp_bias = j.at("mlp_bias");
+    c.block.tied_embeddings = f.boolean("tied_embeddings");
+    c.block.attn_bias = f.boolean("attn_bias");
+    c.block.mlp_bias = f.boolean("mlp_bias");
     c.block.attention_pattern = uniform_attention_pattern(c.sliding_window);
-    const auto& r = j.at("rope_scaling");
+    const JsonFields r = f.object("rope_scaling");
     RopeScaling& s = c.rope_scaling;
-    s.kind = rope_kind_from_name(r.at("type").get<std::string>());
-    s.factor = json_float(r, "factor", "rope_scaling.");
-    s.low_freq_factor = json_float(r, "low_freq_factor", "rope_scaling.");
-    s.high_freq_factor = json_float(r, "high_freq_factor", "rope_scaling.");
-    s.original_max_position = r.at("original_max_position");
-    s.beta_fast = json_float_or(r, "beta_fast", 32.0f);
-    s.beta_slow = json_float_or(r, "beta_slow", 1.0f);
-    s.truncate = r.value("truncate", true);
-    s.attention_factor = json_float_or(r, "attention_factor", 1.0f);
-    s.freq_factors = r.value("freq_factors", std::vector<float>{});
+    const std::string type = r.string("type");
+    const auto kind = rope_kind_from_name(type);
+    if (!kind) r.fail("type", "unknown rope scaling type (an engine from a newer lamina? rebuild it)");
+    s.kind = *kind;
+    s.factor = static_cast<float>(r.number("factor"));
+    s.low_freq_factor = static_cast<float>(r.number("low_freq_factor"));
+    s.high_freq_factor = static_cast<float>(r.number("high_freq_factor"));
+    s.original_max_position = r.integer("original_max_position");
+    s.beta_fast = static_cast<float>(r.number_or("beta_fast", 32.0));
+    s.beta_slow = static_cast<float>(r.number_or("beta_slow", 1.0));
+    s.truncate = r.boolean_or("truncate", true);
+    s.attention_factor = static_cast<float>(r.number_or("attention_factor", 1.0));
+    if (r.has("freq_factors")) {
+        const nlohmann::json& factors = r.array("freq_factors");
+        for (size_t i = 0; i < factors.size(); ++i) {
+            const nlohmann::json& v = factors[i];
+            if (!v.is_number() || !(std::fabs(v.get<double>()) <= std::numeric_limits<float>::max()))
+                r.fail("freq_factors", "element " + std::to_string(i) + " is not a number within a 32-bit float's range");
+            s.freq_factors.push_back(static_cast<float>(v.get<double>()));
+        }
+    }
+    return c;
 }
+
+void from_json(const nlohmann::json& j, ModelConfig& c) { c = model_config_from_json(JsonFields(j, "engine config", "model.")); }
 
 }  // namespace lamina

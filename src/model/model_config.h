@@ -101,7 +101,13 @@ std::vector<BlockDescription::Attention> uniform_attention_pattern(int64_t slidi
 // to max_position_embeddings (the only context check_context lets it run at).
 std::vector<float> rope_inv_freq(const ModelConfig& c);
 
+class JsonFields;
+
+// An engine's config.json stores the config as its "model" object. model_config_from_json reads it with every
+// error naming the file and key (`model` carries both: core/json_fields.h); from_json, for nlohmann's
+// get<ModelConfig>(), names the file "engine config".
 void to_json(nlohmann::json& j, const ModelConfig& c);
+ModelConfig model_config_from_json(const JsonFields& model);
 void from_json(const nlohmann::json& j, ModelConfig& c);
 
 }  // namespace lamina

@@ -3,7 +3,9 @@
 #include <optional>
 #include <vector>
 
+#include "core/checked.h"
 #include "core/error.h"
+#include "core/json_fields.h"
 #include "io/gguf.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
@@ -12,11 +14,7 @@
 
 namespace lamina {
 
-int64_t WeightSource::n_elements() const {
-    int64_t n = 1;
-    for (auto d : shape) n *= d;
-    return n;
-}
+int64_t WeightSource::n_elements() const { return checked_product(shape, (origin + " element count").c_str()); }
 
 std::string shape_string(const std::vector<int64_t>& shape) {
     std::string s = "[";
@@ -59,9 +57,30 @@ void check_tokenizer(const Vocab& vocab, const std::string& source) {
     }
 }
 
-// Whether a checkpoint tensor (as the name table found it) is one the model is built from.
-bool uses(const ModelConfig& c, const std::optional<FamilyNames::Found>& found) {
-    return found && found->layer < c.n_layer && is_present(*found->tensor, c);
+// Whether a checkpoint tensor (as the name table found it) is one the model is built from. A tensor the table
+// knows but the config says the model lacks means the config and the weights describe different models: a layer
+// at or past n_layer (transformers would drop it with a warning, running fewer layers than were trained) or a
+// bias the config turns off. Those are refused, naming the tensor and the config's key. Two kinds are skipped:
+// names outside the table (buffers such as rotary_emb.inv_freq that older transformers saved, and whatever
+// training tools leave behind; transformers ignores them too) and lm_head.weight beside tied embeddings (some
+// checkpoints store the tied copy; transformers ties it to the embedding).
+bool uses(const ModelConfig& c, const std::optional<FamilyNames::Found>& found, const std::string& name,
+          const std::string& file, const char* n_layer_key) {
+    if (!found) return false;
+    if (found->layer >= c.n_layer)
+        throw Error(file + ": tensor '" + printable(name) + "' is of layer " + std::to_string(found->layer) + ", but " + n_layer_key +
+                    " = " + std::to_string(c.n_layer) + " (the config and the weights describe different models)");
+    if (is_present(*found->tensor, c)) return true;
+    switch (found->tensor->presence) {
+        case Presence::UntiedHead: return false;
+        case Presence::AttnBias:
+        case Presence::MlpBias:
+            throw Error(file + ": tensor '" + printable(name) + "' is a bias, but the config gives the model no " +
+                        (found->tensor->presence == Presence::AttnBias ? "attention" : "MLP") +
+                        " biases (the config and the weights describe different models)");
+        case Presence::Always: break;
+    }
+    return false;
 }
 
 }  // namespace
@@ -78,7 +97,8 @@ ModelSpec load_gguf_spec(const std::filesystem::path& file) {
     const FamilyNames& names = weight_names(c.arch);
     for (const auto& t : gguf->tensors()) {
         const auto found = names.find_gguf(t.name);
-        if (!uses(c, found)) continue;  // rope_freqs.weight (read with the config), or a tensor the model has no use for
+        // rope_freqs.weight, outside the table, is read with the config.
+        if (!uses(c, found, t.name, file.string(), "block_count")) continue;
         WeightSource w;
         for (auto it = t.shape.rbegin(); it != t.shape.rend(); ++it) w.shape.push_back(static_cast<int64_t>(*it));
         w.origin = file.string() + " tensor '" + t.name + "' (" + ggml_type_name(t.type) + ")";
@@ -115,7 +135,7 @@ ModelSpec load_hf_spec(const std::filesystem::path& dir, bool require_tokenizer)
     }
     const FamilyNames& names = weight_names(spec.config.arch);
     for (const auto& [name, t] : ckpt->tensors()) {
-        if (!uses(spec.config, names.find_hf(name))) continue;  // rotary_emb.inv_freq, a tied lm_head, ...
+        if (!uses(spec.config, names.find_hf(name), name, t->file->string(), "num_hidden_layers")) continue;
         WeightSource w;
         w.shape = t->shape;
         w.origin = t->file->string() + " tensor '" + name + "' (" + std::string(dtype_name(t->dtype)) + ")";

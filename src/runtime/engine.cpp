@@ -1,14 +1,16 @@
 #include "runtime/engine.h"
 
+#include <algorithm>
 #include <cstring>
 #include <map>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
 #include "build/engine_format.h"
 #include "core/checked.h"
 #include "core/error.h"
-#include "core/file_util.h"
+#include "core/json_fields.h"
 #include "model/weight_names.h"
 
 namespace lamina {
@@ -16,6 +18,19 @@ namespace lamina {
 namespace fmt = engine_format;
 
 namespace {
+
+// An engine's config.json is lamina's own, but read as hostile as any input: its tensor table is a few MB for the
+// largest models (~150 bytes a tensor), and a hand-edited or damaged one must not crash or misread.
+constexpr size_t kMaxConfigBytes = size_t{64} << 20;
+
+DType engine_dtype_of(const JsonFields& f, const char* key) {
+    const std::string name = f.string(key);
+    try {
+        return dtype_from_name(name);
+    } catch (const Error& e) {
+        f.fail(key, e.what());
+    }
+}
 
 struct TableEntry {
     DType dtype;
@@ -26,20 +41,40 @@ struct TableEntry {
 
 class TensorTable {
 public:
-    TensorTable(const nlohmann::json& tensors, const MappedFile& file, const std::string& where)
-        : file_(file), where_(where) {
-        for (const auto& t : tensors) {
-            TableEntry e{dtype_from_name(t.at("dtype").get<std::string>()), t.at("shape").get<std::vector<int64_t>>(),
-                         t.at("offset").get<uint64_t>(), t.at("bytes").get<uint64_t>()};
-            const std::string name = t.at("name");
-            const std::string what = where + ": tensor '" + name + "'";
+    // `weights` is one weights file's object of config.json: its "tensors" list of {name, dtype, shape, offset, bytes}.
+    TensorTable(const JsonFields& weights, const MappedFile& file) : file_(file), where_(weights.file()) {
+        const std::string file_name = file.path().filename().string();
+        const nlohmann::json& list = weights.array("tensors");
+        struct ByteRange {
+            uint64_t begin, end;
+            const std::string* name;
+        };
+        std::vector<ByteRange> ranges;
+        for (size_t i = 0; i < list.size(); ++i) {
+            const JsonFields t(list[i], where_, weights.prefix() + "tensors[" + std::to_string(i) + "].");
+            const std::string name = t.string("name");
+            const std::string what = where_ + ": tensor '" + printable(name) + "'";
+            TableEntry e{engine_dtype_of(t, "dtype"), t.integers("shape", 0), static_cast<uint64_t>(t.integer("offset", 0)),
+                         static_cast<uint64_t>(t.integer("bytes", 0))};
             const uint64_t n_bytes = checked_mul(static_cast<uint64_t>(checked_product(e.shape, (what + " element count").c_str())),
                                                  uint64_t{dtype_size(e.dtype)}, (what + " bytes").c_str());
-            if (e.bytes != n_bytes || e.offset % fmt::kAlignment != 0 ||
-                e.offset > file.size() || e.bytes > file.size() - e.offset)
-                throw Error(where + ": tensor '" + name + "' entry is inconsistent with weights.bin (corrupt engine?)");
-            entries_[name] = e;
+            if (e.bytes != n_bytes) t.fail("bytes", "is inconsistent with its shape, which needs " + std::to_string(n_bytes));
+            // Tensors start past the 64-byte header, aligned, and end within the file.
+            if (e.offset < fmt::kAlignment || e.offset % fmt::kAlignment != 0 || e.offset > file.size() ||
+                e.bytes > file.size() - e.offset)
+                t.fail("offset", "is inconsistent with " + file_name + " of " + std::to_string(file.size()) +
+                                     " bytes (a multiple of 64 past the header, with the tensor inside the file; corrupt engine?)");
+            const auto [it, inserted] = entries_.emplace(name, e);
+            if (!inserted) t.fail("name", "appears twice in the tensor table");
+            if (e.bytes > 0) ranges.push_back({e.offset, e.offset + e.bytes, &it->first});
         }
+        // Tensors sharing bytes would alias each other's weights.
+        std::sort(ranges.begin(), ranges.end(), [](const ByteRange& a, const ByteRange& b) { return a.begin < b.begin; });
+        for (size_t i = 1; i < ranges.size(); ++i)
+            if (ranges[i].begin < ranges[i - 1].end)
+                throw Error(where_ + ": tensors '" + printable(*ranges[i - 1].name) + "' and '" + printable(*ranges[i].name) + "' of " +
+                            file_name + " overlap at bytes " + std::to_string(ranges[i].begin) + " to " +
+                            std::to_string(std::min(ranges[i].end, ranges[i - 1].end)) + " (corrupt engine?)");
     }
 
     // A view of the named tensor, checked to have this shape (and dtype when given).
@@ -82,73 +117,66 @@ Engine::Engine(const std::filesystem::path& dir) : dir_(dir) {
     if (!std::filesystem::is_directory(dir)) throw Error(dir.string() + ": engine directory does not exist");
     if (!std::filesystem::exists(config_path))
         throw Error(where + ": missing (not an engine directory? build one with `lamina build`)");
-    const std::string text = read_regular_file(config_path, "engine config");
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::exception& e) {
-        throw Error(where + ": not valid JSON: " + e.what());
+    const nlohmann::json j = read_json_file(config_path, "engine config", kMaxConfigBytes);
+    const JsonFields top(j, where);
+    if (const nlohmann::json* format = top.find("format"); !format || *format != fmt::kFormatName)
+        throw Error(where + ": not a lamina engine config");
+    const int64_t version = top.integer("format_version");
+    if (version != fmt::kFormatVersion && version != fmt::kFormatVersionTp)
+        throw Error(where + ": engine format version " + std::to_string(version) + " is not supported (this lamina reads " +
+                    std::to_string(fmt::kFormatVersion) + " and " + std::to_string(fmt::kFormatVersionTp) +
+                    "); rebuild the engine");
+    config_ = model_config_from_json(top.object("model"));
+    config_.validate(where);
+    dtype_ = engine_dtype_of(top, "dtype");
+    rmsnorm_plugin_ = top.object("build").boolean_or("rmsnorm_plugin", true);
+    const JsonFields lim = top.object("limits");
+    limits_ = {lim.integer("max_batch_size"), lim.integer("max_input_len"), lim.integer("max_output_len")};
+    check_limits(limits_, config_, "limits.", where);
+
+    // Format 1: "weights" is weights.bin's object; format 2: one object per rank.
+    int64_t tp_size = 1;
+    std::optional<JsonFields> tp;
+    if (version == fmt::kFormatVersionTp) {
+        tp.emplace(top.object("tensor_parallel"));
+        tp_size = tp->integer("tp_size", 2, 64);
     }
     try {
-        if (j.value("format", std::string{}) != fmt::kFormatName) throw Error(where + ": not a lamina engine config");
-        const int version = j.at("format_version");
-        if (version != fmt::kFormatVersion && version != fmt::kFormatVersionTp)
-            throw Error(where + ": engine format version " + std::to_string(version) + " is not supported (this lamina reads " +
-                        std::to_string(fmt::kFormatVersion) + " and " + std::to_string(fmt::kFormatVersionTp) +
-                        "); rebuild the engine");
-        try {
-            config_ = j.at("model").get<ModelConfig>();
-        } catch (const Error& e) {
-            throw Error(where + ": model: " + e.what());
-        }
-        config_.validate(where);
-        dtype_ = dtype_from_name(j.at("dtype").get<std::string>());
-        rmsnorm_plugin_ = j.at("build").value("rmsnorm_plugin", true);
-        const auto& lim = j.at("limits");
-        limits_ = {lim.at("max_batch_size"), lim.at("max_input_len"), lim.at("max_output_len")};
-        check_limits(limits_, config_, "limits.", where);
-
-        // Format 1: "weights" is weights.bin's object; format 2: one object per rank.
-        int64_t tp_size = 1;
-        if (version == fmt::kFormatVersionTp) tp_size = j.at("tensor_parallel").at("tp_size").get<int64_t>();
-        try {
-            sharding_ = plan_tensor_parallel(config_, tp_size);
-        } catch (const Error& e) {
-            throw Error(where + ": " + e.what());
-        }
-        if (version == fmt::kFormatVersionTp &&
-            (tp_size < 2 || j["tensor_parallel"].at("n_vocab_shard") != sharding_.n_vocab_shard ||
-             j["tensor_parallel"].at("kv_replicas") != sharding_.kv_replicas))
-            throw Error(where + ": tensor_parallel does not match the model's shapes (corrupt engine?)");
-        const auto& wj = j.at("weights");
-        if (version == fmt::kFormatVersionTp && (!wj.is_array() || static_cast<int64_t>(wj.size()) != tp_size))
-            throw Error(where + ": \"weights\" must list one file per rank (" + std::to_string(tp_size) + ")");
-        ranks_.reserve(static_cast<size_t>(tp_size));
+        sharding_ = plan_tensor_parallel(config_, tp_size);
+    } catch (const Error& e) {
+        throw Error(where + ": " + e.what());
+    }
+    if (tp && (tp->integer("n_vocab_shard") != sharding_.n_vocab_shard || tp->integer("kv_replicas") != sharding_.kv_replicas))
+        throw Error(where + ": tensor_parallel does not match the model's shapes (corrupt engine?)");
+    ranks_.reserve(static_cast<size_t>(tp_size));
+    if (version == fmt::kFormatVersionTp) {
+        const nlohmann::json& wj = top.array("weights");
+        if (static_cast<int64_t>(wj.size()) != tp_size)
+            top.fail("weights", "must list one file per rank (" + std::to_string(tp_size) + ")");
         for (int r = 0; r < tp_size; ++r)
-            load_rank(version == fmt::kFormatVersionTp ? wj[static_cast<size_t>(r)] : wj, r, version, where);
-        if (j.contains("tokenizer") && !j["tokenizer"].is_null()) {
-            const std::string tok = j["tokenizer"];
-            if (tok != fmt::kTokenizerFile) throw Error(where + ": unexpected tokenizer file '" + tok + "'");
-            Vocab vocab = load_vocab(dir / tok);
-            if (vocab.n_vocab() > config_.n_vocab)
-                throw Error(where + ": the tokenizer has " + std::to_string(vocab.n_vocab()) +
-                            " tokens but the model's embedding has " + std::to_string(config_.n_vocab) + " rows");
-            pad_vocab(vocab, static_cast<int32_t>(config_.n_vocab));  // engines built before build padded it
-            tokenizer_ = std::make_unique<Tokenizer>(std::move(vocab));
-        }
-    } catch (const nlohmann::json::exception& e) {
-        throw Error(where + ": missing or malformed field: " + e.what());
+            load_rank(JsonFields(wj[static_cast<size_t>(r)], where, "weights[" + std::to_string(r) + "]."), r, version);
+    } else {
+        load_rank(top.object("weights"), 0, version);
+    }
+    if (const auto tok = top.string_opt("tokenizer")) {
+        if (*tok != fmt::kTokenizerFile) top.fail("tokenizer", "unexpected tokenizer file (expected " + std::string(fmt::kTokenizerFile) + ")");
+        Vocab vocab = load_vocab(dir / *tok);
+        if (vocab.n_vocab() > config_.n_vocab)
+            throw Error(where + ": the tokenizer has " + std::to_string(vocab.n_vocab()) +
+                        " tokens but the model's embedding has " + std::to_string(config_.n_vocab) + " rows");
+        pad_vocab(vocab, static_cast<int32_t>(config_.n_vocab));  // engines built before build padded it
+        tokenizer_ = std::make_unique<Tokenizer>(std::move(vocab));
     }
 }
 
-void Engine::load_rank(const nlohmann::json& wj, int r, int version, const std::string& where) {
-    const std::string file = wj.at("file");
+void Engine::load_rank(const JsonFields& wj, int r, int64_t version) {
+    const std::string file = wj.string("file");
     const std::string expected_file = version == fmt::kFormatVersionTp ? fmt::rank_weights_file(r) : fmt::kWeightsFile;
-    if (file != expected_file) throw Error(where + ": unexpected weights file '" + file + "'");
+    if (file != expected_file) wj.fail("file", "unexpected weights file (expected " + expected_file + ")");
     EngineRank& R = ranks_.emplace_back();
     R.file = MappedFile(dir_ / file);
     const std::string path = R.file.path().string();
-    const uint64_t expected = wj.at("bytes");
+    const uint64_t expected = static_cast<uint64_t>(wj.integer("bytes", 0));
     fmt::WeightsHeader h{};
     if (R.file.size() < sizeof h) throw Error(path + ": truncated (no header)");
     std::memcpy(&h, R.file.data(), sizeof h);
@@ -158,8 +186,18 @@ void Engine::load_rank(const nlohmann::json& wj, int r, int version, const std::
     if (h.file_bytes != expected || R.file.size() != expected)
         throw Error(path + ": size " + std::to_string(R.file.size()) + " bytes, expected " + std::to_string(expected) +
                     " (truncated or corrupt engine)");
+    // The rank files of an engine have the same names and often the same size: swapped (renamed into each other)
+    // or taken from another engine, they would load into the wrong rank's heads and compute garbage. One-rank
+    // files written before the header recorded the rank say tp_size 0, and have no other rank to be mistaken for.
+    const bool unrecorded_single = version == fmt::kFormatVersion && h.tp_size == 0 && h.rank == 0;
+    if (version == fmt::kFormatVersionTp && h.tp_size == 0)
+        throw Error(path + ": written by a lamina that did not record a rank file's rank; rebuild the engine");
+    if (!unrecorded_single && (h.rank != r || h.tp_size != sharding_.tp_size))
+        throw Error(path + ": holds rank " + std::to_string(h.rank) + " of a " + std::to_string(h.tp_size) +
+                    "-rank engine, but the engine's config.json expects rank " + std::to_string(r) + " of " +
+                    std::to_string(sharding_.tp_size) + " here (weights files renamed or mixed between engines?)");
 
-    TensorTable table(wj.at("tensors"), R.file, where);
+    TensorTable table(wj, R.file);
     const TpSharding& s = sharding_;
     R.config = s.rank_config(config_);
     const ModelConfig& c = R.config;

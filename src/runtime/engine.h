@@ -21,6 +21,8 @@
 
 namespace lamina {
 
+class JsonFields;
+
 // One tensor-parallel rank's share of the engine (the whole model when tp_size is 1).
 struct EngineRank {
     ModelConfig config;       // the rank's n_head, n_head_kv and n_ff; the whole n_vocab
@@ -59,8 +61,8 @@ public:
     const Tokenizer& tokenizer() const;  // throws when the engine was built without one
 
 private:
-    // Maps rank r's weights file (described by `wj`) and resolves its tensors.
-    void load_rank(const nlohmann::json& wj, int r, int version, const std::string& where);
+    // Maps rank r's weights file (described by `wj`, its object of config.json) and resolves its tensors.
+    void load_rank(const JsonFields& wj, int r, int64_t version);
 
     std::filesystem::path dir_;
     ModelConfig config_;

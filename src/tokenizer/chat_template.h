@@ -14,8 +14,17 @@
 //
 // The result already contains whatever BOS text the template writes, so encode it with
 // parse_special = true and add_special = false.
+//
+// A template comes with a stranger's model, so rendering is bounded (the engine has no hooks for it;
+// chat_template.cpp meters the parsed template's nodes): the template's size and bracket nesting, the
+// depth of macro recursion, the work done (statements, loop items, items builtins scan or make), the size
+// of every string and of the output, and the stack (rendering runs on its own thread with a large stack).
+// Past a bound, rendering stops with a lamina::Error naming the bound. What stays unbounded is listed in
+// chat_template.cpp.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -25,6 +34,22 @@
 #include "tokenizer/vocab.h"
 
 namespace lamina {
+
+// The longest template accepted; real ones are at most a few tens of KB.
+constexpr size_t kMaxChatTemplateBytes = size_t{256} << 10;
+
+// What rendering may cost. Defaults let real templates render conversations of thousands of turns and stop a
+// hostile one within seconds and a few hundred MB.
+struct ChatTemplateLimits {
+    // Work units: 1 a statement or an expression Lamina meters, 10 a loop item or a macro call (the engine
+    // copies the scope's variables for each), 1 an array or object item a builtin scans or makes, 1 per
+    // 16 string pieces or KiB a builtin scans or makes. range(n) costs n.
+    int64_t max_work = 1'000'000;
+    int max_call_depth = 200;  // nested macro and caller() calls (CPython's Jinja stops near this depth too)
+    // The most bytes of output, counted at every statement (a macro's output again where it is printed),
+    // and the longest string; 0: 16 MiB plus 16 times the size of the messages and variables.
+    size_t max_output_bytes = 0;
+};
 
 // One turn. role: "system", "user", "assistant" (or "tool" where the template knows it).
 struct ChatMessage {
@@ -44,11 +69,13 @@ struct ChatTemplateOptions {
     // More template variables (an object), e.g. {"tools_in_user_message": false}. They override the
     // ones above, bos_token and eos_token included.
     nlohmann::ordered_json variables = nlohmann::ordered_json::object();
+    ChatTemplateLimits limits;
 };
 
 // Renders the vocab's chat template. Throws lamina::Error (one line, starting with Vocab::source) when
-// the vocab has no template, when the template does not parse, and when rendering fails or the template
-// refuses the conversation with raise_exception (the error then carries the template's message).
+// the vocab has no template, when the template is too large or does not parse, when rendering fails or
+// passes a bound of options.limits, and when the template refuses the conversation with raise_exception
+// (the error then carries the template's message).
 std::string apply_chat_template(const Vocab& vocab, const std::vector<ChatMessage>& messages,
                                 const ChatTemplateOptions& options = {});
 

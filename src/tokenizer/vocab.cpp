@@ -2,12 +2,15 @@
 #include "tokenizer/vocab.h"
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
+#include <limits>
 #include <unordered_set>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_fields.h"
 #include "io/gguf.h"
 #include "tokenizer/pre_tokenize.h"
 #include "tokenizer/unicode.h"
@@ -48,6 +51,10 @@ void validate_vocab(const Vocab& v, const std::string& source) {
     const std::string where = describe(source);
     const size_t n = v.tokens.size();
     if (n == 0) throw Error(where + ": field 'tokens' is empty");
+    if (n > static_cast<size_t>(kMaxVocabSize)) {
+        throw Error(where + ": field 'tokens' has " + std::to_string(n) + " tokens, more than the 2^24 = " +
+                    std::to_string(kMaxVocabSize) + " lamina accepts");
+    }
     if (v.types.size() != n) {
         throw Error(where + ": field 'types' has " + std::to_string(v.types.size()) + " entries, expected one per token (" +
                     std::to_string(n) + ")");
@@ -61,6 +68,12 @@ void validate_vocab(const Vocab& v, const std::string& source) {
     if (!v.scores.empty() && v.scores.size() != n) {
         throw Error(where + ": field 'scores' has " + std::to_string(v.scores.size()) + " entries, expected 0 or " +
                     std::to_string(n));
+    }
+    for (size_t i = 0; i < v.scores.size(); ++i) {
+        if (!std::isfinite(v.scores[i])) {
+            throw Error(where + ": field 'scores' has " + std::to_string(v.scores[i]) + " for token " + std::to_string(i) +
+                        ", expected a finite number");
+        }
     }
     if (v.kind == TokenizerKind::Spm && v.merges.empty() && v.scores.size() != n) {
         throw Error(where + ": an SPM vocab needs either 'scores' (one per token) or 'merges'");
@@ -120,21 +133,43 @@ Vocab vocab_from_gguf(const GgufFile& gguf) {
                     "' (Lamina supports 'llama' = SentencePiece BPE and 'gpt2' = byte-level BPE)");
     }
     v.pre = gguf.get_string_opt("tokenizer.ggml.pre").value_or("default");
+    // The counts before any array is decoded, so a hostile file is refused before it costs memory; ids and
+    // types are int32 in a Vocab, and every value is range-checked in int64 before it is narrowed.
+    const uint64_t n_tokens = gguf.get_array_size("tokenizer.ggml.tokens");
+    if (n_tokens == 0 || n_tokens > static_cast<uint64_t>(kMaxVocabSize))
+        throw Error(where + ": tokenizer.ggml.tokens has " + std::to_string(n_tokens) + " tokens (expected 1 to 2^24)");
+    const auto n = static_cast<int64_t>(n_tokens);
+    for (const char* key : {"tokenizer.ggml.scores", "tokenizer.ggml.token_type"})
+        if (gguf.find(key) && gguf.get_array_size(key) != n_tokens)
+            throw Error(where + ": " + key + " has " + std::to_string(gguf.get_array_size(key)) +
+                        " entries, expected one per token (" + std::to_string(n) + ")");
     v.tokens = gguf.get_string_array("tokenizer.ggml.tokens");
-    const size_t n = v.tokens.size();
     if (gguf.find("tokenizer.ggml.scores")) {
-        const std::vector<double> scores = gguf.get_float_array("tokenizer.ggml.scores");
+        const std::vector<double> scores = gguf.get_float_array("tokenizer.ggml.scores");  // each fits a float
         v.scores.assign(scores.begin(), scores.end());
     }
     if (gguf.find("tokenizer.ggml.token_type")) {
         const std::vector<int64_t> types = gguf.get_int_array("tokenizer.ggml.token_type");
+        for (size_t i = 0; i < types.size(); ++i)
+            if (types[i] < static_cast<int64_t>(TokenType::Normal) || types[i] > static_cast<int64_t>(TokenType::Byte))
+                throw Error(where + ": tokenizer.ggml.token_type element " + std::to_string(i) + " = " +
+                            std::to_string(types[i]) + " is not a token type (1 to 6)");
         v.types.assign(types.begin(), types.end());
     } else {
-        v.types.assign(n, static_cast<int32_t>(TokenType::Normal));
+        v.types.assign(static_cast<size_t>(n), static_cast<int32_t>(TokenType::Normal));
     }
     if (gguf.find("tokenizer.ggml.merges")) v.merges = gguf.get_string_array("tokenizer.ggml.merges");
 
-    auto id_opt = [&](const char* key) { return static_cast<int32_t>(gguf.get_int_opt(key).value_or(-1)); };
+    // A special token id: -1 when absent, or stored as -1 or as its u32 image 0xFFFFFFFF (llama.cpp reads ids as
+    // u32 into an int32, where that is -1, "none"); anything else outside the vocab names the key.
+    auto id_opt = [&](const char* key) -> int32_t {
+        const int64_t id = gguf.get_int_opt(key).value_or(-1);
+        if (id == -1 || id == 0xFFFFFFFF) return -1;
+        if (id < 0 || id >= n)
+            throw Error(where + ": " + key + " = " + std::to_string(id) + " is outside the vocab (0.." +
+                        std::to_string(n - 1) + ")");
+        return static_cast<int32_t>(id);
+    };
     v.bos_id = id_opt("tokenizer.ggml.bos_token_id");
     v.eos_id = id_opt("tokenizer.ggml.eos_token_id");
     v.unk_id = id_opt("tokenizer.ggml.unknown_token_id");
@@ -151,11 +186,12 @@ Vocab vocab_from_gguf(const GgufFile& gguf) {
     v.ignore_merges = is_llama3;  // the Llama 3 tokenizer.json sets ignore_merges; GGUF has no key for it
     v.chat_template = gguf.get_string_opt("tokenizer.chat_template").value_or("");
 
+    // End-of-turn ids outside the vocab are ignored, as before; compared in int64, never truncated into one.
     for (const char* key : {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"}) {
-        const int32_t id = id_opt(key);
-        if (id >= 0 && id < static_cast<int32_t>(n)) v.stop_ids.push_back(id);
+        const int64_t id = gguf.get_int_opt(key).value_or(-1);
+        if (id >= 0 && id < n) v.stop_ids.push_back(static_cast<int32_t>(id));
     }
-    if (v.types.size() == n) add_default_stop_ids(v);
+    if (v.types.size() == v.tokens.size()) add_default_stop_ids(v);
     validate_vocab(v, where);
     v.source = where;
     return v;
@@ -207,9 +243,9 @@ void save_vocab(const Vocab& v, const std::filesystem::path& file) {
 namespace {
 
 // Typed field access for load_vocab: every failure names the file and the field.
-class JsonFields {
+class VocabFields {
 public:
-    JsonFields(const nlohmann::json& j, std::string where) : j_(j), where_(std::move(where)) {}
+    VocabFields(const nlohmann::json& j, std::string where) : j_(j), where_(std::move(where)) {}
 
     const nlohmann::json& at(const char* field) const {
         const auto it = j_.find(field);
@@ -269,7 +305,10 @@ public:
         std::vector<float> out;
         out.reserve(x.size());
         for (const auto& e : x) {
-            if (!e.is_number()) wrong(field, "an array of numbers");
+            // A double past float's range would become inf (or be undefined behaviour) when narrowed.
+            if (!e.is_number() || !(std::fabs(e.get<double>()) <= std::numeric_limits<float>::max())) {
+                wrong(field, "an array of numbers within a float's range");
+            }
             out.push_back(e.get<float>());
         }
         return out;
@@ -293,15 +332,9 @@ void pad_vocab(Vocab& v, int32_t n_vocab) {
 
 Vocab load_vocab(const std::filesystem::path& file) {
     const std::string where = file.string();
-    const std::string text = read_regular_file(file, "tokenizer file");
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::exception& e) {
-        throw Error(where + ": not valid JSON (" + e.what() + ")");
-    }
+    const nlohmann::json j = read_json_file(file, "tokenizer file", kMaxTokenizerFileBytes);
     if (!j.is_object()) throw Error(where + ": expected a JSON object at the top level");
-    const JsonFields f(j, where);
+    const VocabFields f(j, where);
 
     const int64_t version = f.integer("format_version");
     if (version != kVocabFormatVersion) {

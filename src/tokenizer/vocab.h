@@ -5,6 +5,7 @@
 // ("tokenizer.lamina.json"). All three give the same struct, so the Tokenizer never knows the source.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -13,6 +14,11 @@
 namespace lamina {
 
 class GgufFile;
+
+// Bounds on a tokenizer read from a stranger's files. The largest real vocabularies hold about 262k tokens
+// (Gemma 3) in a tokenizer.json of 33 MB.
+constexpr int32_t kMaxVocabSize = int32_t{1} << 24;           // tokens; the bound on a config's vocab_size too
+constexpr size_t kMaxTokenizerFileBytes = size_t{256} << 20;  // tokenizer.json and the other JSON files
 
 // GGUF tokenizer.ggml.model: "llama" -> Spm (SentencePiece BPE), "gpt2" -> Bpe (byte-level BPE).
 enum class TokenizerKind { Spm, Bpe };
@@ -61,8 +67,10 @@ struct Vocab {
 
 Vocab vocab_from_gguf(const GgufFile& gguf);
 // `dir` holds tokenizer.json, and optionally tokenizer_config.json (bos/eos tokens, add_bos_token,
-// add_eos_token, chat_template) and generation_config.json (eos_token_id, one id or a list).
-// An unsupported tokenizer.json structure throws lamina::Error naming the file and the part.
+// add_eos_token, added_tokens_decoder, chat_template), chat_template.jinja and generation_config.json
+// (eos_token_id, one id or a list). An unsupported tokenizer.json structure, and any malformed value
+// (a wrong type, an id that is not a token's, files that disagree), throws lamina::Error naming the file
+// and the key.
 Vocab vocab_from_hf_dir(const std::filesystem::path& dir);
 
 // Lamina's own JSON format, written into an engine directory. Carries "format_version".
@@ -76,7 +84,8 @@ Vocab load_vocab(const std::filesystem::path& file);
 // skipped, as Hugging Face decodes an id it has no token for. Nothing when v already has n_vocab tokens.
 void pad_vocab(Vocab& v, int32_t n_vocab);
 
-// Checks the invariants the Tokenizer relies on (sizes agree, ids in range, known types and pre);
+// Checks the invariants the Tokenizer relies on (at most kMaxVocabSize tokens, sizes agree, ids in range,
+// finite scores, known types and pre);
 // throws lamina::Error that starts with `source` (a file name) and names the field.
 void validate_vocab(const Vocab& vocab, const std::string& source);
 

@@ -134,6 +134,29 @@ TEST(CliHardening, FifosAndDevicesFailFast) {
     EXPECT_EQ(stdin_run.status, 0) << stdin_run.output;
 }
 
+// Reproducer: a tokenizer.json whose vocab gives one token the id 100000000 made `lamina tokenize` fill a table of
+// 100M placeholder tokens (6 GB) and print the pieces; the id is refused in one line naming the token.
+TEST(CliHardening, TokenizeRefusesAFarTokenId) {
+    TempDir dir;
+    const fs::path model = dir / "hf";
+    fs::create_directories(model);
+    test::write_file(model / "tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 100000000},
+        "merges": ["a b"]}, "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false}})");
+    expect_quick_error("tokenize --model " + model.string() + " --text ab", "model.vocab token 'ab' has id 100000000");
+    // A directory, a FIFO or a device as --file is refused before the tokenizer is read.
+    test::write_file(model / "tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2},
+        "merges": ["a b"]}, "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false}})");
+    expect_quick_error("tokenize --model " + model.string() + " --file " + dir.path().string(),
+                       "--file is not a regular file: " + dir.path().string());
+    expect_quick_error("tokenize --model " + model.string() + " --file /dev/zero", "--file is not a regular file: /dev/zero");
+    const auto ok = run_command("timeout 20 " + lamina("tokenize --ids --model " + model.string() + " --text ab"));
+    EXPECT_EQ(ok.status, 0) << ok.output;
+    EXPECT_EQ(ok.output, "2\n");
+    test::write_file(dir / "bad.txt", "ab\xC3");
+    expect_quick_error("tokenize --model " + model.string() + " --file " + (dir / "bad.txt").string(),
+                       "--file " + (dir / "bad.txt").string() + ": not valid UTF-8 at byte 2");
+}
+
 // `run --model_dir` without a cache home builds into a temporary directory: never the old predictable
 // /tmp/lamina-engine-<pid>, nor <cache>/.tmp-<entry>-<pid> inside a cache, even with a symlink planted
 // there. `exec` keeps the shell's pid, so $$ is the pid lamina runs as.

@@ -1,11 +1,13 @@
 // ROUGE against Google's rouge-score package and the Porter stemmer against NLTK, on fixtures that
 // tools/rouge_reference.py wrote with the real packages (tests/data/rouge/PROVENANCE.md).
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <random>
 
 #include "../test_util.h"
 #include "core/error.h"
@@ -236,6 +238,102 @@ TEST(RougeIo, EscapeRoundTripAndLineCounting) {
     EXPECT_THROW(read_examples(dir.path()), Error);
 }
 
+TEST(RougeIo, InvalidUtf8NamesFileLineAndByte) {
+    // Reproducer: a truncated UTF-8 sequence was scored as if it were a separator.
+    TempDir dir;
+    test::write_file(dir / "a.txt", "fine\nab\xC3(\n");
+    const std::string e = test::error_of([&] { read_examples(dir / "a.txt"); });
+    for (const char* part : {"a.txt line 2: not valid UTF-8 at byte 2 of the line (byte 7 of the file)"})
+        EXPECT_NE(e.find(part), std::string::npos) << e;
+    test::write_file(dir / "b.txt", "\xED\xA0\x80\n");  // a UTF-16 surrogate, which UTF-8 may not encode
+    EXPECT_NE(test::error_of([&] { read_examples(dir / "b.txt"); }).find("line 1: not valid UTF-8 at byte 0"), std::string::npos);
+    test::write_file(dir / "c.txt", "caf\xC3\xA9 \xE2\x84\xAA\n");  // valid: scored as before
+    EXPECT_EQ(read_examples(dir / "c.txt").size(), 1u);
+}
+
+// --- LCS -----------------------------------------------------------------------------------------------
+
+// rouge_score.rouge_scorer._lcs_table and _backtrack_norec as plain loops over the whole table: the reference
+// the bit-parallel LCS must equal, index for index. Returns lcs_ind(ref, can); `length` gets the table's corner.
+std::vector<size_t> reference_lcs_indices(const std::vector<int32_t>& ref, const std::vector<int32_t>& can, size_t& length) {
+    const size_t rows = ref.size(), cols = can.size();
+    std::vector<std::vector<size_t>> t(rows + 1, std::vector<size_t>(cols + 1, 0));
+    for (size_t i = 1; i <= rows; ++i)
+        for (size_t j = 1; j <= cols; ++j)
+            t[i][j] = ref[i - 1] == can[j - 1] ? t[i - 1][j - 1] + 1 : std::max(t[i - 1][j], t[i][j - 1]);
+    length = t[rows][cols];
+    std::vector<size_t> out;
+    size_t i = rows, j = cols;
+    while (i > 0 && j > 0) {
+        if (ref[i - 1] == can[j - 1]) {
+            out.insert(out.begin(), i - 1);
+            --i;
+            --j;
+        } else if (t[i][j - 1] > t[i - 1][j]) {
+            --j;
+        } else {
+            --i;
+        }
+    }
+    return out;
+}
+
+TEST(RougeLcs, MatchesRougeScoreTableAndBacktrack) {
+    // Small alphabets make many LCSs of one length, so the backtrack's choice among them is exercised;
+    // lengths around 64 cross the words of the bit vectors.
+    std::mt19937 rng(24);
+    const size_t edges[] = {0, 1, 2, 63, 64, 65, 127, 128, 129, 191, 257};
+    for (int trial = 0; trial < 600; ++trial) {
+        const size_t n = trial % 3 == 0 ? edges[rng() % std::size(edges)] : rng() % 300;
+        const size_t m = trial % 3 == 1 ? edges[rng() % std::size(edges)] : rng() % 300;
+        const auto alphabet = static_cast<int32_t>(1 + rng() % (trial % 2 ? 4 : 40));
+        std::vector<int32_t> ref(n), can(m);
+        for (auto& x : ref) x = static_cast<int32_t>(rng() % static_cast<uint32_t>(alphabet));
+        for (auto& x : can) x = static_cast<int32_t>(rng() % static_cast<uint32_t>(alphabet));
+        size_t length = 0;
+        const std::vector<size_t> expected = reference_lcs_indices(ref, can, length);
+        ASSERT_EQ(rouge_lcs_length(ref, can), length) << "trial " << trial << " n " << n << " m " << m;
+        ASSERT_EQ(rouge_lcs_length(can, ref), length) << "trial " << trial;
+        ASSERT_EQ(rouge_lcs_indices(ref, can), expected) << "trial " << trial << " n " << n << " m " << m;
+    }
+}
+
+size_t peak_rss() {
+    rusage u{};
+    ::getrusage(RUSAGE_SELF, &u);
+    return static_cast<size_t>(u.ru_maxrss) * 1024;
+}
+
+TEST(RougeLcs, TwoLinesOf30kTokensInBoundedMemory) {
+    // Reproducer: ROUGE-L of two 30k-token lines filled a 30001 x 30001 table of ints, 3.6 GB, twice
+    // (rougeL, then rougeLsum's backtrack).
+    std::string prediction, target;
+    for (int i = 0; i < 30000; ++i) {
+        const std::string word = "w" + std::to_string(i) + " ";
+        prediction += word;
+        target += i % 3 == 2 ? "z " : word;
+    }
+    const size_t before = peak_rss();
+    const RougeScores s = score_rouge(prediction, target, false);
+    EXPECT_LT(peak_rss() - before, size_t{200} << 20);
+    // The LCS is the 20000 words both keep, in order; one sentence each, so rougeLsum's union is that LCS.
+    for (const RougeScore* r : {&s.rougeL, &s.rougeLsum}) {
+        EXPECT_DOUBLE_EQ(r->precision, 20000.0 / 30000.0);
+        EXPECT_DOUBLE_EQ(r->recall, 20000.0 / 30000.0);
+    }
+}
+
+TEST(RougeLcs, SentencePairsAreBounded) {
+    // 5000 one-word sentences on each side make 25M pairs for rougeLsum: hours in rouge-score, refused here.
+    std::string many;
+    for (int i = 0; i < 5000; ++i) many += "a\n";
+    const std::string e = test::error_of([&] { score_rouge(many, many, false); });
+    EXPECT_NE(e.find("rougeLsum: 5000 x 5000 sentences make more than the 16777216 sentence pairs"), std::string::npos) << e;
+    std::string some;
+    for (int i = 0; i < 1000; ++i) some += "a b\n";
+    EXPECT_DOUBLE_EQ(score_rouge(some, some, false).rougeLsum.fmeasure, 1.0);
+}
+
 // --- lamina rouge -------------------------------------------------------------------------------
 
 struct ExampleFiles {
@@ -326,6 +424,30 @@ TEST(RougeCli, LineCountMismatchNamesBothFilesAndCounts) {
     EXPECT_TRUE(is_one_line(r.output)) << r.output;
     for (const char* part : {"preds.txt", "refs.txt", " 3 ", " 4"})
         EXPECT_NE(r.output.find(part), std::string::npos) << part << " not in: " << r.output;
+}
+
+TEST(RougeCli, InvalidUtf8AndHostileFlagsAreOneLineErrors) {
+    TempDir dir;
+    test::write_file(dir / "p.txt", "ok\n\xFF\n");
+    test::write_file(dir / "r.txt", "ok\nok\n");
+    auto r = test::run_command(test::lamina_binary() + " rouge --predictions " + (dir / "p.txt").string() +
+                               " --references " + (dir / "r.txt").string());
+    EXPECT_NE(r.status, 0);
+    EXPECT_TRUE(is_one_line(r.output)) << r.output;
+    EXPECT_NE(r.output.find("p.txt line 2: not valid UTF-8 at byte 0"), std::string::npos) << r.output;
+    // Reproducer: --bootstrap_samples 2147483647 asked for 64 GB of resampled means.
+    r = test::run_command(test::lamina_binary() + " rouge --predictions " + (dir / "r.txt").string() + " --references " +
+                          (dir / "r.txt").string() + " --bootstrap --bootstrap_samples 2147483647");
+    EXPECT_EQ(r.status, 2) << r.output;
+    EXPECT_NE(r.output.find("--bootstrap_samples"), std::string::npos) << r.output;
+    EXPECT_THROW(bootstrap_rouge({RougeScores{}}, kMaxBootstrapSamples + 1), Error);
+    // A directory or a device as an input is refused at once.
+    r = test::run_command("timeout 20 " + test::lamina_binary() + " rouge --predictions /dev/zero --references " +
+                          dir.path().string());
+    EXPECT_NE(r.status, 0);
+    EXPECT_NE(r.status, 124) << "hung";
+    EXPECT_TRUE(is_one_line(r.output)) << r.output;
+    EXPECT_NE(r.output.find("/dev/zero"), std::string::npos) << r.output;
 }
 
 TEST(RougeCli, EmptyFilesAndMissingFlagAreErrors) {

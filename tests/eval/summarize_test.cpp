@@ -79,6 +79,28 @@ TEST(SummarizeDataset, BadLinesAreNamed) {
     EXPECT_EQ(ok[1].id, "7");
 }
 
+TEST(SummarizeDataset, HostileLinesAreNamed) {
+    TempDir dir;
+    const auto path = dir / "d.jsonl";
+    const std::string good = R"({"id": "a", "article": "Text.", "highlights": "Sum."})";
+    auto error_for = [&](const std::string& contents) {
+        test::write_file(path, contents);
+        return error_of([&] { read_summarize_dataset(path); });
+    };
+    // Invalid UTF-8 inside a string: named with its byte, where nlohmann's message quoted the raw bytes.
+    std::string e = error_for(good + "\n{\"article\": \"caf\xC3\", \"highlights\": \"s\"}\n");
+    EXPECT_NE(e.find("d.jsonl line 2: not valid UTF-8 at byte 16 of the line (byte 70 of the file)"), std::string::npos) << e;
+    // Reproducer: one line of 10M '[' took gigabytes in nlohmann's parser.
+    e = error_for(good + "\n" + std::string(size_t{10} << 20, '[') + "\n");
+    EXPECT_NE(e.find("d.jsonl line 2: nests deeper than 64 levels"), std::string::npos) << e.substr(0, 200);
+    // Two "article" keys mean different texts to different readers.
+    e = error_for(R"({"article": "a", "article": "b", "highlights": "s"})");
+    EXPECT_NE(e.find("line 1: repeats the key \"article\""), std::string::npos) << e;
+    // An id past 2^63 is kept as written, not wrapped to a negative number.
+    test::write_file(path, R"({"id": 18446744073709551615, "article": "a", "highlights": "s"})");
+    EXPECT_EQ(read_summarize_dataset(path)[0].id, "18446744073709551615");
+}
+
 TEST(SummarizeOptions, ValidatesFlagCombinations) {
     SummarizeOptions o;
     EXPECT_NO_THROW(o.validate());

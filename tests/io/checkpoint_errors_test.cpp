@@ -48,8 +48,18 @@ void rewrite_safetensors(const std::filesystem::path& file,
 TEST(CheckpointErrors, MissingTensorIsNamed) {
     TempDir dir;
     const auto ckpt = copy_tiny(dir);
-    rewrite_safetensors(ckpt / "model.safetensors",
-                        [](nlohmann::json& h, std::string&) { h.erase("model.layers.1.mlp.up_proj.weight"); });
+    // The tensor and its bytes go (the tensors still cover the data section exactly).
+    rewrite_safetensors(ckpt / "model.safetensors", [](nlohmann::json& h, std::string& data) {
+        const std::string name = "model.layers.1.mlp.up_proj.weight";
+        const uint64_t begin = h[name]["data_offsets"][0], end = h[name]["data_offsets"][1];
+        h.erase(name);
+        data.erase(begin, end - begin);
+        for (auto& [key, t] : h.items()) {
+            if (key == "__metadata__" || t["data_offsets"][0].get<uint64_t>() < end) continue;
+            t["data_offsets"] = {t["data_offsets"][0].get<uint64_t>() - (end - begin),
+                                 t["data_offsets"][1].get<uint64_t>() - (end - begin)};
+        }
+    });
     expect_error_mentioning(ckpt, "model.layers.1.mlp.up_proj.weight");
 }
 
@@ -121,6 +131,63 @@ TEST(CheckpointErrors, ShardedIndexProblems) {
     const std::string shard = index["weight_map"].begin()->get<std::string>();
     std::filesystem::remove(dst / shard);
     expect_error_mentioning(dst, shard);
+}
+
+// Issue 24. The reproducer: num_hidden_layers 2 over tiny_llama's three layers built a two-layer model and dropped
+// layer 2's weights without a word (transformers, too, only warns).
+TEST(CheckpointErrors, LayersPastNumHiddenLayersAreRefused) {
+    TempDir dir;
+    const auto ckpt = copy_tiny(dir);
+    auto cfg = test::read_json(ckpt / "config.json");
+    cfg["num_hidden_layers"] = 2;
+    test::write_file(ckpt / "config.json", cfg.dump());
+    expect_error_mentioning(ckpt, "tensor 'model.layers.2.");
+    expect_error_mentioning(ckpt, "is of layer 2, but num_hidden_layers = 2");
+}
+
+// A tensor the name table knows but the config leaves out means the two describe different models: refused.
+// A name outside the table (an old rotary_emb.inv_freq buffer) or the stored copy of a tied head is skipped.
+TEST(CheckpointErrors, TensorsTheConfigLeavesOut) {
+    TempDir dir;
+    const auto b = dir / "b";  // tiny_llama_b: biases everywhere, tied embeddings
+    std::filesystem::copy(test::data_dir() / "tiny_llama_b", b, std::filesystem::copy_options::recursive);
+    auto cfg = test::read_json(b / "config.json");
+    cfg["attention_bias"] = false;
+    test::write_file(b / "config.json", cfg.dump());
+    expect_error_mentioning(b, "self_attn.k_proj.bias' is a bias, but the config gives the model no attention biases");
+    cfg["attention_bias"] = true;
+    cfg["mlp_bias"] = false;
+    test::write_file(b / "config.json", cfg.dump());
+    expect_error_mentioning(b, "no MLP biases");
+
+    const auto ckpt = copy_tiny(dir);
+    rewrite_safetensors(ckpt / "model.safetensors", [](nlohmann::json& h, std::string& data) {
+        const uint64_t at = data.size();
+        data += std::string(24, '\0');
+        h["model.layers.0.self_attn.rotary_emb.inv_freq"] = {{"dtype", "F32"}, {"shape", {6}}, {"data_offsets", {at, at + 24}}};
+    });
+    auto tied = test::read_json(ckpt / "config.json");
+    tied["tie_word_embeddings"] = true;  // lm_head.weight stays in the file
+    test::write_file(ckpt / "config.json", tied.dump());
+    TempDir out;
+    EXPECT_NO_THROW(test::build_from(ckpt, out.path(), DType::F32, 16, 16));
+}
+
+TEST(CheckpointErrors, ShardsOutsideTheDirectoryAreRefused) {
+    TempDir dir;
+    const auto dst = dir / "b";
+    std::filesystem::copy(test::data_dir() / "tiny_llama_b", dst, std::filesystem::copy_options::recursive);
+    auto index = test::read_json(dst / "model.safetensors.index.json");
+    const std::string shard = index["weight_map"].begin()->get<std::string>();
+    // A copy of the shard one level up: before, only '/' and ".." anywhere in the name were refused; now the
+    // name must be a plain file name whatever it holds.
+    std::filesystem::copy(dst / shard, dir / shard);
+    index["weight_map"].begin().value() = "../" + shard;
+    test::write_file(dst / "model.safetensors.index.json", index.dump());
+    expect_error_mentioning(dst, "not a plain file name");
+    index["weight_map"].begin().value() = (dir / shard).string();
+    test::write_file(dst / "model.safetensors.index.json", index.dump());
+    expect_error_mentioning(dst, "not a plain file name");
 }
 
 TEST(CheckpointErrors, CorruptTokenizerJson) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <limits>
 
 #include "../test_util.h"
 #include "core/error.h"
@@ -17,7 +18,7 @@ using test::TempDir;
 std::filesystem::path tiny_gguf(const std::string& name) { return test::data_dir() / "gguf" / (name + ".gguf"); }
 
 // GGUF v3 metadata records, as gguf-py writes them.
-constexpr uint32_t kTypeU32 = 4, kTypeF32 = 6, kTypeString = 8;
+constexpr uint32_t kTypeU32 = 4, kTypeF32 = 6, kTypeString = 8, kTypeF64 = 12;
 constexpr size_t kHeaderBytes = 24;  // magic, version, n_tensors (u64), n_kv (u64)
 constexpr size_t kAlignment = 32;    // general.alignment's default, which the fixtures use
 
@@ -28,6 +29,7 @@ std::string raw(const T& v) {
 std::string gguf_string(const std::string& s) { return raw(static_cast<uint64_t>(s.size())) + s; }
 std::string kv_u32(const std::string& key, uint32_t v) { return gguf_string(key) + raw(kTypeU32) + raw(v); }
 std::string kv_f32(const std::string& key, float v) { return gguf_string(key) + raw(kTypeF32) + raw(v); }
+std::string kv_f64(const std::string& key, double v) { return gguf_string(key) + raw(kTypeF64) + raw(v); }
 std::string kv_string(const std::string& key, const std::string& v) { return gguf_string(key) + raw(kTypeString) + gguf_string(v); }
 
 // The file with these records added after the header, and one padding record so that the tensor data,
@@ -54,6 +56,14 @@ size_t value_offset(const std::string& bytes, const std::string& key) {
     const size_t at = bytes.find(needle);
     EXPECT_NE(at, std::string::npos) << key;
     return at + needle.size() + 4;
+}
+
+// The file with metadata key `key` renamed (its first letter made 'X'), so a record can take its place.
+std::string without_key(std::string bytes, const std::string& key) {
+    const size_t at = bytes.find(gguf_string(key));
+    EXPECT_NE(at, std::string::npos) << key;
+    bytes[at + 8] = 'X';
+    return bytes;
 }
 
 ModelConfig read_edited(const std::string& bytes, const TempDir& dir) {
@@ -161,6 +171,56 @@ TEST(GgufConfig, ScalingTypeAsLlamaCppReadsIt) {
     const ModelConfig c = read_edited(b, dir);
     EXPECT_EQ(c.rope_scaling.kind, RopeScaling::Kind::Linear);
     EXPECT_EQ(c.rope_scaling.factor, 4.0f);
+}
+
+TEST(GgufConfig, BlockCountMustMatchTheLayerTensors) {
+    const std::string yarn = test::read_file(tiny_gguf("tiny_llama_v5_yarn"));  // 2 layers, block_count 2
+    // Fewer: layer 1's tensors were silently dropped.
+    std::string b = yarn;
+    const uint32_t one = 1;
+    std::memcpy(b.data() + value_offset(b, "llama.block_count"), &one, 4);
+    const std::string msg = refusal(b);
+    EXPECT_NE(msg.find("tensor 'blk.1."), std::string::npos) << msg;
+    EXPECT_NE(msg.find("is in layer 1 but llama.block_count = 1"), std::string::npos) << msg;
+    // More: the config reads, and the build names the first missing tensor.
+    b = yarn;
+    const uint32_t three = 3;
+    std::memcpy(b.data() + value_offset(b, "llama.block_count"), &three, 4);
+    TempDir dir;
+    EXPECT_EQ(read_edited(b, dir).n_layer, 3);
+    try {
+        test::build_from(dir / "edited.gguf", dir / "engine", DType::F32, 16, 16);
+        FAIL() << "built 3 layers from a file of 2";
+    } catch (const Error& e) {
+        const std::string m = e.what();
+        EXPECT_NE(m.find("edited.gguf: missing tensor 'model.layers.2."), std::string::npos) << m;
+    }
+}
+
+TEST(GgufConfig, FloatKeysMustFitAFloat) {
+    const std::string yarn = test::read_file(tiny_gguf("tiny_llama_v5_yarn"));
+    // An f64 past the float range once became rope_theta = inf.
+    std::string msg =
+        refusal(with_records(without_key(yarn, "llama.rope.freq_base"), {kv_f64("llama.rope.freq_base", 1e300)}));
+    EXPECT_NE(msg.find("'llama.rope.freq_base' = 1e+300 is beyond the range of a 32-bit float"), std::string::npos)
+        << msg;
+    // One that flushes to zero as a float.
+    msg = refusal(with_records(without_key(yarn, "llama.attention.layer_norm_rms_epsilon"),
+                               {kv_f64("llama.attention.layer_norm_rms_epsilon", 1e-60)}));
+    EXPECT_NE(msg.find("'llama.attention.layer_norm_rms_epsilon' = 1e-60 underflows"), std::string::npos) << msg;
+    // Non-finite f32 values, named by key rather than as the config field they would have become.
+    std::string b = yarn;
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    std::memcpy(b.data() + value_offset(b, "llama.rope.scaling.factor"), &nan, 4);
+    msg = refusal(b);
+    EXPECT_NE(msg.find("'llama.rope.scaling.factor'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("is not a finite number"), std::string::npos) << msg;
+    // An f64 that fits is read as any f32 is.
+    TempDir dir;
+    EXPECT_EQ(
+        read_edited(with_records(without_key(yarn, "llama.rope.freq_base"), {kv_f64("llama.rope.freq_base", 5e5)}), dir)
+            .rope_theta,
+        5e5f);
 }
 
 }  // namespace

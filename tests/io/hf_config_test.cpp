@@ -253,6 +253,89 @@ TEST(HfConfig, RefusalsNameKeyAndValue) {
     expect_mentions(refusal(j), {"sliding_window", "\"4096\""});
 }
 
+// Issue 24. The reproducers: hidden_size 72.9 read as 72 (nlohmann's get<int64_t> truncates), 2^64 - 1 read as -1,
+// and rope_scaling = [] or {"factor": 2.0} silently read as no scaling.
+TEST(HfConfig, IntegersMustBeJsonIntegers) {
+    struct Case {
+        const char* key;
+        nlohmann::json value;
+        const char* why;
+    };
+    const Case cases[] = {
+        {"hidden_size", 72.9, "expected an integer"},
+        {"num_hidden_layers", 2.5, "expected an integer"},
+        {"hidden_size", 64.0, "expected an integer"},
+        {"num_attention_heads", nlohmann::json::parse("4e0"), "expected an integer"},
+        {"intermediate_size", "96", "expected an integer"},
+        {"num_hidden_layers", true, "expected an integer"},
+        {"vocab_size", nlohmann::json::array({384}), "expected an integer"},
+        {"max_position_embeddings", nlohmann::json::parse("18446744073709551615"), "beyond the range of a 64-bit integer"},
+        {"num_key_value_heads", nlohmann::json::parse("18446744073709551616"), "expected an integer"},
+        {"hidden_size", -64, "must be positive"},
+        {"num_hidden_layers", 0, "must be positive"},
+        {"head_dim", -16, "must be positive"},
+    };
+    for (const Case& k : cases) {
+        auto j = llama_v5();
+        j[k.key] = k.value;
+        SCOPED_TRACE(j.dump());
+        expect_mentions(refusal(j), {k.key, k.why});
+    }
+}
+
+TEST(HfConfig, RopeScalingIsNullOrAnObjectWithAType) {
+    for (const nlohmann::json& bad : {nlohmann::json("linear"), nlohmann::json::array({"linear", 2.0}), nlohmann::json::array(),
+                                      nlohmann::json(2.0), nlohmann::json(false)}) {
+        auto j = llama_v4();
+        j["rope_scaling"] = bad;
+        SCOPED_TRACE(bad.dump());
+        expect_mentions(refusal(j), {"rope_scaling = ", "expected an object"});
+    }
+    // transformers 4 fails on a rope_scaling without a type, and 5 reads it as "default", dropping the factor.
+    auto j = llama_v4();
+    j["rope_scaling"] = {{"factor", 2.0}};
+    expect_mentions(refusal(j), {"rope_scaling = {\"factor\":2.0}", "names no rope_type"});
+    // null or absent: no scaling; {}: rope_parameters (transformers 5's `rope_scaling or rope_parameters`).
+    j["rope_scaling"] = nullptr;
+    EXPECT_EQ(read(j).rope_scaling.kind, Kind::None);
+    j.erase("rope_scaling");
+    EXPECT_EQ(read(j).rope_scaling.kind, Kind::None);
+    auto v5 = llama_v5();
+    v5["rope_parameters"] = {{"rope_type", "linear"}, {"factor", 2.0}};
+    v5["rope_scaling"] = nlohmann::json::object();
+    EXPECT_EQ(read(v5).rope_scaling.kind, Kind::Linear);
+    v5["rope_parameters"] = {{"rope_theta", 5000.0}};  // a 5.x rope_parameters without a type is the default RoPE
+    EXPECT_EQ(read(v5).rope_scaling.kind, Kind::None);
+    EXPECT_EQ(read(v5).rope_theta, 5000.0f);
+    v5["rope_parameters"] = "default";
+    expect_mentions(refusal(v5), {"rope_parameters = \"default\"", "expected an object"});
+}
+
+TEST(HfConfig, HostileValuesGiveOneLineNamingTheKey) {
+    auto j = llama_v5();
+    j["quantization_config"] = {{"quant_method", 4}};  // was nlohmann's type_error from json::value()
+    expect_mentions(refusal(j), {"quantization_config", "not supported"});
+    j = llama_v5();
+    j["quantization_config"] = "gptq";
+    expect_mentions(refusal(j), {"quantization_config", "not supported"});
+    j = llama_v5();
+    j["architectures"] = {"Evil\nModel"};
+    expect_mentions(refusal(j), {"Evil\\nModel"});
+    j = llama_v5();
+    j["rms_norm_eps"] = "1e-6";
+    expect_mentions(refusal(j), {"rms_norm_eps = \"1e-6\"", "expected a number"});
+    j = llama_v5();
+    j["tie_word_embeddings"] = "false";
+    expect_mentions(refusal(j), {"tie_word_embeddings = \"false\"", "expected true or false"});
+    TempDir dir;
+    test::write_file(dir / "config.json", std::string(200, '[') + std::string(200, ']'));
+    expect_mentions(test::error_of([&] { model_config_from_hf(dir / "config.json"); }), {"nests deeper than 64 levels"});
+    test::write_file(dir / "config.json", R"({"hidden_size": 64, "hidden_size": 72})");
+    expect_mentions(test::error_of([&] { model_config_from_hf(dir / "config.json"); }), {"repeats the key \"hidden_size\""});
+    test::write_file(dir / "config.json", "[1, 2]");
+    expect_mentions(test::error_of([&] { model_config_from_hf(dir / "config.json"); }), {"the top level is not a JSON object"});
+}
+
 TEST(HfConfig, ContextAskedAgainstWindowAndDynamicRope) {
     auto m = mistral_v5();
     m["sliding_window"] = 128;

@@ -1,5 +1,6 @@
 #include "backend/cpu/dot.h"
 
+#include <cpuid.h>
 #include <immintrin.h>
 
 #include "core/env.h"
@@ -69,11 +70,17 @@ bool simd_disabled() {
     return env_switch("LAMINA_NO_SIMD", false);
 }
 
+// CPUID leaf 1, ECX bit 29 (clang's __builtin_cpu_supports does not know "f16c").
+bool cpu_has_f16c() {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C) != 0;
+}
+
 }  // namespace
 
 bool cpu_has_avx2() {
-    static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                            __builtin_cpu_supports("f16c") && !simd_disabled();
+    static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c() &&
+                            !simd_disabled();
     return has;
 }
 
