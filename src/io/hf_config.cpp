@@ -260,7 +260,7 @@ ModelConfig model_config_from_gguf(const GgufFile& f) {
         throw Error(file + ": " + k + "attention.scale = " + std::to_string(*v) +
                     " is not supported (lamina scales attention by 1 / sqrt(head_dim))");
     c.n_ff = f.get_int(k + "feed_forward_length");
-    c.n_ctx = f.get_int_opt(k + "context_length").value_or(2048);
+    c.n_ctx = f.get_int(k + "context_length");  // llama.cpp requires it too: a guess would size the KV cache wrong
     c.rope_theta = static_cast<float>(f.get_float_opt(k + "rope.freq_base").value_or(10000.0));
     c.rms_eps = static_cast<float>(f.get_float(k + "attention.layer_norm_rms_epsilon"));
     c.sliding_window = f.get_int_opt(k + "attention.sliding_window").value_or(0);

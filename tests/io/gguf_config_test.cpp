@@ -152,6 +152,14 @@ TEST(GgufConfig, RefusalsNameKeyAndValue) {
     msg = refusal(with_records(test::read_file(tiny_gguf("tiny_llama_v5_llama3")),
                                {kv_string("llama.rope.scaling.type", "linear"), kv_f32("llama.rope.scaling.factor", 2.0f)}));
     EXPECT_NE(msg.find("rope_freqs.weight"), std::string::npos) << msg;
+
+    // The mutation run's reproducer: without context_length lamina guessed 2048 (llama.cpp refuses the file).
+    b = yarn;
+    const size_t key_at = b.find("llama.context_length");
+    ASSERT_NE(key_at, std::string::npos);
+    b[key_at + std::string("llama.context_length").size() - 1] = 'x';
+    msg = refusal(b);
+    EXPECT_NE(msg.find("llama.context_length"), std::string::npos) << msg;
 }
 
 TEST(GgufConfig, ScalingTypeAsLlamaCppReadsIt) {
