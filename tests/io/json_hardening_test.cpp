@@ -4,11 +4,11 @@
 // wrong type; the rank files of a tensor-parallel engine swapped. Every refusal is one lamina::Error line naming the
 // file and the key or tensor, never nlohmann's text alone.
 #include <gtest/gtest.h>
-#include <sys/resource.h>
 
 #include <cstddef>
 #include <cstring>
 
+#include "../refusal_util.h"
 #include "../test_util.h"
 #include "build/engine_format.h"
 #include "core/error.h"
@@ -19,24 +19,10 @@
 namespace lamina {
 namespace {
 
+using test::expect_refusal;
+using test::peak_rss;
+
 using test::TempDir;
-
-// Fails the test unless `f` throws a lamina::Error of one line holding every needle.
-template <typename F>
-void expect_refusal(F&& f, std::initializer_list<std::string> needles) {
-    const std::string msg = test::error_of(f);
-    ASSERT_FALSE(msg.empty()) << "accepted; expected an error mentioning " << *needles.begin();
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << "not one line: " << msg;
-    EXPECT_EQ(msg.find("json.exception"), std::string::npos) << "nlohmann's own text: " << msg;
-    for (const auto& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "no '" << n << "' in: " << msg;
-}
-
-// The peak resident memory of this process so far, in bytes.
-size_t peak_rss() {
-    rusage u{};
-    ::getrusage(RUSAGE_SELF, &u);
-    return static_cast<size_t>(u.ru_maxrss) * 1024;
-}
 
 // --- JSON itself -------------------------------------------------------------------------------------------------
 

@@ -3,11 +3,11 @@
 // ids that would size a table by themselves, values of the wrong type, files that disagree, JSON nested to
 // exhaust memory. Every refusal is one lamina::Error line naming the file and the key, never nlohmann's text.
 #include <gtest/gtest.h>
-#include <sys/resource.h>
 
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "../refusal_util.h"
 #include "../test_util.h"
 #include "core/error.h"
 #include "tokenizer/tokenizer.h"
@@ -15,23 +15,11 @@
 namespace lamina {
 namespace {
 
+using test::expect_refusal;
+using test::peak_rss;
+
 using json = nlohmann::json;
 using test::TempDir;
-
-// Fails unless `f` throws a lamina::Error of one line holding every needle.
-void expect_refusal(const std::function<void()>& f, std::initializer_list<std::string> needles) {
-    const std::string msg = test::error_of(f);
-    ASSERT_FALSE(msg.empty()) << "accepted; expected an error mentioning " << *needles.begin();
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << "not one line: " << msg;
-    EXPECT_EQ(msg.find("json.exception"), std::string::npos) << "nlohmann's own text: " << msg;
-    for (const auto& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "no '" << n << "' in: " << msg;
-}
-
-size_t peak_rss() {
-    rusage u{};
-    ::getrusage(RUSAGE_SELF, &u);
-    return static_cast<size_t>(u.ru_maxrss) * 1024;
-}
 
 // A byte-level BPE tokenizer.json: "a", "b", "ab" and the merge "a b", as HF writes one.
 json byte_level(json vocab = {{"a", 0}, {"b", 1}, {"ab", 2}}) {
