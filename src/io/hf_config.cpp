@@ -159,6 +159,14 @@ ModelConfig model_config_from_hf(const std::filesystem::path& path) {
     // The block is BlockDescription's defaults (RMSNorm, SwiGLU with silu, RoPE, no QK-norm, unscaled
     // embeddings) but for the tied head, the biases and the per-layer attention kinds, read here.
     c.block.tied_embeddings = top.boolean_or("tie_word_embeddings", false);
+    // The special ids lamina uses come from the tokenizer files; these keys are still checked, so a damaged
+    // config.json is refused by key rather than taken silently (eos may be a list, as in Llama 3).
+    top.integer_opt("bos_token_id", -1, kMaxVocab);
+    top.integer_opt("pad_token_id", -1, kMaxVocab);
+    if (const nlohmann::json* eos = top.find("eos_token_id"); eos && eos->is_array())
+        top.integers("eos_token_id", -1, kMaxVocab);
+    else
+        top.integer_opt("eos_token_id", -1, kMaxVocab);
     if (family.is_mistral) {
         // Mistral's projections have no biases whatever the config says, and its window defaults to 4096
         // (null: none). transformers' Mistral has no use_sliding_window switch (that is Qwen2's).

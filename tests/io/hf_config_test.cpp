@@ -274,6 +274,12 @@ TEST(HfConfig, IntegersMustBeJsonIntegers) {
         {"hidden_size", -64, "must be positive"},
         {"num_hidden_layers", 0, "must be positive"},
         {"head_dim", -16, "must be positive"},
+        // Special ids come from the tokenizer files, but a damaged value here is not taken silently either
+        // (the mutation run's accepted-what-transformers-refuses cases).
+        {"eos_token_id", 2.5, "expected an integer"},
+        {"eos_token_id", nlohmann::json::array({2, true}), "element 1"},
+        {"bos_token_id", "", "expected an integer"},
+        {"pad_token_id", nlohmann::json::parse("1e308"), "expected an integer"},
     };
     for (const Case& k : cases) {
         auto j = llama_v5();
