@@ -50,7 +50,7 @@ std::string key_text(const fs::path& source, const BuildOptions& opts) {
     } else {
         describe_file(canonical, key);
     }
-    key += "dtype " + std::string(dtype_name(opts.dtype)) + "\nrmsnorm_plugin " +
+    key += "dtype " + std::string(dtype_name(opts.dtype)) + "\nweights " + weights_mode_name(opts) + "\nrmsnorm_plugin " +
            std::to_string(opts.rmsnorm_plugin) + "\ntp_size " + std::to_string(opts.tp_size) + "\n";
     return key;
 }
@@ -96,7 +96,8 @@ fs::path EngineCache::entry(const fs::path& source, const BuildOptions& opts) co
     std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(fnv1a(key_text(source, opts))));
     std::string name = fs::path(source).lexically_normal().filename().string();
     if (name.empty() || name == "." || name == "..") name = fs::canonical(source).filename().string();
-    return dir / (name + "-" + std::string(dtype_name(opts.dtype)) + "-" + hex);
+    const std::string format = opts.weights == WeightsMode::Float ? std::string(dtype_name(opts.dtype)) : weights_mode_name(opts);
+    return dir / (name + "-" + format + "-" + hex);
 }
 
 fs::path EngineCache::get_or_build(const fs::path& source, const BuildOptions& opts, const BuildProgressFn& progress,

@@ -86,10 +86,12 @@ double median(std::vector<double> v) {
 // achieved bandwidth.
 double decode_step_bytes(const Engine& e, int64_t position, size_t kv_elem_bytes) {
     const ModelConfig& c = e.rank(0).config;
-    const double w = static_cast<double>(dtype_size(e.dtype()));
-    double bytes = static_cast<double>(c.n_layer) * (c.qkv_dim() * c.n_embd + c.n_embd * c.q_dim() + 3 * c.n_ff * c.n_embd) * w;
-    bytes += static_cast<double>(e.rank(0).weights.output.rows * c.n_embd) * w;  // LM head (the rank's vocabulary)
-    if (!c.block.tied_embeddings) bytes += static_cast<double>(c.n_embd) * w;
+    const LlamaWeights& w = e.rank(0).weights;
+    auto bytes_of = [](const TensorView& v) { return v.empty() ? 0.0 : static_cast<double>(dtype_bytes(v.dtype, v.rows * v.cols)); };
+    double bytes = 0.0;
+    for (const LayerWeights& L : w.layers) bytes += bytes_of(L.wqkv) + bytes_of(L.wo) + bytes_of(L.w_gate_up) + bytes_of(L.w_down);
+    bytes += bytes_of(w.output);  // LM head (the rank's vocabulary)
+    if (!c.block.tied_embeddings) bytes += static_cast<double>(dtype_bytes(w.tok_embd.dtype, c.n_embd));
     bytes += 2.0 * static_cast<double>(c.n_layer * c.kv_dim() * (position + 1)) * static_cast<double>(kv_elem_bytes);
     return bytes;
 }

@@ -23,7 +23,7 @@ namespace {
 constexpr int64_t kDefaultBuildOutputLen = 512;  // TensorRT-LLM build.py's default max_output_len
 
 struct BuildArgs {
-    std::string model_dir, output_dir, dtype = "float16", random_weights, tokenizer, rmsnorm_plugin = "on";
+    std::string model_dir, output_dir, dtype = "float16", weights, random_weights, tokenizer, rmsnorm_plugin = "on";
     int64_t max_batch_size = 8, max_input_len = 0, max_output_len = 0, tp_size = 1;
     int threads = 0;
     uint64_t seed = 0;
@@ -87,6 +87,11 @@ Handler add_build(CLI::App& app) {
     cmd->add_option("--output_dir", args->output_dir, "Engine directory to write")->required();
     cmd->add_option("--dtype", args->dtype, "float32, float16 or bfloat16")
         ->check(CLI::IsMember({"float32", "float16", "bfloat16"}));
+    cmd->add_option("--weights", args->weights,
+                    "How matrices are stored: keep (each as the checkpoint has it; the default for a .gguf), float (at "
+                    "--dtype; the default otherwise), or quantized at build: q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, "
+                    "q4_k, q5_k, q6_k (embeddings and head: q8_0)")
+        ->check(CLI::IsMember({"keep", "float", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k"}));
     cmd->add_option("--max_batch_size", args->max_batch_size, "Sequences the engine runs at once")->transform(integer_in(1, kMaxFlagBatch));
     cmd->add_option("--max_input_len", args->max_input_len, "Longest prompt in tokens (0: the model's context, at most " + std::to_string(kDefaultMaxContext) +
                         ", less max_output_len)")
@@ -122,16 +127,17 @@ Handler add_build(CLI::App& app) {
         if (!args->model_dir.empty()) spec = load_model_spec(args->model_dir, args->tokenizer.empty());
         else spec = random_model_spec(args->random_weights, args->seed, args->threads);
         if (!args->tokenizer.empty()) spec.vocab = load_tokenizer(args->tokenizer).vocab();
+        set_weights_mode(opts, args->weights.empty() ? default_weights(args->model_dir) : args->weights);
         // Limits not given: the model's context (at most kDefaultMaxContext), 512 of it for output.
         const int64_t ctx = std::min(spec.config.max_exact_context(), kDefaultMaxContext);
         opts.max_output_len = args->max_output_len > 0 ? args->max_output_len
                                                        : std::min<int64_t>(kDefaultBuildOutputLen, std::max<int64_t>(1, ctx / 2));
         opts.max_input_len = args->max_input_len > 0 ? args->max_input_len : std::max<int64_t>(1, ctx - opts.max_output_len);
         BuildProgressPrinter printer("build");
-        build_engine(spec, opts, args->output_dir, printer.fn());
+        const BuildSummary summary = build_engine(spec, opts, args->output_dir, printer.fn());
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        std::printf("built %s engine (%s, %lld layers, n_embd %lld, vocab %lld, tp_size %lld) in %s in %.1f s\n",
-                    std::string(dtype_name(opts.dtype)).c_str(), spec.source.c_str(),
+        std::printf("built %s engine (%s; %s, %lld layers, n_embd %lld, vocab %lld, tp_size %lld) in %s in %.1f s\n",
+                    weights_mode_name(opts).c_str(), summary.text().c_str(), spec.source.c_str(),
                     static_cast<long long>(spec.config.n_layer), static_cast<long long>(spec.config.n_embd),
                     static_cast<long long>(spec.config.n_vocab), static_cast<long long>(opts.tp_size),
                     args->output_dir.c_str(), s);

@@ -21,6 +21,11 @@
 
 namespace lamina::cli {
 
+std::string default_weights(const std::string& model_dir) {
+    std::error_code ec;
+    return !model_dir.empty() && std::filesystem::is_regular_file(model_dir, ec) ? "keep" : "float";
+}
+
 namespace {
 // Largest model (parameters) that --dtype auto builds in float32 for the CPU; above it float16 halves
 // the memory (a 7B model is 27 GB in float32).
@@ -208,6 +213,8 @@ OpenedEngine open_engine(const ModelArgs& a, const Needs& needs) {
     const ModelSpec spec = load_model_spec(a.model_dir);  // metadata only: weights are read when built
     BuildOptions build;
     build.dtype = a.dtype == "auto" ? auto_dtype(e.device, spec) : dtype_from_name(a.dtype);
+    // The CPU computes on a GGUF's blocks as they are; the CUDA backend takes float weights.
+    if (a.dtype == "auto" && e.device == "cpu") set_weights_mode(build, default_weights(a.model_dir));
     build.threads = a.threads;
     EngineCache cache{a.cache_dir.empty() ? EngineCache::default_dir() : std::filesystem::path(a.cache_dir)};
     if (cache.dir.empty()) {  // no home for a cache: a private temporary one, removed afterwards

@@ -61,6 +61,8 @@ struct OpenedEngine {
 // built once into the engine cache and reused, with limits from the flags or else from `needs` and the
 // model's context (capped at kDefaultMaxContext).
 OpenedEngine open_engine(const ModelArgs& a, const Needs& needs);
+// `lamina build --weights` when not given: "keep" for a .gguf file (its block types), else "float".
+std::string default_weights(const std::string& model_dir);
 // Sets the limits of an engine opened from --model_dir again, once the command knows its needs better
 // (e.g. the longest prompt after tokenizing): the flags, else `needs`. Nothing for an --engine_dir.
 void fit_limits(const ModelArgs& a, OpenedEngine& opened, const Needs& needs);

@@ -1,34 +1,62 @@
 #include "core/dtype.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <iterator>
 
 #include "core/error.h"
+#include "core/ggml_quants.h"
 
 namespace lamina {
 
+namespace {
+struct DTypeInfo {
+    const char* name;
+    uint32_t ggml_code;  // io/gguf.h GgmlType
+};
+// Indexed by DType, as kDTypeBlocks.
+constexpr DTypeInfo kInfo[] = {
+    {"float32", 0}, {"float16", 1}, {"bfloat16", 30}, {"q4_0", 2},  {"q4_1", 3},  {"q5_0", 6},  {"q5_1", 7},
+    {"q8_0", 8},    {"q2_k", 10},   {"q3_k", 11},     {"q4_k", 12}, {"q5_k", 13}, {"q6_k", 14},
+};
+constexpr size_t kNumTypes = sizeof(kInfo) / sizeof(kInfo[0]);
+static_assert(kNumTypes == static_cast<size_t>(DType::Q6_K) + 1 && kNumTypes == std::size(kDTypeBlocks), "one row per DType");
+
+const DTypeInfo& info(DType t) {
+    const auto i = static_cast<size_t>(t);
+    LAMINA_CHECK(i < kNumTypes, "dtype " + std::to_string(i));
+    return kInfo[i];
+}
+}  // namespace
+
 size_t dtype_size(DType t) {
-    switch (t) {
-        case DType::F32: return 4;
-        case DType::F16:
-        case DType::BF16: return 2;
-    }
-    return 0;
+    LAMINA_CHECK(!dtype_is_block(t), "dtype_size of block type " + std::string(info(t).name));
+    return static_cast<size_t>(dtype_block(t).bytes);
 }
 
-std::string_view dtype_name(DType t) {
-    switch (t) {
-        case DType::F32: return "float32";
-        case DType::F16: return "float16";
-        case DType::BF16: return "bfloat16";
-    }
-    return "?";
+void dtype_bytes_not_whole_blocks(DType t, int64_t n) {
+    LAMINA_CHECK(false, std::to_string(n) + " elements of " + info(t).name + " are not whole blocks");
+    std::abort();
 }
+
+std::string_view dtype_name(DType t) { return info(t).name; }
 
 DType dtype_from_name(std::string_view s) {
-    if (s == "float32" || s == "fp32" || s == "f32") return DType::F32;
-    if (s == "float16" || s == "fp16" || s == "f16") return DType::F16;
-    if (s == "bfloat16" || s == "bf16") return DType::BF16;
-    throw Error("unknown dtype '" + std::string(s) + "' (expected float32, float16 or bfloat16)");
+    if (s == "fp32" || s == "f32") return DType::F32;
+    if (s == "fp16" || s == "f16") return DType::F16;
+    if (s == "bf16") return DType::BF16;
+    for (size_t i = 0; i < kNumTypes; ++i)
+        if (s == kInfo[i].name) return static_cast<DType>(i);
+    throw Error("unknown dtype '" + std::string(s) +
+                "' (expected float32, float16, bfloat16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k or q6_k)");
+}
+
+uint32_t dtype_ggml_code(DType t) { return info(t).ggml_code; }
+
+std::optional<DType> dtype_from_ggml_code(uint32_t code) {
+    for (size_t i = 0; i < kNumTypes; ++i)
+        if (kInfo[i].ggml_code == code) return static_cast<DType>(i);
+    return std::nullopt;
 }
 
 float f16_to_f32(uint16_t h) {
@@ -85,6 +113,10 @@ void store_u16(void* base, size_t i, uint16_t v) { std::memcpy(static_cast<unsig
 }  // namespace
 
 void convert_to_f32(DType from, const void* src, float* dst, size_t n) {
+    if (dtype_is_block(from)) {
+        dequantize_row(dtype_ggml_code(from), src, dst, static_cast<int64_t>(n));
+        return;
+    }
     switch (from) {
         case DType::F32: std::memcpy(dst, src, n * 4); return;
         case DType::F16:
@@ -93,10 +125,15 @@ void convert_to_f32(DType from, const void* src, float* dst, size_t n) {
         case DType::BF16:
             for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(load_u16(src, i));
             return;
+        default: break;
     }
 }
 
 void convert_from_f32(DType to, const float* src, void* dst, size_t n) {
+    if (dtype_is_block(to)) {
+        quantize_row(dtype_ggml_code(to), src, dst, static_cast<int64_t>(n));
+        return;
+    }
     switch (to) {
         case DType::F32: std::memcpy(dst, src, n * 4); return;
         case DType::F16:
@@ -105,6 +142,7 @@ void convert_from_f32(DType to, const float* src, void* dst, size_t n) {
         case DType::BF16:
             for (size_t i = 0; i < n; ++i) store_u16(dst, i, f32_to_bf16(src[i]));
             return;
+        default: break;
     }
 }
 

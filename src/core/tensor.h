@@ -13,13 +13,13 @@ struct TensorView {
     DType dtype = DType::F32;
     int64_t rows = 0;        // 1 for vectors
     int64_t cols = 0;        // contiguous dimension
-    int64_t row_stride = 0;  // elements between rows (== cols when contiguous)
+    int64_t row_stride = 0;  // elements between rows (== cols when contiguous; whole blocks for a block type)
 
     bool empty() const { return data == nullptr; }
     int64_t n_elements() const { return rows * cols; }
     template <typename T>
     T* row(int64_t r) const {
-        return reinterpret_cast<T*>(static_cast<char*>(data) + r * row_stride * static_cast<int64_t>(dtype_size(dtype)));
+        return reinterpret_cast<T*>(static_cast<char*>(data) + dtype_bytes(dtype, r * row_stride));
     }
 };
 

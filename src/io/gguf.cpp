@@ -623,3 +623,11 @@ void dequantize(uint32_t type, const uint8_t* src, float* dst, uint64_t n) {
 }
 
 }  // namespace lamina
+
+namespace lamina {
+// TEMPORARY (replaced by the wq branch on merge).
+void dequantize_row(uint32_t type, const void* blocks, float* dst, int64_t n) {
+    dequantize(type, static_cast<const uint8_t*>(blocks), dst, static_cast<uint64_t>(n));
+}
+void quantize_row(uint32_t type, const float*, void*, int64_t) { throw Error("quantize " + ggml_type_name(type) + ": not yet"); }
+}  // namespace lamina

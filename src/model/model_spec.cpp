@@ -34,17 +34,19 @@ const WeightSource& ModelSpec::weight(const std::string& name, const std::vector
 namespace {
 
 // convert_hf_to_gguf stores q/k rows of each head interleaved for llama.cpp's adjacent-pair RoPE:
-// GGUF row (h, 2i + j) holds HF row (h, j * head_dim/2 + i). Undo it so the spec is in HF layout.
-void unpermute_rows(float* w, int64_t rows, int64_t cols, int64_t n_heads) {
+// GGUF row (h, 2i + j) holds HF row (h, j * head_dim/2 + i). Undo it so the spec is in HF layout. Rows are
+// moved whole, so this works on any row format (f32 values or quantized blocks): row_bytes each.
+void unpermute_rows(void* w, int64_t rows, size_t row_bytes, int64_t n_heads) {
     const int64_t head_dim = rows / n_heads, half = head_dim / 2;
-    std::vector<float> tmp(static_cast<size_t>(rows * cols));
+    auto* bytes = static_cast<uint8_t*>(w);
+    std::vector<uint8_t> tmp(static_cast<size_t>(rows) * row_bytes);
     for (int64_t h = 0; h < n_heads; ++h)
         for (int64_t i = 0; i < half; ++i)
             for (int64_t j = 0; j < 2; ++j) {
-                const float* src = w + (h * head_dim + 2 * i + j) * cols;
-                std::copy(src, src + cols, tmp.data() + (h * head_dim + j * half + i) * cols);
+                const uint8_t* src = bytes + static_cast<size_t>(h * head_dim + 2 * i + j) * row_bytes;
+                std::copy(src, src + row_bytes, tmp.data() + static_cast<size_t>(h * head_dim + j * half + i) * row_bytes);
             }
-    std::copy(tmp.begin(), tmp.end(), w);
+    std::copy(tmp.begin(), tmp.end(), bytes);
 }
 
 // Builds the tokenizer once so a broken vocabulary (e.g. a merge naming a missing token) is reported
@@ -109,13 +111,18 @@ ModelSpec load_gguf_spec(const std::filesystem::path& file) {
         if (!ggml_type_supported(t.type))
             throw Error(w.origin + ": tensor type " + ggml_type_name(t.type) +
                         " is not supported (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)");
-        w.read = [g, info, heads, shape](float* dst) {
+        const int64_t rows = shape[0], cols = shape.size() > 1 ? shape[1] : 1;
+        w.read = [g, info, heads, rows, cols](float* dst) {
             const auto data = g->tensor_data(*info);
             dequantize(info->type, data.data(), dst, info->n_elements());
-            if (heads > 0) {
-                const int64_t rows = shape[0], cols = shape.size() > 1 ? shape[1] : 1;
-                unpermute_rows(dst, rows, cols, heads);
-            }
+            if (heads > 0) unpermute_rows(dst, rows, static_cast<size_t>(cols) * sizeof(float), heads);
+        };
+        // Every type the loader supports is an engine type; its rows are whole blocks (the reader checked).
+        w.stored = *dtype_from_ggml_code(t.type);
+        w.read_stored = [g, info, heads, rows, cols, stored = w.stored](void* dst) {
+            const auto data = g->tensor_data(*info);
+            std::copy(data.begin(), data.end(), static_cast<uint8_t*>(dst));
+            if (heads > 0) unpermute_rows(dst, rows, dtype_bytes(stored, cols), heads);
         };
         spec.weights.emplace(names.hf_name(*found->part, found->layer), std::move(w));
     }
@@ -143,6 +150,8 @@ ModelSpec load_hf_spec(const std::filesystem::path& dir, bool require_tokenizer)
         w.read = [tensor](float* dst) {
             convert_to_f32(tensor->dtype, tensor->data.data(), dst, tensor->data.size() / dtype_size(tensor->dtype));
         };
+        w.stored = tensor->dtype;
+        w.read_stored = [tensor](void* dst) { std::copy(tensor->data.begin(), tensor->data.end(), static_cast<uint8_t*>(dst)); };
         spec.weights.emplace(name, std::move(w));
     }
     return spec;

@@ -1,5 +1,5 @@
 // ModelSpec: what every checkpoint becomes — hyperparameters plus named weights that can be read as
-// float32. Names are Hugging Face's (`model.layers.3.self_attn.q_proj.weight`); shapes are row-major
+// float32, or as stored (a GGUF block type kept by `lamina build --weights keep`). Names are Hugging Face's (`model.layers.3.self_attn.q_proj.weight`); shapes are row-major
 // [out, in] as in PyTorch. Nothing downstream knows whether a spec came from GGUF or safetensors.
 #pragma once
 
@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
 #include "model/model_config.h"
 #include "tokenizer/vocab.h"
 
@@ -21,6 +22,10 @@ struct WeightSource {
     std::string origin;          // file and tensor name in that file, for error messages
     // Fills `dst` (n_elements floats) with the exactly dequantized / upcast weight.
     std::function<void(float* dst)> read;
+    // The type the checkpoint stores it in, and (when set) a reader of those bytes, dtype_bytes(stored,
+    // n_elements) of them, rows in the order `read` gives them.
+    DType stored = DType::F32;
+    std::function<void(void* dst)> read_stored;
     int64_t n_elements() const;
 };
 

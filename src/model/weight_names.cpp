@@ -96,10 +96,6 @@ bool is_present(const EngineTensorName& t, const ModelConfig& c) {
     return false;
 }
 
-DType engine_dtype(const EngineTensorName& t, DType build_dtype) {
-    return t.role == WeightRole::Norm || t.role == WeightRole::Bias ? DType::F32 : build_dtype;
-}
-
 std::vector<int64_t> checkpoint_shape(const EngineTensorName& t, const CheckpointTensor& part, const ModelConfig& c) {
     if (t.cols == Dim::None) return {dim_size(part.rows, c)};
     return {dim_size(part.rows, c), dim_size(t.cols, c)};

@@ -106,8 +106,6 @@ const FamilyNames& weight_names(const std::string& arch);
 const FamilyNames& llama_weight_names();  // LLaMA and Mistral (names_llama.cpp)
 
 bool is_present(const EngineTensorName& t, const ModelConfig& c);
-// The engine dtype of the tensor in an engine built at `build_dtype`.
-DType engine_dtype(const EngineTensorName& t, DType build_dtype);
 // A part's shape in the checkpoint of a model with config c.
 std::vector<int64_t> checkpoint_shape(const EngineTensorName& t, const CheckpointTensor& part, const ModelConfig& c);
 // The size of `d` in one rank's share: the rank config's (its heads and n_ff), the vocabulary shard when

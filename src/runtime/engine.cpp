@@ -56,8 +56,13 @@ public:
             const std::string what = where_ + ": tensor '" + printable(name) + "'";
             TableEntry e{engine_dtype_of(t, "dtype"), t.integers("shape", 0), static_cast<uint64_t>(t.integer("offset", 0)),
                          static_cast<uint64_t>(t.integer("bytes", 0))};
-            const uint64_t n_bytes = checked_mul(static_cast<uint64_t>(checked_product(e.shape, (what + " element count").c_str())),
-                                                 uint64_t{dtype_size(e.dtype)}, (what + " bytes").c_str());
+            const DTypeBlock block = dtype_block(e.dtype);
+            if (block.elems > 1 && (e.shape.empty() || e.shape.back() % block.elems != 0))
+                t.fail("shape", "does not hold whole " + std::string(dtype_name(e.dtype)) + " blocks of " + std::to_string(block.elems) +
+                                    " a row (corrupt engine?)");
+            const uint64_t n_bytes =
+                checked_mul(static_cast<uint64_t>(checked_product(e.shape, (what + " element count").c_str())) / static_cast<uint64_t>(block.elems),
+                            static_cast<uint64_t>(block.bytes), (what + " bytes").c_str());
             if (e.bytes != n_bytes) t.fail("bytes", "is inconsistent with its shape, which needs " + std::to_string(n_bytes));
             // Tensors start past the 64-byte header, aligned, and end within the file.
             if (e.offset < fmt::kAlignment || e.offset % fmt::kAlignment != 0 || e.offset > file.size() ||
@@ -129,6 +134,7 @@ Engine::Engine(const std::filesystem::path& dir) : dir_(dir) {
     config_ = model_config_from_json(top.object("model"));
     config_.validate(where);
     dtype_ = engine_dtype_of(top, "dtype");
+    if (dtype_is_block(dtype_)) top.fail("dtype", "must be float32, float16 or bfloat16 (the engine's float type)");
     rmsnorm_plugin_ = top.object("build").boolean_or("rmsnorm_plugin", true);
     const JsonFields lim = top.object("limits");
     limits_ = {lim.integer("max_batch_size"), lim.integer("max_input_len"), lim.integer("max_output_len")};
@@ -210,7 +216,9 @@ void Engine::load_rank(const JsonFields& wj, int r, int64_t version) {
     const FamilyNames& names = weight_names(c.arch);
     auto resolve = [&](const EngineTensorName& t, const std::string& name) {
         if (!is_present(t, c) || (t.split == TpSplit::Rank0 && r != 0)) return TensorView{};
-        return table.get(name, engine_shape(t, c, s), engine_dtype(t, dtype_));
+        // Norms and biases are f32; matrices and embeddings are in whatever format the build chose for each.
+        const bool f32 = t.role == WeightRole::Norm || t.role == WeightRole::Bias;
+        return table.get(name, engine_shape(t, c, s), f32 ? std::optional<DType>(DType::F32) : std::nullopt);
     };
     LlamaWeights& w = R.weights;
     for (const auto& t : names.globals) w.*t.field = resolve(t, t.name);

@@ -45,11 +45,23 @@ SharedWeights::SharedWeights(const EngineRank& rank, Backend& backend) : backend
         views_ = rank.weights;
         return;
     }
+    const LlamaWeights& w = rank.weights;
+    // The GPU backend computes on float weights only so far.
+    auto check_float = [&](const TensorView& v, const std::string& name) {
+        if (!v.empty() && dtype_is_block(v.dtype))
+            throw Error(rank.file.path().string() + ": tensor " + name + " is " + std::string(dtype_name(v.dtype)) + ", and the " +
+                        backend.name() + " backend computes on float weights only: rebuild the engine with --weights float");
+    };
+    check_float(w.tok_embd, "tok_embd");
+    check_float(w.output, "output");
+    for (size_t i = 0; i < w.layers.size(); ++i) {
+        const LayerWeights& L = w.layers[i];
+        for (const TensorView* v : {&L.wqkv, &L.wo, &L.w_gate_up, &L.w_down}) check_float(*v, "of layer " + std::to_string(i));
+    }
     const MappedFile& f = rank.file;
     device_copy_ = backend.alloc(f.size());
     backend.to_device(device_copy_, f.data(), f.size());
     ++g_uploads;
-    const LlamaWeights& w = rank.weights;
     auto rb = [&](const TensorView& v) { return rebase(v, f.data(), device_copy_); };
     views_.tok_embd = rb(w.tok_embd);
     views_.output_norm = rb(w.output_norm);

@@ -245,7 +245,7 @@ TEST_F(CliSampling, PromptFilesStopStringsRawAndJson) {
 }
 
 // run --num_beams is Hugging Face's beam search: the beams of tests/data/smollm2_beams.json (transformers
-// on the same GGUF), token for token: the first case of each configuration in the fixture.
+// on the same GGUF, dequantized: so float32 weights here), token for token: the first case of each configuration.
 TEST(CliSmolLM2Beams, RunNumBeamsGivesHfBeams) {
     LAMINA_REQUIRE_SMOLLM2();
     TempDir dir;
@@ -259,7 +259,7 @@ TEST(CliSmolLM2Beams, RunNumBeamsGivesHfBeams) {
         const std::string early = cfg["early_stopping"].is_boolean() ? (cfg["early_stopping"].get<bool>() ? "true" : "false")
                                                                       : cfg["early_stopping"].get<std::string>();
         const auto json = (dir / "b.json").string();
-        const auto r = run_command(lamina("run --device cpu --cache_dir " + (dir / "cache").string() + " --model_dir " +
+        const auto r = run_command(lamina("run --device cpu --dtype float32 --cache_dir " + (dir / "cache").string() + " --model_dir " +
                                           test::smollm2_gguf().string() + " --input_text '" + c["text"].get<std::string>() +
                                           "' --num_beams " + std::to_string(cfg["num_beams"].get<int>()) +
                                           " --num_return_sequences " + std::to_string(cfg["num_return_sequences"].get<int>()) +

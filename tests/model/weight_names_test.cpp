@@ -81,9 +81,6 @@ TEST(WeightNames, EngineShapesAreTheRuntimeLayout) {
     EXPECT_EQ(shape(names.layer_tensor("bo"), two), (Shape{24}));
     EXPECT_EQ(shape(names.global("tok_embd"), two), (Shape{26, 24}));
     EXPECT_EQ(shape(names.global("output"), two), (Shape{25, 24}));
-    EXPECT_EQ(engine_dtype(names.layer_tensor("ffn_norm"), DType::F16), DType::F32);
-    EXPECT_EQ(engine_dtype(names.layer_tensor("b_gate_up"), DType::BF16), DType::F32);
-    EXPECT_EQ(engine_dtype(names.layer_tensor("w_gate_up"), DType::BF16), DType::BF16);
 }
 
 }  // namespace

@@ -3,12 +3,14 @@
 // qkv row layout: [q: n_head * head_dim | k: n_head_kv * head_dim | v: n_head_kv * head_dim].
 // RoPE is Hugging Face's rotate-half form: for i < head_dim/2, (x[i], x[i + head_dim/2]) is rotated by
 // angle pos * inv_freq[i]; rope_cos_sin row p holds [cos(p f_0..), sin(p f_0..)], head_dim floats.
-// Attention: scores = q . k_p * scale for p in [0, pos], fp32 softmax, out = sum_p prob_p v_p.
+// Attention: scores = q . k_p * scale for p in [0, pos], fp32 softmax, out = sum_p prob_p v_p (vector dots and
+// axpys: cpu/dot.h).
 // Threads: the pool splits tokens (RoPE) and (token, head) pairs (attention), one pair per chunk at least.
 #include <algorithm>
 #include <cmath>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/dot.h"
 #include "core/error.h"
 
 namespace lamina {
@@ -56,6 +58,8 @@ void CpuBackend::attention(const TensorView& qkv, const StepTokens& tok, const A
     const int64_t hd = s.head_dim;
     const auto* k_cache = static_cast<const float*>(cache.k);
     const auto* v_cache = static_cast<const float*>(cache.v);
+    const cpu::DotFn dot = cpu::dot_for(DType::F32);
+    const cpu::AxpyFn axpy = cpu::axpy_for();
     pool_.parallel_for(tok.n_tokens * s.n_head, 1, [&](int64_t i0, int64_t i1, int thread) {
         float* scores = score_scratch_.data() + static_cast<size_t>(thread) * cache.n_ctx;
         for (int64_t i = i0; i < i1; ++i) {
@@ -66,10 +70,7 @@ void CpuBackend::attention(const TensorView& qkv, const StepTokens& tok, const A
             const int64_t base = cache.offset(tok.slots[t], layer, 0) + kvh * hd;
             float max_score = -INFINITY;
             for (int64_t p = 0; p < n_pos; ++p) {
-                const float* k = k_cache + base + p * cache.kv_dim;
-                float dot = 0.0f;
-                for (int64_t d = 0; d < hd; ++d) dot += q[d] * k[d];
-                scores[p] = dot * s.scale;
+                scores[p] = dot(q, k_cache + base + p * cache.kv_dim, hd) * s.scale;
                 max_score = std::max(max_score, scores[p]);
             }
             float sum = 0.0f;
@@ -80,11 +81,7 @@ void CpuBackend::attention(const TensorView& qkv, const StepTokens& tok, const A
             const float inv_sum = 1.0f / sum;
             float* o = out.row<float>(t) + h * hd;
             std::fill(o, o + hd, 0.0f);
-            for (int64_t p = 0; p < n_pos; ++p) {
-                const float prob = scores[p] * inv_sum;
-                const float* v = v_cache + base + p * cache.kv_dim;
-                for (int64_t d = 0; d < hd; ++d) o[d] += prob * v[d];
-            }
+            for (int64_t p = 0; p < n_pos; ++p) axpy(scores[p] * inv_sum, v_cache + base + p * cache.kv_dim, o, hd);
         }
     });
 }

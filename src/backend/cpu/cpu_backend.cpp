@@ -10,6 +10,7 @@
 #include <new>
 
 #include "backend/cpu/dot.h"
+#include "backend/cpu/quant_dot.h"
 #include "core/error.h"
 
 namespace lamina {
@@ -65,6 +66,10 @@ void CpuBackend::matmul(const TensorView& x, const TensorView& w, const TensorVi
     LAMINA_CHECK(x.cols == w.cols && out.rows == x.rows && out.cols == w.rows,
                  "x " + std::to_string(x.rows) + "x" + std::to_string(x.cols) + " w " + std::to_string(w.rows) + "x" +
                      std::to_string(w.cols));
+    if (dtype_is_block(w.dtype)) {
+        matmul_quantized(x, w, bias, out);
+        return;
+    }
     const int64_t n = x.rows, k = x.cols, m = w.rows;
     const size_t w_row_bytes = static_cast<size_t>(w.row_stride) * dtype_size(w.dtype);
     const auto* w_bytes = static_cast<const char*>(w.data);
@@ -108,6 +113,36 @@ void CpuBackend::matmul(const TensorView& x, const TensorView& w, const TensorVi
     pool_.parallel_for(n_blocks, 1, [&](int64_t b0, int64_t b1, int thread) {
         single_threaded_blas_on_this_thread();
         for (int64_t blk = b0; blk < b1; ++blk) gemm_block(blk * kGemmChunkRows, std::min(m, (blk + 1) * kGemmChunkRows), thread);
+    });
+}
+
+// Block-format weights: x quantized to int8 blocks once (cpu/quant_dot.h), then the pool splits the weight
+// rows. Within a chunk of rows, tokens go kMaxDotRows at a time and each weight block is decoded once for them;
+// a chunk's weights (a few KB) and a tile's activations stay in L1 while the tile walks the chunk's rows.
+void CpuBackend::matmul_quantized(const TensorView& x, const TensorView& w, const TensorView* bias, TensorView out) {
+    const int64_t n = x.rows, k = x.cols, m = w.rows;
+    LAMINA_CHECK(k % cpu::kActBlock == 0, "k " + std::to_string(k));
+    const int64_t nb = k / cpu::kActBlock;
+    if (act_scratch_.size() < static_cast<size_t>(n * nb)) act_scratch_.resize(static_cast<size_t>(n * nb));
+    cpu::ActBlock* act = act_scratch_.data();
+    pool_.parallel_for(n, std::max<int64_t>(1, 4096 / k), [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) cpu::quantize_activations(x.row<float>(t), k, act + t * nb);
+    });
+    const cpu::QuantDotFn dot = cpu::quant_dot_for(w.dtype);
+    const float* b = bias != nullptr ? static_cast<const float*>(bias->data) : nullptr;
+    const int64_t grain = std::max<int64_t>(1, kGemvChunkBytes / static_cast<int64_t>(dtype_bytes(w.dtype, k)));
+    pool_.parallel_for(m, grain, [&](int64_t r0, int64_t r1) {
+        for (int64_t t0 = 0; t0 < n; t0 += cpu::kMaxDotRows) {
+            const int tile = static_cast<int>(std::min<int64_t>(cpu::kMaxDotRows, n - t0));
+            const cpu::ActBlock* xs[cpu::kMaxDotRows];
+            const float* xf[cpu::kMaxDotRows];
+            for (int t = 0; t < tile; ++t) xs[t] = act + (t0 + t) * nb, xf[t] = x.row<float>(t0 + t);
+            float dots[cpu::kMaxDotRows];
+            for (int64_t r = r0; r < r1; ++r) {
+                dot(w.row<void>(r), xs, xf, k, tile, dots);
+                for (int t = 0; t < tile; ++t) out.row<float>(t0 + t)[r] = dots[t] + (b ? b[r] : 0.0f);
+            }
+        }
     });
 }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cpu/quant_dot.h"
 #include "core/thread_pool.h"
 
 namespace lamina {
@@ -51,7 +52,11 @@ private:
     void rms_norm_quant(const TensorView& x, const TensorView& w, float eps, float tensor_scale, int8_t* out,
                         float* scales);
 
+    // matmul with block-format weights (backend/cpu/quant_dot.h).
+    void matmul_quantized(const TensorView& x, const TensorView& w, const TensorView* bias, TensorView out);
+
     ThreadPool pool_;
+    std::vector<cpu::ActBlock> act_scratch_;  // the step's activations quantized for block-format weights
     std::vector<float> weight_scratch_;  // per pool thread: f16/bf16 weight rows widened to f32 for sgemm (prefill)
     std::vector<float> score_scratch_;   // per pool thread: one n_ctx row of attention scores
     std::vector<float> norm_scratch_;    // x^2, then x / rms, for the unfused RMSNorm; per thread a row for int8 output

@@ -10,11 +10,10 @@ namespace lamina {
 
 void CpuBackend::embedding(const TensorView& table, const StepTokens& tok, TensorView out) {
     LAMINA_CHECK(out.cols == table.cols && out.rows == tok.n_tokens);
-    const size_t row_bytes = static_cast<size_t>(table.row_stride) * dtype_size(table.dtype);
     for (int64_t t = 0; t < tok.n_tokens; ++t) {
         const int32_t id = tok.ids[t];
         LAMINA_CHECK(id >= 0 && id < table.rows, "token id " + std::to_string(id));
-        convert_to_f32(table.dtype, static_cast<const char*>(table.data) + id * row_bytes, out.row<float>(t), table.cols);
+        convert_to_f32(table.dtype, table.row<char>(id), out.row<float>(t), table.cols);
     }
 }
 

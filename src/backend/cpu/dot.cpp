@@ -66,6 +66,16 @@ LAMINA_AVX2 float dot_avx2(const float* x, const void* w, int64_t k) {
     return s;
 }
 
+void axpy_portable(float a, const float* x, float* y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+LAMINA_AVX2 void axpy_avx2(float a, const float* x, float* y, int64_t n) {
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; ++i) y[i] += a * x[i];
+}
+
 bool simd_disabled() {
     return env_switch("LAMINA_NO_SIMD", false);
 }
@@ -89,9 +99,11 @@ DotFn dot_portable(DType t) {
         case DType::F32: return dot_f32_portable;
         case DType::F16: return dot_f16_portable;
         case DType::BF16: return dot_bf16_portable;
+        default: return nullptr;  // block types: quant_dot.h
     }
-    return nullptr;
 }
+
+AxpyFn axpy_for() { return cpu_has_avx2() ? axpy_avx2 : axpy_portable; }
 
 DotFn dot_for(DType t) {
     if (!cpu_has_avx2()) return dot_portable(t);
@@ -99,8 +111,8 @@ DotFn dot_for(DType t) {
         case DType::F32: return dot_avx2<load_f32, dot_f32_portable, 4>;
         case DType::F16: return dot_avx2<load_f16, dot_f16_portable, 2>;
         case DType::BF16: return dot_avx2<load_bf16, dot_bf16_portable, 2>;
+        default: return nullptr;  // block types: quant_dot.h
     }
-    return nullptr;
 }
 
 }  // namespace lamina::cpu

@@ -17,4 +17,8 @@ DotFn dot_for(DType w_dtype);
 DotFn dot_portable(DType w_dtype);
 bool cpu_has_avx2();
 
+// y[i] += a * x[i] for i < n (attention's weighted sum of V rows).
+using AxpyFn = void (*)(float a, const float* x, float* y, int64_t n);
+AxpyFn axpy_for();
+
 }  // namespace lamina::cpu
