@@ -9,8 +9,8 @@
 #include <numeric>
 
 #include "core/checked.h"
-#include "core/dtype.h"
 #include "core/error.h"
+#include "core/ggml_quants.h"
 
 namespace lamina {
 
@@ -230,52 +230,6 @@ std::string key_error(const std::filesystem::path& p, const std::string& key, co
 std::string key_name(const std::filesystem::path& p, const std::string& key) {
     return p.string() + ": GGUF key '" + key + "'";
 }
-
-}  // namespace
-
-std::string ggml_type_name(uint32_t type) {
-    switch (static_cast<GgmlType>(type)) {
-        case GgmlType::F32: return "F32";
-        case GgmlType::F16: return "F16";
-        case GgmlType::BF16: return "BF16";
-        case GgmlType::Q4_0: return "Q4_0";
-        case GgmlType::Q4_1: return "Q4_1";
-        case GgmlType::Q5_0: return "Q5_0";
-        case GgmlType::Q5_1: return "Q5_1";
-        case GgmlType::Q8_0: return "Q8_0";
-        case GgmlType::Q8_1: return "Q8_1";
-        case GgmlType::Q2_K: return "Q2_K";
-        case GgmlType::Q3_K: return "Q3_K";
-        case GgmlType::Q4_K: return "Q4_K";
-        case GgmlType::Q5_K: return "Q5_K";
-        case GgmlType::Q6_K: return "Q6_K";
-        case GgmlType::Q8_K: return "Q8_K";
-    }
-    return "type#" + std::to_string(type);
-}
-
-GgmlTypeTraits ggml_type_traits(uint32_t type) {
-    switch (static_cast<GgmlType>(type)) {
-        case GgmlType::F32: return {1, 4};
-        case GgmlType::F16:
-        case GgmlType::BF16: return {1, 2};
-        case GgmlType::Q4_0: return {32, 18};   // fp16 d + 16 bytes of nibbles
-        case GgmlType::Q4_1: return {32, 20};   // fp16 d, fp16 m + 16 bytes of nibbles
-        case GgmlType::Q5_0: return {32, 22};
-        case GgmlType::Q5_1: return {32, 24};
-        case GgmlType::Q8_0: return {32, 34};   // fp16 d + 32 int8
-        case GgmlType::Q8_1: return {32, 36};
-        case GgmlType::Q2_K: return {256, 84};
-        case GgmlType::Q3_K: return {256, 110};
-        case GgmlType::Q4_K: return {256, 144}; // fp16 d, dmin + 12 bytes of 6-bit scales + 128 bytes
-        case GgmlType::Q5_K: return {256, 176};
-        case GgmlType::Q6_K: return {256, 210}; // 128 ql + 64 qh + 16 int8 scales + fp16 d
-        case GgmlType::Q8_K: return {256, 292};
-    }
-    throw Error("unknown GGML tensor type " + std::to_string(type));
-}
-
-namespace {
 
 // One tensor info at the cursor, its element and byte counts checked.
 GgufTensorInfo read_tensor_info(Cursor& c, const std::string& file) {
@@ -515,119 +469,8 @@ std::span<const uint8_t> GgufFile::tensor_data(const GgufTensorInfo& t) const {
     return {file_.data() + data_offset_ + t.offset, t.n_bytes};
 }
 
-namespace {
-float half_at(const uint8_t* p) {
-    uint16_t h;
-    std::memcpy(&h, p, 2);
-    return f16_to_f32(h);
-}
-
-// Q4_K packs 8 (scale, min) pairs of 6 bits into 12 bytes.
-void q4k_scale_min(int j, const uint8_t* q, uint8_t& sc, uint8_t& m) {
-    if (j < 4) {
-        sc = q[j] & 63;
-        m = q[j + 4] & 63;
-    } else {
-        sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-        m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
-}
-}  // namespace
-
-bool ggml_type_supported(uint32_t type) {
-    switch (static_cast<GgmlType>(type)) {
-        case GgmlType::F32: case GgmlType::F16: case GgmlType::BF16: case GgmlType::Q8_0:
-        case GgmlType::Q4_0: case GgmlType::Q4_1: case GgmlType::Q4_K: case GgmlType::Q6_K: return true;
-        default: return false;
-    }
-}
-
 void dequantize(uint32_t type, const uint8_t* src, float* dst, uint64_t n) {
-    const GgmlTypeTraits tr = ggml_type_traits(type);
-    LAMINA_CHECK(n % tr.block_elems == 0, "n=" + std::to_string(n));
-    const uint64_t n_blocks = n / tr.block_elems;
-    switch (static_cast<GgmlType>(type)) {
-        case GgmlType::F32: std::memcpy(dst, src, n * 4); return;
-        case GgmlType::F16: convert_to_f32(DType::F16, src, dst, n); return;
-        case GgmlType::BF16: convert_to_f32(DType::BF16, src, dst, n); return;
-        case GgmlType::Q8_0:
-            for (uint64_t b = 0; b < n_blocks; ++b, src += 34, dst += 32) {
-                const float d = half_at(src);
-                const auto* q = reinterpret_cast<const int8_t*>(src + 2);
-                for (int j = 0; j < 32; ++j) dst[j] = q[j] * d;
-            }
-            return;
-        case GgmlType::Q4_0:
-            for (uint64_t b = 0; b < n_blocks; ++b, src += 18, dst += 32) {
-                const float d = half_at(src);
-                const uint8_t* q = src + 2;
-                for (int j = 0; j < 16; ++j) {
-                    dst[j] = static_cast<float>((q[j] & 0xF) - 8) * d;
-                    dst[j + 16] = static_cast<float>((q[j] >> 4) - 8) * d;
-                }
-            }
-            return;
-        case GgmlType::Q4_1:
-            for (uint64_t b = 0; b < n_blocks; ++b, src += 20, dst += 32) {
-                const float d = half_at(src);
-                const float m = half_at(src + 2);
-                const uint8_t* q = src + 4;
-                for (int j = 0; j < 16; ++j) {
-                    dst[j] = static_cast<float>(q[j] & 0xF) * d + m;
-                    dst[j + 16] = static_cast<float>(q[j] >> 4) * d + m;
-                }
-            }
-            return;
-        case GgmlType::Q4_K:
-            for (uint64_t b = 0; b < n_blocks; ++b, src += 144) {
-                const float d = half_at(src);
-                const float dmin = half_at(src + 2);
-                const uint8_t* scales = src + 4;
-                const uint8_t* q = src + 16;
-                for (int j = 0; j < 8; j += 2, q += 32) {
-                    uint8_t sc, m;
-                    q4k_scale_min(j, scales, sc, m);
-                    const float d1 = d * sc, m1 = dmin * m;
-                    q4k_scale_min(j + 1, scales, sc, m);
-                    const float d2 = d * sc, m2 = dmin * m;
-                    for (int l = 0; l < 32; ++l) *dst++ = d1 * static_cast<float>(q[l] & 0xF) - m1;
-                    for (int l = 0; l < 32; ++l) *dst++ = d2 * static_cast<float>(q[l] >> 4) - m2;
-                }
-            }
-            return;
-        case GgmlType::Q6_K:
-            for (uint64_t b = 0; b < n_blocks; ++b, src += 210) {
-                const uint8_t* ql = src;
-                const uint8_t* qh = src + 128;
-                const auto* sc = reinterpret_cast<const int8_t*>(src + 192);
-                const float d = half_at(src + 208);
-                for (int half = 0; half < 2; ++half, ql += 64, qh += 32, sc += 8, dst += 128) {
-                    for (int l = 0; l < 32; ++l) {
-                        const int is = l / 16;
-                        const int q1 = static_cast<int8_t>((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
-                        const int q2 = static_cast<int8_t>((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-                        const int q3 = static_cast<int8_t>((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-                        const int q4 = static_cast<int8_t>((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-                        dst[l] = d * sc[is + 0] * static_cast<float>(q1);
-                        dst[l + 32] = d * sc[is + 2] * static_cast<float>(q2);
-                        dst[l + 64] = d * sc[is + 4] * static_cast<float>(q3);
-                        dst[l + 96] = d * sc[is + 6] * static_cast<float>(q4);
-                    }
-                }
-            }
-            return;
-        default:
-            throw Error("tensor type " + ggml_type_name(type) + " is not supported (supported: F32, F16, BF16, "
-                        "Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)");
-    }
+    dequantize_row(type, src, dst, static_cast<int64_t>(n));
 }
 
-}  // namespace lamina
-
-namespace lamina {
-// TEMPORARY (replaced by the wq branch on merge).
-void dequantize_row(uint32_t type, const void* blocks, float* dst, int64_t n) {
-    dequantize(type, static_cast<const uint8_t*>(blocks), dst, static_cast<uint64_t>(n));
-}
-void quantize_row(uint32_t type, const float*, void*, int64_t) { throw Error("quantize " + ggml_type_name(type) + ": not yet"); }
 }  // namespace lamina

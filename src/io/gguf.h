@@ -18,16 +18,10 @@
 #include <variant>
 #include <vector>
 
+#include "core/ggml_type.h"
 #include "core/mmap_file.h"
 
 namespace lamina {
-
-// GGML tensor types this reader knows (numbering from the GGUF spec).
-enum class GgmlType : uint32_t {
-    F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q8_1 = 9,
-    Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15, BF16 = 30,
-};
-std::string ggml_type_name(uint32_t type);
 
 // A metadata array, left in the mapped file: its elements are decoded by the getters, so an array costs the
 // same few bytes of RAM whatever its length. Elements are all of one scalar or string type; arrays of arrays
@@ -102,18 +96,8 @@ private:
     std::vector<size_t> tensors_by_name_;  // indices into tensors_, sorted by name
 };
 
-// Bytes per block and elements per block of a GGML type; throws for unknown types.
-struct GgmlTypeTraits {
-    uint64_t block_elems;
-    uint64_t block_bytes;
-};
-GgmlTypeTraits ggml_type_traits(uint32_t type);
-
-// True for the types dequantize() handles.
-bool ggml_type_supported(uint32_t type);
-
-// Exact dequantization of n elements (n a multiple of the block size) of `type` into f32.
-// Supports F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K.
+// Exact dequantization of n elements (n a multiple of the block size) of `type` into f32: core/ggml_quants.h's
+// dequantize_row, for the types ggml_type_supported accepts (core/ggml_type.h); throws naming any other type.
 void dequantize(uint32_t type, const uint8_t* src, float* dst, uint64_t n);
 
 }  // namespace lamina

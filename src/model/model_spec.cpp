@@ -110,7 +110,7 @@ ModelSpec load_gguf_spec(const std::filesystem::path& file) {
         std::vector<int64_t> shape = w.shape;
         if (!ggml_type_supported(t.type))
             throw Error(w.origin + ": tensor type " + ggml_type_name(t.type) +
-                        " is not supported (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)");
+                        " is not supported (supported: " + ggml_supported_type_names() + ")");
         const int64_t rows = shape[0], cols = shape.size() > 1 ? shape[1] : 1;
         w.read = [g, info, heads, rows, cols](float* dst) {
             const auto data = g->tensor_data(*info);

@@ -16,8 +16,8 @@ namespace {
 
 using cpu::ActBlock;
 
-constexpr DType kBlockTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_0, DType::Q5_1,
-                                 DType::Q2_K, DType::Q3_K, DType::Q5_K};
+constexpr DType kBlockTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
+                                 DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K};
 
 // Where each block type keeps its f16 scales (random bytes there could be inf or NaN).
 std::vector<int> f16_fields(DType t) {

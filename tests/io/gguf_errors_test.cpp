@@ -153,9 +153,9 @@ TEST(GgufErrors, UnsupportedTensorTypeNamesTheTensor) {
     TempDir dir;
     std::string bytes = test::read_file(test::smollm2_gguf());
     const size_t at = type_field_offset(bytes, "blk.0.attn_norm.weight");
-    const uint32_t q5_1 = 7;  // a real GGML type lamina does not dequantize
-    std::memcpy(bytes.data() + at, &q5_1, 4);
-    const auto p = dir / "q5.gguf";
+    const uint32_t q8_1 = 9;  // a real GGML type lamina does not dequantize (ggml's activation format)
+    std::memcpy(bytes.data() + at, &q8_1, 4);
+    const auto p = dir / "q8_1.gguf";
     test::write_file(p, bytes);
     try {
         open_fully(p);
@@ -163,7 +163,7 @@ TEST(GgufErrors, UnsupportedTensorTypeNamesTheTensor) {
     } catch (const Error& e) {
         const std::string msg = e.what();
         EXPECT_NE(msg.find("blk.0.attn_norm.weight"), std::string::npos) << msg;
-        EXPECT_NE(msg.find("Q5_1"), std::string::npos) << msg;
+        EXPECT_NE(msg.find("Q8_1"), std::string::npos) << msg;
     }
 }
 
@@ -446,6 +446,22 @@ TEST(GgufErrors, TensorSizesUseCheckedArithmetic) {
     expect_mentions(open_error(GgufBuilder().tensor("w", {8}, 0, 99).bytes(64)), {"tensor 'w'", "unknown type 99"});
     expect_mentions(open_error(GgufBuilder().tensor("w", {16}, 0, 8).bytes(64)),
                     {"tensor 'w'", "not a multiple of the Q8_0 block size 32"});
+}
+
+TEST(GgufErrors, AKnownTypeLaminaDoesNotComputeIsReadThenRefusedByName) {
+    // IQ2_XS (code 17, 256 elements in 74 bytes): the reader knows its size, so the file opens, and turning
+    // the tensor into floats is refused naming the type.
+    TempDir dir;
+    const auto p = dir / "iq2_xs.gguf";
+    test::write_file(p, GgufBuilder().tensor("w", {256}, 0, 17).bytes(74));
+    GgufFile f(p);
+    const GgufTensorInfo* t = f.find_tensor("w");
+    ASSERT_NE(t, nullptr);
+    EXPECT_EQ(ggml_type_name(t->type), "IQ2_XS");
+    EXPECT_EQ(t->n_bytes, 74u);
+    std::vector<float> out(256);
+    expect_mentions(test::error_of([&] { dequantize(t->type, f.tensor_data(*t).data(), out.data(), 256); }),
+                    {"tensor type IQ2_XS is not supported", "Q5_K"});
 }
 
 TEST(GgufErrors, NumbersThatDoNotFitTheGetterAreNamed) {
