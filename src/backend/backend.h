@@ -92,8 +92,9 @@ public:
     virtual void wait(uint64_t /*fence*/) {}
     // True when device memory is host memory: weights are then used in place from the mapped file.
     virtual bool shares_host_memory() const { return false; }
-    // The dtype of activations (and so of logits and the KV cache) on this backend.
+    // The dtype of activations (and so of logits) on this backend, and of its KV cache.
     virtual DType activation_dtype() const { return DType::F32; }
+    virtual DType kv_cache_dtype() const { return activation_dtype(); }
 
     // out[t] = table[ids[t]]
     virtual void embedding(const TensorView& table, const StepTokens& tok, TensorView out) = 0;
@@ -172,7 +173,8 @@ public:
 };
 
 // n_threads: the CPU backend's threads, the calling thread's included (`--threads`); 0: one per physical
-// core (core/thread_pool.h, physical_core_count()).
-std::unique_ptr<Backend> make_cpu_backend(int n_threads = 0);
+// core (core/thread_pool.h, physical_core_count()). kv_cache_dtype: float32, or float16 (half the bytes each
+// decode step reads at long contexts; the commands choose it for engines of quantized weights).
+std::unique_ptr<Backend> make_cpu_backend(int n_threads = 0, DType kv_cache_dtype = DType::F32);
 
 }  // namespace lamina

@@ -149,7 +149,7 @@ Handler add_bench(CLI::App& app) {
             collective_ms = 1e3 * s.decode_collective_seconds / static_cast<double>(std::max<int64_t>(1, s.decode_steps));
         }
         // Average bytes per decode step over the positions the decode visits.
-        const size_t kv_bytes = dtype_size(backend->activation_dtype());
+        const size_t kv_bytes = dtype_size(backend->kv_cache_dtype());
         double step_bytes = 0.0;
         for (int64_t p = a->input_len; p < a->input_len + a->output_len - 1; ++p)
             step_bytes += decode_step_bytes(engine, p, kv_bytes);

@@ -74,7 +74,9 @@ std::unique_ptr<Backend> make_backend(const ModelArgs& a, const OpenedEngine& op
 #ifdef LAMINA_HAS_CUDA
     if (opened.device == "cuda") return make_cuda_backend(opened.engine->dtype());
 #endif
-    return make_cpu_backend(a.threads);
+    // Quantized weights move few bytes a step, so the KV cache's share counts: half of it in float16, as llama.cpp
+    // keeps it. Float engines keep float32 K and V, which the CPU's parity with transformers rests on.
+    return make_cpu_backend(a.threads, opened.engine->has_block_weights() ? DType::F16 : DType::F32);
 }
 
 OpenedEngine::~OpenedEngine() {

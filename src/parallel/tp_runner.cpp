@@ -17,7 +17,7 @@ namespace {
 std::unique_ptr<Backend> make_rank_backend(const Backend& rank0, [[maybe_unused]] int rank, int tp_size) {
     if (const auto* cpu = dynamic_cast<const CpuBackend*>(&rank0)) {
         // Ranks share the cores rank 0 was given: ranks 1.. get an equal share each (rank 0 keeps its pool).
-        return make_cpu_backend(std::max(1, cpu->threads() / tp_size));
+        return make_cpu_backend(std::max(1, cpu->threads() / tp_size), cpu->kv_cache_dtype());
     }
 #ifdef LAMINA_HAS_CUDA
     if (rank0.name() == "cuda") {

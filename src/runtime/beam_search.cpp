@@ -32,7 +32,7 @@ ModelLimits beam_limits(const Engine& e, Backend& backend, int64_t n_prompt, int
                     " beams needs " + std::to_string(n_slot) + " KV slots, but the engine's max_batch_size is " +
                     std::to_string(max_batch) + "; rebuild the engine with `lamina build --max_batch_size " +
                     std::to_string(n_slot) + "` (batch size x num_beams) or lower the batch size / beams");
-    return plan_model_limits(e, n_slot, backend.activation_dtype(), kv_cache_bytes);
+    return plan_model_limits(e, n_slot, backend.kv_cache_dtype(), kv_cache_bytes);
 }
 
 // HF's length penalty denominator, n ** length_penalty, as the float32 scalar torch divides by.

@@ -233,6 +233,14 @@ void Engine::load_rank(const JsonFields& wj, int r, int64_t version) {
     }
 }
 
+bool Engine::has_block_weights() const {
+    const LlamaWeights& w = ranks_.front().weights;
+    bool any = dtype_is_block(w.tok_embd.dtype) || dtype_is_block(w.output.dtype);
+    for (const LayerWeights& L : w.layers)
+        for (const TensorView* v : {&L.wqkv, &L.wo, &L.w_gate_up, &L.w_down}) any = any || dtype_is_block(v->dtype);
+    return any;
+}
+
 void Engine::set_limits(const EngineLimits& l) {
     check_limits(l, config_, "--", dir_.string());
     limits_ = l;

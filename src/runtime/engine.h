@@ -45,6 +45,8 @@ public:
     const std::filesystem::path& dir() const { return dir_; }
     const ModelConfig& config() const { return config_; }
     DType dtype() const { return dtype_; }
+    // True when a matrix or the embedding is in a block format (quantized).
+    bool has_block_weights() const;
     const EngineLimits& limits() const { return limits_; }
     // This run's limits in place of the built ones (the weights do not depend on them; an engine built on
     // the fly from a checkpoint is cached once and opened with each run's limits). Throws lamina::Error

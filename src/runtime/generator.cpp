@@ -19,7 +19,7 @@ ModelLimits limits_for(const Engine& e, Backend& backend, int64_t n_slot, uint64
     if (n_slot < 1 || n_slot > e.limits().max_batch_size)
         throw Error("batch size " + std::to_string(n_slot) + " is outside [1, max_batch_size " +
                     std::to_string(e.limits().max_batch_size) + "] of the engine");
-    return plan_model_limits(e, n_slot, backend.activation_dtype(), kv_cache_bytes);
+    return plan_model_limits(e, n_slot, backend.kv_cache_dtype(), kv_cache_bytes);
 }
 }  // namespace
 

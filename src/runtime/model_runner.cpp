@@ -22,7 +22,7 @@ ModelRunner::ModelRunner(const Engine& engine, Backend& backend, const ModelLimi
       backend_(backend),
       limits_(limits),
       weights_(SharedWeights::get(engine, comm ? comm->rank() : 0, backend)),
-      kv_(backend, backend.activation_dtype(), limits.n_slot, config_.n_layer, limits.n_ctx, config_.kv_dim()),
+      kv_(backend, backend.kv_cache_dtype(), limits.n_slot, config_.n_layer, limits.n_ctx, config_.kv_dim()),
       pass_{config_, weights_->views(), kv_.cache(), rope_cos_sin_,
             AttentionShape{config_.n_head, config_.n_head_kv, config_.head_dim,
                            1.0f / std::sqrt(static_cast<float>(config_.head_dim))},

@@ -166,6 +166,26 @@ TEST(CpuThreads, ResultsDoNotDependOnTheThreadCount) {
     EXPECT_EQ(v1, v3) << "v cache";
     EXPECT_EQ(o1, o3) << "attention";
 
+    // A float16 cache: the same attention as a float32 cache holding the same values rounded to f16.
+    CpuBackend half_kv(2, DType::F16);
+    auto round16 = [](std::vector<float> v) {
+        for (float& x : v) x = f16_to_f32(f32_to_f16(x));
+        return v;
+    };
+    std::vector<uint16_t> kh(cache0.size()), vh(cache0.size());
+    convert_from_f32(DType::F16, cache0.data(), kh.data(), cache0.size());
+    vh = kh;
+    std::vector<float> qh = qkv0, oh(o1.size(), NAN);
+    KvCache hc{kh.data(), vh.data(), DType::F16, 2, 1, n_ctx, kv_dim};
+    const TensorView qhv = make_view(qh.data(), DType::F32, tok.n_tokens, qkv_dim);
+    half_kv.rope_kv_write(qhv, tok, make_view(rope.data(), DType::F32, n_ctx, s.head_dim), s, 0, hc);
+    half_kv.attention(qhv, tok, s, 0, hc, make_view(oh.data(), DType::F32, tok.n_tokens, s.n_head * s.head_dim));
+    std::vector<float> kr = round16(k1), vr = round16(v1), orf(o1.size(), NAN);
+    KvCache rc{kr.data(), vr.data(), DType::F32, 2, 1, n_ctx, kv_dim};
+    one.attention(make_view(q1.data(), DType::F32, tok.n_tokens, qkv_dim), tok, s, 0, rc,
+                  make_view(orf.data(), DType::F32, tok.n_tokens, s.n_head * s.head_dim));
+    for (size_t i = 0; i < oh.size(); ++i) EXPECT_NEAR(oh[i], orf[i], 1e-5f) << "f16 cache, element " << i;
+
     const int64_t rows = 9, cols = 577;
     const auto x = random_vec(static_cast<size_t>(rows * cols), 26), w = random_vec(static_cast<size_t>(cols), 27);
     const auto xv = make_view(x.data(), DType::F32, rows, cols), wv = make_view(w.data(), DType::F32, 1, cols);

@@ -4,7 +4,7 @@
 // RoPE is Hugging Face's rotate-half form: for i < head_dim/2, (x[i], x[i + head_dim/2]) is rotated by
 // angle pos * inv_freq[i]; rope_cos_sin row p holds [cos(p f_0..), sin(p f_0..)], head_dim floats.
 // Attention: scores = q . k_p * scale for p in [0, pos], fp32 softmax, out = sum_p prob_p v_p (vector dots and
-// axpys: cpu/dot.h).
+// axpys: cpu/dot.h). The cache holds K and V in f32, or f16 (written rounded to nearest, read exactly).
 // Threads: the pool splits tokens (RoPE) and (token, head) pairs (attention), one pair per chunk at least.
 #include <algorithm>
 #include <cmath>
@@ -30,7 +30,8 @@ void rotate(float* x, const float* cs, int64_t head_dim) {
 
 void CpuBackend::rope_kv_write(TensorView qkv, const StepTokens& tok, const TensorView& rope_cos_sin,
                                const AttentionShape& s, int64_t layer, KvCache& cache) {
-    LAMINA_CHECK(cache.dtype == DType::F32 && qkv.dtype == DType::F32);
+    LAMINA_CHECK((cache.dtype == DType::F32 || cache.dtype == DType::F16) && qkv.dtype == DType::F32);
+    const size_t elem = dtype_size(cache.dtype);
     const int64_t kv_dim = s.n_head_kv * s.head_dim;
     const int64_t q_dim = s.n_head * s.head_dim;
     constexpr int64_t kTokenGrain = 8;  // a token's RoPE and cache write is ~1 us at SmolLM2's shape
@@ -42,9 +43,9 @@ void CpuBackend::rope_kv_write(TensorView qkv, const StepTokens& tok, const Tens
             const float* cs = rope_cos_sin.row<float>(pos);
             float* row = qkv.row<float>(t);
             for (int64_t h = 0; h < s.n_head + s.n_head_kv; ++h) rotate(row + h * s.head_dim, cs, s.head_dim);
-            const int64_t off = cache.offset(tok.slots[t], layer, pos);
-            std::copy(row + q_dim, row + q_dim + kv_dim, static_cast<float*>(cache.k) + off);
-            std::copy(row + q_dim + kv_dim, row + q_dim + 2 * kv_dim, static_cast<float*>(cache.v) + off);
+            const size_t off = static_cast<size_t>(cache.offset(tok.slots[t], layer, pos)) * elem;
+            convert_from_f32(cache.dtype, row + q_dim, static_cast<char*>(cache.k) + off, static_cast<size_t>(kv_dim));
+            convert_from_f32(cache.dtype, row + q_dim + kv_dim, static_cast<char*>(cache.v) + off, static_cast<size_t>(kv_dim));
         }
     });
 }
@@ -56,10 +57,11 @@ void CpuBackend::attention(const TensorView& qkv, const StepTokens& tok, const A
         score_scratch_.resize(static_cast<size_t>(pool_.size() * cache.n_ctx));
     const int64_t group = s.n_head / s.n_head_kv;
     const int64_t hd = s.head_dim;
-    const auto* k_cache = static_cast<const float*>(cache.k);
-    const auto* v_cache = static_cast<const float*>(cache.v);
-    const cpu::DotFn dot = cpu::dot_for(DType::F32);
-    const cpu::AxpyFn axpy = cpu::axpy_for();
+    const size_t elem = dtype_size(cache.dtype);
+    const auto* k_cache = static_cast<const char*>(cache.k);
+    const auto* v_cache = static_cast<const char*>(cache.v);
+    const cpu::DotFn dot = cpu::dot_for(cache.dtype);
+    const cpu::AxpyFn axpy = cpu::axpy_for(cache.dtype);
     pool_.parallel_for(tok.n_tokens * s.n_head, 1, [&](int64_t i0, int64_t i1, int thread) {
         float* scores = score_scratch_.data() + static_cast<size_t>(thread) * cache.n_ctx;
         for (int64_t i = i0; i < i1; ++i) {
@@ -70,7 +72,7 @@ void CpuBackend::attention(const TensorView& qkv, const StepTokens& tok, const A
             const int64_t base = cache.offset(tok.slots[t], layer, 0) + kvh * hd;
             float max_score = -INFINITY;
             for (int64_t p = 0; p < n_pos; ++p) {
-                scores[p] = dot(q, k_cache + base + p * cache.kv_dim, hd) * s.scale;
+                scores[p] = dot(q, k_cache + static_cast<size_t>(base + p * cache.kv_dim) * elem, hd) * s.scale;
                 max_score = std::max(max_score, scores[p]);
             }
             float sum = 0.0f;
@@ -81,7 +83,7 @@ void CpuBackend::attention(const TensorView& qkv, const StepTokens& tok, const A
             const float inv_sum = 1.0f / sum;
             float* o = out.row<float>(t) + h * hd;
             std::fill(o, o + hd, 0.0f);
-            for (int64_t p = 0; p < n_pos; ++p) axpy(scores[p] * inv_sum, v_cache + base + p * cache.kv_dim, o, hd);
+            for (int64_t p = 0; p < n_pos; ++p) axpy(scores[p] * inv_sum, v_cache + static_cast<size_t>(base + p * cache.kv_dim) * elem, o, hd);
         }
     });
 }

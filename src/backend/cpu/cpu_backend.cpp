@@ -15,7 +15,9 @@
 
 namespace lamina {
 
-std::unique_ptr<Backend> make_cpu_backend(int n_threads) { return std::make_unique<CpuBackend>(n_threads); }
+std::unique_ptr<Backend> make_cpu_backend(int n_threads, DType kv_cache_dtype) {
+    return std::make_unique<CpuBackend>(n_threads, kv_cache_dtype);
+}
 
 namespace {
 // Every sgemm runs single-threaded on a pool thread, over its own block of weight rows: OpenBLAS's own
@@ -31,7 +33,10 @@ void use_single_threaded_blas() {
 void single_threaded_blas_on_this_thread() { omp_set_num_threads(1); }
 }  // namespace
 
-CpuBackend::CpuBackend(int n_threads) : pool_(n_threads) { use_single_threaded_blas(); }
+CpuBackend::CpuBackend(int n_threads, DType kv_cache_dtype) : pool_(n_threads), kv_dtype_(kv_cache_dtype) {
+    LAMINA_CHECK(kv_cache_dtype == DType::F32 || kv_cache_dtype == DType::F16, std::string(dtype_name(kv_cache_dtype)));
+    use_single_threaded_blas();
+}
 
 void* CpuBackend::alloc(size_t bytes) {
     constexpr size_t kAlign = 64;

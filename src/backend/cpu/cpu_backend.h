@@ -15,7 +15,7 @@ namespace lamina {
 class CpuBackend final : public Backend {
 public:
     // n_threads: threads of the pool, the caller's included; 0: one per physical core.
-    explicit CpuBackend(int n_threads = 0);
+    explicit CpuBackend(int n_threads = 0, DType kv_cache_dtype = DType::F32);
     int threads() const { return pool_.size(); }
 
     std::string name() const override { return "cpu"; }
@@ -25,6 +25,7 @@ public:
     void to_host(void* dst, const void* src, size_t bytes) override;
     void copy_device(void* dst, const void* src, size_t bytes) override;
     bool shares_host_memory() const override { return true; }
+    DType kv_cache_dtype() const override { return kv_dtype_; }
 
     void embedding(const TensorView& table, const StepTokens& tok, TensorView out) override;
     void rms_norm(const TensorView& x, const TensorView& w, float eps, TensorView out) override;
@@ -56,6 +57,7 @@ private:
     void matmul_quantized(const TensorView& x, const TensorView& w, const TensorView* bias, TensorView out);
 
     ThreadPool pool_;
+    DType kv_dtype_;
     std::vector<cpu::ActBlock> act_scratch_;  // the step's activations quantized for block-format weights
     std::vector<float> weight_scratch_;  // per pool thread: f16/bf16 weight rows widened to f32 for sgemm (prefill)
     std::vector<float> score_scratch_;   // per pool thread: one n_ctx row of attention scores

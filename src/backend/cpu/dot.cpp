@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include "core/env.h"
+#include "core/error.h"
 
 namespace lamina::cpu {
 
@@ -66,14 +67,20 @@ LAMINA_AVX2 float dot_avx2(const float* x, const void* w, int64_t k) {
     return s;
 }
 
-void axpy_portable(float a, const float* x, float* y, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+void axpy_f32_portable(float a, const void* x, float* y, int64_t n) {
+    const auto* xf = static_cast<const float*>(x);
+    for (int64_t i = 0; i < n; ++i) y[i] += a * xf[i];
 }
-LAMINA_AVX2 void axpy_avx2(float a, const float* x, float* y, int64_t n) {
+void axpy_f16_portable(float a, const void* x, float* y, int64_t n) {
+    const auto* xh = static_cast<const uint16_t*>(x);
+    for (int64_t i = 0; i < n; ++i) y[i] += a * f16_to_f32(xh[i]);
+}
+template <__m256 (*Load)(const void*, int64_t), void (*Tail)(float, const void*, float*, int64_t), int ElemBytes>
+LAMINA_AVX2 void axpy_avx2(float a, const void* x, float* y, int64_t n) {
     const __m256 va = _mm256_set1_ps(a);
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-    for (; i < n; ++i) y[i] += a * x[i];
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, Load(x, i), _mm256_loadu_ps(y + i)));
+    if (i < n) Tail(a, static_cast<const char*>(x) + i * ElemBytes, y + i, n - i);
 }
 
 bool simd_disabled() {
@@ -103,7 +110,11 @@ DotFn dot_portable(DType t) {
     }
 }
 
-AxpyFn axpy_for() { return cpu_has_avx2() ? axpy_avx2 : axpy_portable; }
+AxpyFn axpy_for(DType t) {
+    LAMINA_CHECK(t == DType::F32 || t == DType::F16, std::string(dtype_name(t)));
+    if (t == DType::F16) return cpu_has_avx2() ? axpy_avx2<load_f16, axpy_f16_portable, 2> : axpy_f16_portable;
+    return cpu_has_avx2() ? axpy_avx2<load_f32, axpy_f32_portable, 4> : axpy_f32_portable;
+}
 
 DotFn dot_for(DType t) {
     if (!cpu_has_avx2()) return dot_portable(t);

@@ -17,8 +17,8 @@ DotFn dot_for(DType w_dtype);
 DotFn dot_portable(DType w_dtype);
 bool cpu_has_avx2();
 
-// y[i] += a * x[i] for i < n (attention's weighted sum of V rows).
-using AxpyFn = void (*)(float a, const float* x, float* y, int64_t n);
-AxpyFn axpy_for();
+// y[i] += a * x[i] for i < n, x of dtype f32 or f16 (attention's weighted sum of V rows).
+using AxpyFn = void (*)(float a, const void* x, float* y, int64_t n);
+AxpyFn axpy_for(DType x_dtype);
 
 }  // namespace lamina::cpu
