@@ -16,27 +16,14 @@
 namespace lamina::cli {
 
 namespace {
-constexpr const char* kDefaultDataset = "data/cnn_dailymail/test_100.jsonl";
-
 struct SummarizeArgs {
     ModelArgs model;
     SamplingArgs sampling;
-    std::string dataset_path = kDefaultDataset, output_json, reference_json, early_stopping = "true";
+    std::string dataset_path = kCnnDailymailPath, output_json, reference_json, early_stopping = "true";
     SummarizeOptions options;
     bool check_accuracy = false;
     double rouge1_threshold = 15.0;
 };
-
-// The default dataset ships in the repository: found from the working directory, or from the
-// directory above the binary's build directory.
-std::filesystem::path find_dataset(const std::string& path) {
-    if (path != kDefaultDataset || std::filesystem::exists(path)) return path;
-    std::error_code ec;
-    const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-    for (auto dir = exe.parent_path(); !ec && !dir.empty() && dir != dir.root_path(); dir = dir.parent_path())
-        if (std::filesystem::exists(dir / path)) return dir / path;
-    throw Error(path + " not found: run from the repository root or pass --dataset_path");
-}
 
 std::string command_line(const CLI::App* cmd) {
     std::string out = "lamina summarize";
@@ -90,7 +77,9 @@ Handler add_summarize(CLI::App& app) {
         o.validate();
 
         // Everything that can be wrong with the input is found before the model runs.
-        const std::filesystem::path dataset_path = find_dataset(a->dataset_path);
+        const std::filesystem::path dataset_path = a->dataset_path == kCnnDailymailPath
+                                                       ? find_shipped_file(kCnnDailymailPath, "pass --dataset_path")
+                                                       : std::filesystem::path(a->dataset_path);
         std::vector<SummarizeExample> dataset = read_summarize_dataset(dataset_path);
         dataset.resize(o.n_examples(dataset.size()));
         std::optional<SummarizeReference> reference;

@@ -6,8 +6,6 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/error.h"
-#include "core/file_util.h"
-#include "tokenizer/unicode.h"
 
 namespace lamina::cli {
 
@@ -31,11 +29,7 @@ Handler add_tokenize(CLI::App& app) {
     return [a, text, file] {
         if (text->count() == 0 && file->count() == 0) throw Error("give --text or --file");
         std::string input = a->text;
-        if (file->count() > 0) {
-            input = read_regular_file(a->file, "--file");
-            if (const size_t bad = utf8_first_invalid(input); bad != kUtf8Valid)
-                throw Error("--file " + a->file + ": not valid UTF-8 at byte " + std::to_string(bad));
-        }
+        if (file->count() > 0) input = read_text_file(a->file, "--file");
         const Tokenizer tok = load_tokenizer(a->model);
         const std::vector<int32_t> ids = tok.encode(input, a->add_special, a->parse_special);
         if (a->ids) {

@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "io/gguf.h"
 #include "model/model_spec.h"
+#include "tokenizer/unicode.h"
 
 #ifdef LAMINA_HAS_CUDA
 #include "backend/cuda/cuda_backend.h"
@@ -279,6 +280,22 @@ Tokenizer load_tokenizer(const std::filesystem::path& path) {
     if (!std::filesystem::exists(path)) throw Error(path.string() + ": no such file or directory");
     GgufFile gguf(path);
     return Tokenizer(vocab_from_gguf(gguf));
+}
+
+std::string read_text_file(const std::string& path, const std::string& flag) {
+    std::string text = read_regular_file(path, flag);
+    if (const size_t bad = utf8_first_invalid(text); bad != kUtf8Valid)
+        throw Error(flag + " " + path + ": not valid UTF-8 at byte " + std::to_string(bad));
+    return text;
+}
+
+std::filesystem::path find_shipped_file(const std::string& relative_path, const std::string& hint) {
+    if (std::filesystem::exists(relative_path)) return relative_path;
+    std::error_code ec;
+    const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+    for (auto dir = exe.parent_path(); !ec && !dir.empty() && dir != dir.root_path(); dir = dir.parent_path())
+        if (std::filesystem::exists(dir / relative_path)) return dir / relative_path;
+    throw Error(relative_path + " not found: run from the repository root or " + hint);
 }
 
 }  // namespace lamina::cli

@@ -107,4 +107,12 @@ void write_json_file(const std::string& path, const nlohmann::json& j, const std
 // Tokenizer of a .gguf file, a Hugging Face directory, or an engine directory.
 Tokenizer load_tokenizer(const std::filesystem::path& path);
 
+// The text of `path`, the value of `flag`: a regular file of valid UTF-8 (else an error naming both).
+std::string read_text_file(const std::string& path, const std::string& flag);
+
+// A file that ships in the repository (data/…), given relative to its root: found from the working
+// directory, or from a directory above the binary's (a build directory). `hint` ends the error when
+// neither has it ("pass --dataset_path").
+std::filesystem::path find_shipped_file(const std::string& relative_path, const std::string& hint);
+
 }  // namespace lamina::cli

@@ -18,6 +18,10 @@
 
 namespace lamina {
 
+// The dataset that ships with Lamina: CNN/DailyMail 3.0.0 test rows 0..99 (data/cnn_dailymail/PROVENANCE.md),
+// relative to the repository's root.
+inline constexpr const char* kCnnDailymailPath = "data/cnn_dailymail/test_100.jsonl";
+
 struct SummarizeExample {
     std::string id;       // the "id" field, or "line N"
     int64_t line = 0;     // 1-based line in the dataset file

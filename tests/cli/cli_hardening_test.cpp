@@ -8,6 +8,7 @@
 
 #include <csignal>
 
+#include "../refusal_util.h"
 #include "../test_util.h"
 #include "build/engine_cache.h"
 #include "core/file_util.h"
@@ -16,21 +17,12 @@ namespace lamina {
 namespace {
 
 namespace fs = std::filesystem;
+using test::expect_command_refusal;
 using test::run_command;
 using test::TempDir;
 
 std::string lamina(const std::string& args) { return test::lamina_binary() + " " + args; }
 fs::path tiny() { return test::data_dir() / "tiny_llama"; }
-
-// A command that must fail with one line naming `expected`, within seconds: `timeout` turns a hang
-// into status 124 so a regression fails instead of stalling the suite.
-void expect_quick_error(const std::string& args, const std::string& expected) {
-    const auto r = run_command("timeout 20 " + lamina(args));
-    EXPECT_NE(r.status, 124) << "hung: lamina " << args;
-    EXPECT_NE(r.status, 0) << r.output;
-    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
-    EXPECT_NE(r.output.find(expected), std::string::npos) << "want '" << expected << "' in: " << r.output;
-}
 
 fs::path copy_of_tiny(const TempDir& dir) {
     const fs::path out = dir / "ckpt";
@@ -46,18 +38,20 @@ TEST(CliHardening, BuildNeverWritesOverItsCheckpoint) {
     const fs::path ckpt = copy_of_tiny(dir);
     const std::string config = test::read_file(ckpt / "config.json");
     const std::string build = "build --dtype float32 --model_dir " + ckpt.string() + " --output_dir ";
-    expect_quick_error(build + ckpt.string(), "--output_dir " + ckpt.string() + " is the directory of " + ckpt.string());
-    expect_quick_error(build + ckpt.string() + "/", "is the directory of");
-    expect_quick_error(build + (ckpt / "engine").string(), "is inside the directory of " + ckpt.string());
-    expect_quick_error(build + (ckpt / ".." / "ckpt").string(), "would overwrite its files");
+    expect_command_refusal(build + ckpt.string(),
+                           "--output_dir " + ckpt.string() + " is the directory of " + ckpt.string());
+    expect_command_refusal(build + ckpt.string() + "/", "is the directory of");
+    expect_command_refusal(build + (ckpt / "engine").string(), "is inside the directory of " + ckpt.string());
+    expect_command_refusal(build + (ckpt / ".." / "ckpt").string(), "would overwrite its files");
     // Nor the tokenizer's source, nor a .gguf file's folder (a folder beside the .gguf is fine).
-    expect_quick_error("build --random_weights tiny --tokenizer " + ckpt.string() + " --output_dir " + ckpt.string(),
-                       "is the directory of");
+    expect_command_refusal(
+        "build --random_weights tiny --tokenizer " + ckpt.string() + " --output_dir " + ckpt.string(),
+        "is the directory of");
     const fs::path gguf_dir = dir / "gguf";
     fs::create_directories(gguf_dir);
     fs::copy_file(test::data_dir() / "gguf" / "tiny_llama_v5_llama3.gguf", gguf_dir / "m.gguf");
-    expect_quick_error("build --model_dir " + (gguf_dir / "m.gguf").string() + " --output_dir " + gguf_dir.string(),
-                       "is the directory of");
+    expect_command_refusal("build --model_dir " + (gguf_dir / "m.gguf").string() + " --output_dir " + gguf_dir.string(),
+                           "is the directory of");
     const auto beside = run_command(lamina("build --model_dir " + (gguf_dir / "m.gguf").string() + " --output_dir " +
                                            (gguf_dir / "engine").string()));
     EXPECT_EQ(beside.status, 0) << beside.output;
@@ -73,8 +67,8 @@ TEST(CliHardening, BuildIntoANonEngineDirectoryNeedsForce) {
     fs::create_directories(other);
     test::write_file(other / "config.json", "{\"mine\": true}\n");
     const std::string build = "build --random_weights tiny --output_dir " + other.string();
-    expect_quick_error(build, "is not empty and is not a Lamina engine");
-    expect_quick_error(build, "--force");
+    expect_command_refusal(build, "is not empty and is not a Lamina engine");
+    expect_command_refusal(build, "--force");
     EXPECT_EQ(test::read_file(other / "config.json"), "{\"mine\": true}\n");
     EXPECT_EQ(std::distance(fs::directory_iterator(other), fs::directory_iterator()), 1);
 
@@ -84,7 +78,7 @@ TEST(CliHardening, BuildIntoANonEngineDirectoryNeedsForce) {
     const auto again = run_command(lamina(build));
     EXPECT_EQ(again.status, 0) << again.output;
     test::write_file(dir / "file", "x");
-    expect_quick_error("build --random_weights tiny --output_dir " + (dir / "file").string(), "is not a directory");
+    expect_command_refusal("build --random_weights tiny --output_dir " + (dir / "file").string(), "is not a directory");
     // The --force flag has help text.
     const auto help = run_command(lamina("build --help"));
     EXPECT_NE(help.output.find("--force"), std::string::npos) << help.output;
@@ -93,9 +87,11 @@ TEST(CliHardening, BuildIntoANonEngineDirectoryNeedsForce) {
 TEST(CliHardening, FifosAndDevicesFailFast) {
     TempDir dir;
     make_fifo(dir / "fifo.gguf");
-    expect_quick_error("build --model_dir " + (dir / "fifo.gguf").string() + " --output_dir " + (dir / "e1").string(),
-                       "is not a regular file: " + (dir / "fifo.gguf").string());
-    expect_quick_error("build --model_dir /dev/zero --output_dir " + (dir / "e1").string(), "is not a regular file: /dev/zero");
+    expect_command_refusal(
+        "build --model_dir " + (dir / "fifo.gguf").string() + " --output_dir " + (dir / "e1").string(),
+        "is not a regular file: " + (dir / "fifo.gguf").string());
+    expect_command_refusal("build --model_dir /dev/zero --output_dir " + (dir / "e1").string(),
+                           "is not a regular file: /dev/zero");
 
     // A Hugging Face directory whose config.json, then tokenizer.json, is a FIFO.
     for (const char* name : {"config.json", "tokenizer.json"}) {
@@ -103,8 +99,8 @@ TEST(CliHardening, FifosAndDevicesFailFast) {
         const fs::path ckpt = copy_of_tiny(d);
         fs::remove(ckpt / name);
         make_fifo(ckpt / name);
-        expect_quick_error("build --model_dir " + ckpt.string() + " --output_dir " + (d / "e").string(),
-                           std::string(name) + " is not a regular file: " + (ckpt / name).string());
+        expect_command_refusal("build --model_dir " + ckpt.string() + " --output_dir " + (d / "e").string(),
+                               std::string(name) + " is not a regular file: " + (ckpt / name).string());
     }
 
     // An engine whose config.json is a FIFO.
@@ -114,20 +110,22 @@ TEST(CliHardening, FifosAndDevicesFailFast) {
     const fs::path fake = dir / "fake_engine";
     fs::create_directories(fake);
     make_fifo(fake / "config.json");
-    expect_quick_error("run --device cpu --engine_dir " + fake.string(), "engine config is not a regular file");
+    expect_command_refusal("run --device cpu --engine_dir " + fake.string(), "engine config is not a regular file");
 
     // Inputs of the commands: prompts, text, token ids.
     make_fifo(dir / "prompts");
     const std::string run = "run --device cpu --engine_dir " + engine.string() + " --max_output_len 2";
-    expect_quick_error(run + " --input_file " + (dir / "prompts").string(), "--input_file is not a regular file");
-    expect_quick_error("tokenize --model " + engine.string() + " --file " + (dir / "prompts").string(),
-                       "--file is not a regular file");
-    expect_quick_error("tokenize --model " + engine.string() + " --file " + dir.path().string(), "--file is not a regular file");
-    expect_quick_error("logits --device cpu --engine_dir " + engine.string() + " --input_ids " + (dir / "prompts").string() +
-                           " --output " + (dir / "l.json").string(),
-                       "--input_ids is not a regular file");
-    expect_quick_error("rouge --predictions " + (dir / "prompts").string() + " --references " + (dir / "prompts").string(),
-                       "is not a regular file");
+    expect_command_refusal(run + " --input_file " + (dir / "prompts").string(), "--input_file is not a regular file");
+    expect_command_refusal("tokenize --model " + engine.string() + " --file " + (dir / "prompts").string(),
+                           "--file is not a regular file");
+    expect_command_refusal("tokenize --model " + engine.string() + " --file " + dir.path().string(),
+                           "--file is not a regular file");
+    expect_command_refusal("logits --device cpu --engine_dir " + engine.string() + " --input_ids " +
+                               (dir / "prompts").string() + " --output " + (dir / "l.json").string(),
+                           "--input_ids is not a regular file");
+    expect_command_refusal(
+        "rouge --predictions " + (dir / "prompts").string() + " --references " + (dir / "prompts").string(),
+        "is not a regular file");
 
     // Standard input still reads as before.
     const auto stdin_run = run_command("echo Hello | timeout 60 " + lamina(run + " --input_file -"));
@@ -142,19 +140,21 @@ TEST(CliHardening, TokenizeRefusesAFarTokenId) {
     fs::create_directories(model);
     test::write_file(model / "tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 100000000},
         "merges": ["a b"]}, "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false}})");
-    expect_quick_error("tokenize --model " + model.string() + " --text ab", "model.vocab token 'ab' has id 100000000");
+    expect_command_refusal("tokenize --model " + model.string() + " --text ab",
+                           "model.vocab token 'ab' has id 100000000");
     // A directory, a FIFO or a device as --file is refused before the tokenizer is read.
     test::write_file(model / "tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2},
         "merges": ["a b"]}, "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false}})");
-    expect_quick_error("tokenize --model " + model.string() + " --file " + dir.path().string(),
-                       "--file is not a regular file: " + dir.path().string());
-    expect_quick_error("tokenize --model " + model.string() + " --file /dev/zero", "--file is not a regular file: /dev/zero");
+    expect_command_refusal("tokenize --model " + model.string() + " --file " + dir.path().string(),
+                           "--file is not a regular file: " + dir.path().string());
+    expect_command_refusal("tokenize --model " + model.string() + " --file /dev/zero",
+                           "--file is not a regular file: /dev/zero");
     const auto ok = run_command("timeout 20 " + lamina("tokenize --ids --model " + model.string() + " --text ab"));
     EXPECT_EQ(ok.status, 0) << ok.output;
     EXPECT_EQ(ok.output, "2\n");
     test::write_file(dir / "bad.txt", "ab\xC3");
-    expect_quick_error("tokenize --model " + model.string() + " --file " + (dir / "bad.txt").string(),
-                       "--file " + (dir / "bad.txt").string() + ": not valid UTF-8 at byte 2");
+    expect_command_refusal("tokenize --model " + model.string() + " --file " + (dir / "bad.txt").string(),
+                           "--file " + (dir / "bad.txt").string() + ": not valid UTF-8 at byte 2");
 }
 
 // `run --model_dir` without a cache home builds into a temporary directory: never the old predictable

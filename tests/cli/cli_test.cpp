@@ -3,24 +3,17 @@
 
 #include <algorithm>
 
+#include "../refusal_util.h"
 #include "../test_util.h"
 
 namespace lamina {
 namespace {
 
+using test::expect_command_refusal;
 using test::run_command;
 using test::TempDir;
 
 std::string lamina(const std::string& args) { return test::lamina_binary() + " " + args; }
-
-// Bad input: non-zero exit and exactly one line of output that mentions `needle`.
-void expect_one_line_error(const std::string& args, const std::string& needle) {
-    const auto r = run_command(lamina(args));
-    EXPECT_NE(r.status, 0) << args;
-    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << args << "\n" << r.output;
-    EXPECT_NE(r.output.find(needle), std::string::npos) << args << "\n" << r.output;
-    EXPECT_EQ(r.output.rfind("lamina", 0), 0u) << r.output;
-}
 
 class CliTiny : public ::testing::Test {
 protected:
@@ -57,20 +50,20 @@ TEST_F(CliTiny, StreamingPrintsTheSameText) {
 
 TEST_F(CliTiny, BadRunInputs) {
     const std::string e = "run --device cpu --engine_dir " + engine().string();
-    expect_one_line_error(e + " --max_output_len 8 --input_text ''", "empty");
-    expect_one_line_error(e + " --max_output_len 8 --input_text \"$(printf 'a\\377b')\"", "UTF-8");
+    expect_command_refusal(e + " --max_output_len 8 --input_text ''", "empty");
+    expect_command_refusal(e + " --max_output_len 8 --input_text \"$(printf 'a\\377b')\"", "UTF-8");
     std::string long_text;
     for (int i = 0; i < 200; ++i) long_text += "word ";
-    expect_one_line_error(e + " --max_output_len 8 --input_text '" + long_text + "'", "max_input_len");
-    expect_one_line_error(e + " --max_output_len 17", "max_output_len");
-    expect_one_line_error(e + " --temperature -1", "temperature");
-    expect_one_line_error(e + " --top_p 2", "top_p");
-    expect_one_line_error(e + " --max_output_len abc", "max_output_len");
-    expect_one_line_error(e + " --no_such_flag 1", "no_such_flag");
-    expect_one_line_error("run --device cpu --engine_dir /nonexistent", "/nonexistent");
-    expect_one_line_error("run --device quantum --engine_dir " + engine().string(), "quantum");
-    expect_one_line_error(e + " --max_output_len 8 --kv_cache_bytes 12", "--kv_cache_bytes");
-    expect_one_line_error(e + " --max_output_len 8 --kv_cache_bytes lots", "kv_cache_bytes");
+    expect_command_refusal(e + " --max_output_len 8 --input_text '" + long_text + "'", "max_input_len");
+    expect_command_refusal(e + " --max_output_len 17", "max_output_len");
+    expect_command_refusal(e + " --temperature -1", "temperature");
+    expect_command_refusal(e + " --top_p 2", "top_p");
+    expect_command_refusal(e + " --max_output_len abc", "max_output_len");
+    expect_command_refusal(e + " --no_such_flag 1", "no_such_flag");
+    expect_command_refusal("run --device cpu --engine_dir /nonexistent", "/nonexistent");
+    expect_command_refusal("run --device quantum --engine_dir " + engine().string(), "quantum");
+    expect_command_refusal(e + " --max_output_len 8 --kv_cache_bytes 12", "--kv_cache_bytes");
+    expect_command_refusal(e + " --max_output_len 8 --kv_cache_bytes lots", "kv_cache_bytes");
 }
 
 // tiny_llama's KV cache takes 2 (K, V) x 3 layers x 24 (2 KV heads x 12) x 4 bytes = 576 bytes a position; the
@@ -101,18 +94,22 @@ TEST_F(CliTiny, KvCacheBudgetSetsThePositionsPerSequence) {
     ASSERT_EQ(large16.status, 0) << large16.output;
     EXPECT_EQ(text(large16.output), text(full16.output));
     // One byte short of a position is an error naming the flag and the bytes a position takes.
-    expect_one_line_error(e + " --max_output_len 8 --kv_cache_bytes " + std::to_string(kBytesPerPosition - 1),
-                          "--kv_cache_bytes 575 holds no position for 1 sequence(s): one position of each takes 576 bytes");
+    expect_command_refusal(
+        e + " --max_output_len 8 --kv_cache_bytes " + std::to_string(kBytesPerPosition - 1),
+        "--kv_cache_bytes 575 holds no position for 1 sequence(s): one position of each takes 576 bytes");
 }
 
 TEST_F(CliTiny, BadBuildInputs) {
     TempDir out;
-    expect_one_line_error("build --output_dir " + out.path().string() + " --model_dir /nonexistent.gguf", "/nonexistent.gguf");
-    expect_one_line_error("build --output_dir " + out.path().string() + " --random_weights tiny --dtype float8", "float8");
-    expect_one_line_error("build --output_dir " + out.path().string() + " --random_weights huge", "huge");
-    expect_one_line_error("build --model_dir x", "output_dir");
-    expect_one_line_error("build --output_dir " + out.path().string(), "--random_weights");
-    expect_one_line_error("build --output_dir " + out.path().string() + " --random_weights tiny --max_batch_size 0", "max_batch_size");
+    expect_command_refusal("build --output_dir " + out.path().string() + " --model_dir /nonexistent.gguf",
+                           "/nonexistent.gguf");
+    expect_command_refusal("build --output_dir " + out.path().string() + " --random_weights tiny --dtype float8",
+                           "float8");
+    expect_command_refusal("build --output_dir " + out.path().string() + " --random_weights huge", "huge");
+    expect_command_refusal("build --model_dir x", "output_dir");
+    expect_command_refusal("build --output_dir " + out.path().string(), "--random_weights");
+    expect_command_refusal("build --output_dir " + out.path().string() + " --random_weights tiny --max_batch_size 0",
+                           "max_batch_size");
 }
 
 TEST_F(CliTiny, TokenizeIdsAndPieces) {
@@ -122,8 +119,8 @@ TEST_F(CliTiny, TokenizeIdsAndPieces) {
     const auto pieces = run_command(lamina("tokenize --model " + (test::data_dir() / "tiny_llama").string() + " --text 'Hello'"));
     ASSERT_EQ(pieces.status, 0) << pieces.output;
     EXPECT_EQ(pieces.output.front(), '[');
-    expect_one_line_error("tokenize --model " + engine().string(), "--text");
-    expect_one_line_error("tokenize --model " + engine().string() + " --file /nonexistent.txt", "/nonexistent.txt");
+    expect_command_refusal("tokenize --model " + engine().string(), "--text");
+    expect_command_refusal("tokenize --model " + engine().string() + " --file /nonexistent.txt", "/nonexistent.txt");
 }
 
 TEST_F(CliTiny, BenchPrintsATableAndJson) {
@@ -135,7 +132,7 @@ TEST_F(CliTiny, BenchPrintsATableAndJson) {
     EXPECT_NE(r.output.find("| decode achieved GB/s |"), std::string::npos) << r.output;
     const auto j = test::read_json(out / "b.json");
     EXPECT_GT(j["decode_tokens_per_s"][0].get<double>(), 0.0);
-    expect_one_line_error("bench --device cpu --engine_dir " + engine().string() + " --input_len 33", "max_input_len");
+    expect_command_refusal("bench --device cpu --engine_dir " + engine().string() + " --input_len 33", "max_input_len");
 }
 
 TEST(CliSmolLM2, RunFromGgufOnTheFlyGivesHfText) {
