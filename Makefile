@@ -4,7 +4,7 @@ BUILD       ?= build
 ASAN_BUILD  ?= build-asan
 JOBS        ?= $(shell nproc)
 MODEL       := models/SmolLM2-135M-Instruct.Q4_1.gguf
-DEMO_ENGINE := engines/smollm2-f32
+DEMO_ENGINE := engines/smollm2-q4_1
 PROMPT      ?= Born in north-east France, Soyer trained as a
 CMAKE_FLAGS ?=
 
@@ -26,7 +26,7 @@ build: setup $(BUILD)/CMakeCache.txt
 
 demo: model build
 	@if [ ! -f $(DEMO_ENGINE)/config.json ]; then \
-	  $(BUILD)/lamina build --model_dir $(MODEL) --output_dir $(DEMO_ENGINE) --dtype float32 \
+	  $(BUILD)/lamina build --model_dir $(MODEL) --output_dir $(DEMO_ENGINE) \
 	    --max_batch_size 1 --max_input_len 1024 --max_output_len 256; fi
 	$(BUILD)/lamina run --engine_dir $(DEMO_ENGINE) --input_text "$(PROMPT)" --max_output_len 48 --temperature 0
 

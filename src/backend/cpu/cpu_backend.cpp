@@ -130,9 +130,12 @@ void CpuBackend::matmul_quantized(const TensorView& x, const TensorView& w, cons
     const int64_t nb = k / cpu::kActBlock;
     if (act_scratch_.size() < static_cast<size_t>(n * nb)) act_scratch_.resize(static_cast<size_t>(n * nb));
     cpu::ActBlock* act = act_scratch_.data();
-    pool_.parallel_for(n, std::max<int64_t>(1, 4096 / k), [&](int64_t t0, int64_t t1) {
+    auto quantize = [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) cpu::quantize_activations(x.row<float>(t), k, act + t * nb);
-    });
+    };
+    // A decode step's few rows take well under a microsecond: not worth waking the pool for.
+    if (n <= cpu::kMaxDotRows) quantize(0, n);
+    else pool_.parallel_for(n, std::max<int64_t>(1, 4096 / k), quantize);
     const cpu::QuantDotFn dot = cpu::quant_dot_for(w.dtype);
     const float* b = bias != nullptr ? static_cast<const float*>(bias->data) : nullptr;
     const int64_t grain = std::max<int64_t>(1, kGemvChunkBytes / static_cast<int64_t>(dtype_bytes(w.dtype, k)));
