@@ -151,6 +151,7 @@ TEST(CpuQuantDot, ActivationQuantizationMatchesThePortableRounding) {
         }
         EXPECT_EQ(a[static_cast<size_t>(b)].s[0], d * static_cast<float>(sum[0]));
         EXPECT_EQ(a[static_cast<size_t>(b)].s[1], d * static_cast<float>(sum[1]));
+        EXPECT_EQ(a[static_cast<size_t>(b)].sum, d * static_cast<float>(sum[0] + sum[1]));
     }
 }
 

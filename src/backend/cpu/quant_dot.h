@@ -19,11 +19,11 @@ namespace lamina::cpu {
 
 inline constexpr int64_t kActBlock = 32;
 
-// One block of 32 quantized activations: x[i] ~ d * q[i]; s[h] = d * (sum of q over half h).
+// One block of 32 quantized activations: x[i] ~ d * q[i]; s[h] = d * (sum of q over half h); sum = s[0] + s[1].
 struct alignas(16) ActBlock {
     float d;
     float s[2];
-    float pad;
+    float sum;
     int8_t q[32];
 };
 static_assert(sizeof(ActBlock) == 48);
