@@ -32,7 +32,7 @@ static_assert(sizeof(ActBlock) == 48);
 void quantize_activations(const float* x, int64_t k, ActBlock* out);
 
 // Up to this many activation rows share one pass over a weight row.
-inline constexpr int kMaxDotRows = 4;
+inline constexpr int kMaxDotRows = 8;
 
 // out[t] = dot(weight row, activation row t) for t < n_rows (<= kMaxDotRows). x[t]: the row's k / 32 blocks;
 // xf[t]: the same row in f32 (read by the formats computed in floats).
