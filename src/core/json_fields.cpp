@@ -249,6 +249,12 @@ bool JsonFields::boolean_or(std::string_view key, bool fallback) const {
     return v->get<bool>();
 }
 
+bool JsonFields::boolean_not_null_or(std::string_view key, bool fallback) const {
+    const auto it = j_.find(key);
+    if (it != j_.end() && it->is_null()) fail(key, "expected true or false (null is not a boolean)");
+    return boolean_or(key, fallback);
+}
+
 std::optional<std::string> JsonFields::string_opt(std::string_view key) const {
     const nlohmann::json* v = find(key);
     if (!v) return std::nullopt;

@@ -67,6 +67,10 @@ public:
 
     bool boolean(std::string_view key) const;
     bool boolean_or(std::string_view key, bool fallback) const;
+    // true or false, `fallback` only when the key is absent: null is refused like any other non-boolean. For keys
+    // transformers 5 types `bool` (its strict config classes refuse null) or reads with a plain truth test (yarn's
+    // `truncate: null` means false there, not the default).
+    bool boolean_not_null_or(std::string_view key, bool fallback) const;
     std::optional<std::string> string_opt(std::string_view key) const;
     std::string string(std::string_view key) const;
 

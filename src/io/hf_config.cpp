@@ -35,19 +35,22 @@ const Family& family_of(const JsonFields& top, const std::string& p) {
         if (!a->is_array() || (!a->empty() && !(*a)[0].is_string())) top.fail("architectures", "expected a list of class names");
         if (!a->empty()) arch = (*a)[0].get<std::string>();
     }
-    const std::optional<std::string> model_type = top.string_opt("model_type");
+    // transformers' AutoConfig needs model_type (absent or null, it refuses the directory), whatever architectures says.
+    if (!top.has("model_type"))
+        top.fail("model_type", "expected the model type, a string (\"llama\" or \"mistral\"): transformers picks the config class by it");
+    const std::string model_type = top.string("model_type");
     const Family* by_arch = nullptr;
     const Family* by_type = nullptr;
     for (const Family& f : kFamilies) {
         if (arch && *arch == f.architecture) by_arch = &f;
-        if (model_type && *model_type == f.model_type) by_type = &f;
+        if (model_type == f.model_type) by_type = &f;
     }
-    if ((arch && !by_arch) || (model_type && !by_type) || (!arch && !model_type))
+    if ((arch && !by_arch) || !by_type)
         throw Error(p + ": unsupported architecture '" + printable(arch.value_or("?")) + "' (model_type '" +
-                    printable(model_type.value_or("?")) + "'); supported: LlamaForCausalLM, MistralForCausalLM");
-    if (by_arch && by_type && by_arch != by_type)
-        throw Error(p + ": architectures '" + *arch + "' and model_type '" + *model_type + "' name different models");
-    return by_type ? *by_type : *by_arch;
+                    printable(model_type) + "'); supported: LlamaForCausalLM, MistralForCausalLM");
+    if (by_arch && by_arch != by_type)
+        throw Error(p + ": architectures '" + *arch + "' and model_type '" + model_type + "' name different models");
+    return *by_type;
 }
 
 // yarn's attention factor when the config gives none (transformers' _compute_yarn_parameters.get_mscale).
@@ -79,8 +82,10 @@ void read_rope(const JsonFields& top, const std::string& p, ModelConfig& c) {
         if (auto prf = f->number_opt("partial_rotary_factor"); prf && *prf != 1.0)
             f->fail("partial_rotary_factor", "partial rotary embeddings are not supported (lamina rotates the whole head)");
 
-    const std::string type = r.string_opt("rope_type").value_or(r.string_opt("type").value_or("default"));
-    const char* type_key = r.has("rope_type") ? "rope_type" : "type";
+    // transformers 5 reads `get("rope_type", get("type"))`; a null there is not "default": it finds no RoPE function for None.
+    const char* type_key = obj.contains("rope_type") ? "rope_type" : "type";
+    if (obj.contains(type_key) && obj[type_key].is_null()) r.fail(type_key, "expected a rope type name (null names none)");
+    const std::string type = r.string_opt(type_key).value_or("default");
     RopeScaling& s = c.rope_scaling;
     // transformers fills original_max_position_embeddings from max_position_embeddings for llama3 and yarn.
     auto original_max_position = [&] { return r.integer_or("original_max_position_embeddings", c.n_ctx); };
@@ -111,7 +116,8 @@ void read_rope(const JsonFields& top, const std::string& p, ModelConfig& c) {
         auto or_default = [](std::optional<double> v, double fallback) { return v.value_or(0) != 0 ? *v : fallback; };
         s.beta_fast = static_cast<float>(or_default(r.number_opt("beta_fast"), 32.0));
         s.beta_slow = static_cast<float>(or_default(r.number_opt("beta_slow"), 1.0));
-        s.truncate = r.boolean_or("truncate", true);
+        // `rope_parameters.get("truncate", True)` there: null would silently turn truncation off, so it is refused.
+        s.truncate = r.boolean_not_null_or("truncate", true);
     } else {
         r.fail(type_key, "rope type '" + type + "' is not supported (supported: default, linear, llama3, dynamic, yarn)");
     }
@@ -158,7 +164,9 @@ ModelConfig model_config_from_hf(const std::filesystem::path& path) {
         }
     // The block is BlockDescription's defaults (RMSNorm, SwiGLU with silu, RoPE, no QK-norm, unscaled
     // embeddings) but for the tied head, the biases and the per-layer attention kinds, read here.
-    c.block.tied_embeddings = top.boolean_or("tie_word_embeddings", false);
+    // transformers 5 types the boolean keys `bool` and refuses null for them (not `bool | None`); so does lamina, by key.
+    c.block.tied_embeddings = top.boolean_not_null_or("tie_word_embeddings", false);
+    top.boolean_not_null_or("use_cache", true);  // unused here, checked like the special ids below
     // The special ids lamina uses come from the tokenizer files; these keys are still checked, so a damaged
     // config.json is refused by key rather than taken silently (eos may be a list, as in Llama 3).
     top.integer_opt("bos_token_id", -1, kMaxVocab);
@@ -175,8 +183,8 @@ ModelConfig model_config_from_hf(const std::filesystem::path& path) {
         if (c.sliding_window < 0) top.fail("sliding_window", "must not be negative");
     } else {
         // transformers' Llama has no sliding window: a sliding_window key there changes nothing, and is ignored.
-        c.block.attn_bias = top.boolean_or("attention_bias", false);
-        c.block.mlp_bias = top.boolean_or("mlp_bias", false);
+        c.block.attn_bias = top.boolean_not_null_or("attention_bias", false);
+        c.block.mlp_bias = top.boolean_not_null_or("mlp_bias", false);
     }
     c.block.attention_pattern = uniform_attention_pattern(c.sliding_window);
     read_rope(top, p, c);

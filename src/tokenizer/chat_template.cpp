@@ -115,14 +115,14 @@ std::string render_error_line(std::string_view what) {
         if (const size_t in = line.rfind(" in source:"); in != std::string_view::npos) line = line.substr(0, in);
         position = " (while executing " + std::string(line) + ")";
     }
-    if (message.starts_with(kRaised)) {
-        return "the chat template raised an exception: " + std::string(message.substr(kRaised.size())) + position;
-    }
-    std::string flat(message);
+    // The message may span lines too: raise_exception's text is the template's, a string literal with newlines
+    // in it (the fuzzer's find), and it would break the one-line error.
+    const bool raised = message.starts_with(kRaised);
+    std::string flat(raised ? message.substr(kRaised.size()) : message);
     for (char& c : flat) {
-        if (c == '\n') c = ' ';
+        if (c == '\n' || c == '\r') c = ' ';
     }
-    return "rendering the chat template failed: " + flat + position;
+    return (raised ? "the chat template raised an exception: " : "rendering the chat template failed: ") + flat + position;
 }
 
 // ---- The budget ------------------------------------------------------------------------------------------

@@ -134,13 +134,15 @@ void Tokenizer::Impl::encode_bpe_piece(std::string_view piece, std::vector<int32
     }
     if (ids.empty()) {
         ids.reserve(piece.size());
+        bool after_unknown = false;
         for (char c : piece) {
             const int32_t id = byte_ids[static_cast<uint8_t>(c)];
             if (id >= 0) {
                 ids.push_back(id);
-            } else if (vocab.unk_id >= 0) {
+            } else if (vocab.unk_id >= 0 && !(vocab.fuse_unk && after_unknown)) {
                 ids.push_back(vocab.unk_id);
             }  // a byte the vocab cannot spell and no unk: dropped, as HF BPE does
+            after_unknown = id < 0;
         }
         if (merges) merges->apply(ids);
     }
@@ -170,20 +172,23 @@ void Tokenizer::Impl::encode_spm(std::string_view text, std::vector<int32_t>& ou
     // lacks), then merges by rank over the whole fragment.
     std::vector<int32_t> symbols;
     symbols.reserve(escaped.size());
+    bool after_unknown = false;
     for (size_t i = 0; i < escaped.size();) {
         const size_t n = std::max<size_t>(utf8_sequence_length(escaped, i), 1);
         const auto it = text_ids.find(std::string_view(escaped).substr(i, n));
         if (it != text_ids.end()) {
             symbols.push_back(it->second);
+            after_unknown = false;
         } else {
             const bool all_bytes = std::all_of(escaped.begin() + static_cast<ptrdiff_t>(i),
                                                escaped.begin() + static_cast<ptrdiff_t>(i + n),
                                                [&](char c) { return byte_ids[static_cast<uint8_t>(c)] >= 0; });
             if (all_bytes) {
                 for (size_t k = i; k < i + n; ++k) symbols.push_back(byte_ids[static_cast<uint8_t>(escaped[k])]);
-            } else if (vocab.unk_id >= 0) {
+            } else if (vocab.unk_id >= 0 && !(vocab.fuse_unk && after_unknown)) {
                 symbols.push_back(vocab.unk_id);
             }
+            after_unknown = !all_bytes;
         }
         i += n;
     }

@@ -219,6 +219,7 @@ void save_vocab(const Vocab& v, const std::filesystem::path& file) {
     j["add_eos"] = v.add_eos;
     j["add_space_prefix"] = v.add_space_prefix;
     j["ignore_merges"] = v.ignore_merges;
+    j["fuse_unk"] = v.fuse_unk;
     j["stop_ids"] = v.stop_ids;
     j["chat_template"] = v.chat_template;
     j["tokens"] = v.tokens;
@@ -260,6 +261,7 @@ public:
         if (!x.is_string()) wrong(field, "a string");
         return x.get<std::string>();
     }
+    bool has(const char* field) const { return j_.contains(field); }
     bool boolean(const char* field) const {
         const auto& x = at(field);
         if (!x.is_boolean()) wrong(field, "true or false");
@@ -360,6 +362,7 @@ Vocab load_vocab(const std::filesystem::path& file) {
     v.add_eos = f.boolean("add_eos");
     v.add_space_prefix = f.boolean("add_space_prefix");
     v.ignore_merges = f.boolean("ignore_merges");
+    v.fuse_unk = f.has("fuse_unk") && f.boolean("fuse_unk");  // absent in engines built before the key was written
     v.stop_ids = f.ints("stop_ids");
     v.chat_template = f.string("chat_template");
     v.tokens = f.strings("tokens");

@@ -47,7 +47,11 @@ struct Vocab {
     // built from a HF tokenizer.json has them too and then merges by rank instead of by score.
     std::vector<std::string> merges;
 
+    // unk_id is what encode gives text the vocab cannot spell (-1: such text is dropped): tokenizer.json's
+    // model.unk_token, as Hugging Face tokenizers reads it, or GGUF tokenizer.ggml.unknown_token_id.
     int32_t bos_id = -1, eos_id = -1, unk_id = -1, pad_id = -1;
+    // HF BPE `fuse_unk`: a run of characters the vocab cannot spell becomes one unk_id, not one per character.
+    bool fuse_unk = false;
     bool add_bos = false, add_eos = false;
     // Spm: prepend "▁" to each text fragment (SentencePiece dummy prefix). Bpe: prepend " " to a
     // fragment that does not start with one (HF ByteLevel add_prefix_space).

@@ -97,6 +97,7 @@ public:
                         "' (neither byte-level BPE nor SentencePiece-style BPE)");
         }
         v.ignore_merges = flag(*model, "ignore_merges", false, "model");
+        v.fuse_unk = flag(*model, "fuse_unk", false, "model");
         read_tokens(*model, v);
         read_merges(*model, v);
         return v;
@@ -492,7 +493,10 @@ Vocab vocab_from_hf_dir(const std::filesystem::path& dir) {
     v.bos_id = token_id("bos_token");
     v.eos_id = token_id("eos_token");
     v.pad_id = token_id("pad_token");
-    if (const int32_t unk = token_id("unk_token"); unk >= 0) v.unk_id = unk;
+    // Checked, but unk_id stays tokenizer.json's model.unk_token: transformers' unk_token attribute never reaches
+    // the tokenizers model, which drops what it cannot spell when its own unk_token is null (the mutation run's
+    // #1348: a byte token deleted, config "<unk>", model none; lamina gave <unk>, HF nothing).
+    token_id("unk_token");
     v.add_bos = config.boolean_or("add_bos_token", template_adds(tj.root(), v.bos_id, false, tokenizer_file.string(), v.n_vocab()));
     v.add_eos = config.boolean_or("add_eos_token", template_adds(tj.root(), v.eos_id, true, tokenizer_file.string(), v.n_vocab()));
     read_added_tokens_decoder(config, tj.ids(), v);

@@ -342,6 +342,50 @@ TEST(HfConfig, HostileValuesGiveOneLineNamingTheKey) {
     expect_mentions(test::error_of([&] { model_config_from_hf(dir / "config.json"); }), {"the top level is not a JSON object"});
 }
 
+// The mutation run's `attention_bias: null` (2026-12-07): lamina read null as absent (no bias) while transformers 5
+// refuses null for every key it types `bool`, and reads yarn's `truncate: null` as false where lamina defaulted to
+// true. Each is refused naming the key; a JSON true/false or an absent key still reads as before.
+TEST(HfConfig, BooleanKeysRefuseNullAndNonBooleans) {
+    for (const char* key : {"tie_word_embeddings", "attention_bias", "mlp_bias", "use_cache"}) {
+        for (const nlohmann::json& bad : {nlohmann::json(nullptr), nlohmann::json(1), nlohmann::json("true")}) {
+            auto j = llama_v5();
+            j[key] = bad;
+            expect_mentions(refusal(j), {key, "expected true or false"});
+        }
+        auto j = llama_v5();
+        j.erase(key);
+        EXPECT_NO_THROW(read(j)) << key;
+    }
+    auto y = llama_v5();
+    y["rope_parameters"] = {{"rope_type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 64}, {"truncate", nullptr}};
+    expect_mentions(refusal(y), {"rope_parameters.truncate = null", "expected true or false"});
+    y["rope_parameters"].erase("truncate");
+    EXPECT_TRUE(read(y).rope_scaling.truncate);
+}
+
+// The mutation run's other nulls (2026-12-07, #1598 and #1799): `model_type: null` (transformers' AutoConfig refuses
+// the directory, and so it does without the key) and rope_parameters `{"type": null}` (transformers 5 keeps None as the
+// rope type and finds no RoPE function for it). lamina read both as absent: the family from architectures, default RoPE.
+TEST(HfConfig, ModelTypeIsRequiredAndARopeTypeIsNeverNull) {
+    auto j = llama_v5();
+    j["model_type"] = nullptr;
+    expect_mentions(refusal(j), {"model_type = null", "expected the model type"});
+    j.erase("model_type");
+    expect_mentions(refusal(j), {"model_type = absent", "expected the model type"});
+    j = llama_v5();
+    j.erase("architectures");  // model_type alone names the family, as in transformers
+    EXPECT_EQ(read(j).arch, "llama");
+
+    for (const char* key : {"rope_type", "type"}) {
+        j = llama_v4();
+        j["rope_parameters"] = {{key, nullptr}, {"low_freq_factor", 1.0}};
+        expect_mentions(refusal(j), {(std::string("rope_parameters.") + key + " = null").c_str(), "expected a rope type name"});
+    }
+    j = llama_v4();
+    j["rope_parameters"] = {{"rope_type", "linear"}, {"type", nullptr}, {"factor", 2.0}};  // rope_type decides
+    EXPECT_EQ(read(j).rope_scaling.kind, Kind::Linear);
+}
+
 TEST(HfConfig, ContextAskedAgainstWindowAndDynamicRope) {
     auto m = mistral_v5();
     m["sliding_window"] = 128;

@@ -174,6 +174,11 @@ TEST(ChatTemplate, ErrorsAreOneLineAndNameTheModel) {
     EXPECT_NE(raised.find("the chat template raised an exception: Only user and assistant roles are supported!"),
               std::string::npos)
         << raised;
+    // A raised message with line breaks in it (the chat-template fuzzer's finding of 2026-12-07: a mutated Mistral
+    // template's string literal spanning lines) is still one line.
+    const std::string multiline = error("{{ raise_exception('roles must\nalternate\r\n!') }}");
+    EXPECT_NE(multiline.find("raised an exception: roles must alternate"), std::string::npos) << multiline;
+    EXPECT_EQ(multiline.find('\r'), std::string::npos) << multiline;
     // The engine is more lenient than Python's Jinja ('a' + 1 is "a1", 1 / 0 is inf), but a call of
     // something undefined fails.
     const std::string failed = error("{{ messages[0]['content'] | trim }}{{ undefined_function() }}");

@@ -4,6 +4,7 @@
 // exhaust memory. Every refusal is one lamina::Error line naming the file and the key, never nlohmann's text.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
 #include <nlohmann/json.hpp>
 
@@ -212,6 +213,50 @@ TEST(GenerationConfig, EosIdsMustBeTokenIds) {
         const HfDir hf(byte_level());
         test::write_file(hf.dir / "generation_config.json", json{{"eos_token_id", eos}}.dump());
         expect_refusal([&] { hf.load(); }, {"generation_config.json: eos_token_id", "is not a token id"});
+    }
+}
+
+// The mutation run's wrong-model #1348 (2026-12-07): tiny_llama's tokenizer.json with the byte token "â" (byte
+// 0xE2) deleted. Its model.unk_token is null, so Hugging Face drops the byte; lamina took tokenizer_config.json's
+// unk_token "<unk>" and encoded the byte as id 0. The config's unk_token is still checked, never used to spell.
+TEST(TokenizerUnknown, AByteTheVocabLacksIsDroppedWhenTheModelHasNoUnk) {
+    const json source = test::read_json(test::data_dir() / "tiny_llama" / "tokenizer.json");
+    const json config = test::read_json(test::data_dir() / "tiny_llama" / "tokenizer_config.json");
+    ASSERT_EQ(config.at("unk_token"), "<unk>");
+    ASSERT_TRUE(source.at("model").at("unk_token").is_null());
+    json mutant = source;
+    const int32_t byte_id = mutant["model"]["vocab"].at("\xC3\xA2").get<int32_t>();
+    mutant["model"]["vocab"].erase("\xC3\xA2");
+
+    const std::string text = "x \xE2\x80\x94 y";  // "x — y": the dash's first byte is 0xE2
+    std::vector<int32_t> expected = Tokenizer(HfDir(source, config).load()).encode(text, false, false);
+    ASSERT_NE(std::find(expected.begin(), expected.end(), byte_id), expected.end());
+    expected.erase(std::find(expected.begin(), expected.end(), byte_id));  // no merge uses "â": the rest is unchanged
+
+    const Vocab v = HfDir(mutant, config).load();
+    EXPECT_EQ(v.unk_id, -1);
+    EXPECT_EQ(Tokenizer(v).encode(text, false, false), expected);
+    json bad_config = config;
+    bad_config["unk_token"] = "<nope>";
+    expect_refusal([&] { HfDir(source, bad_config).load(); }, {"tokenizer_config.json", "unk_token '<nope>' is not in the vocab"});
+}
+
+// SmolLM2's tokenizer.json lacks the byte tokens of 0x04, 0x06, 0x13 … and sets model.unk_token and fuse_unk: HF
+// gives one unk for a run of such bytes. The ids are tokenizers 0.23.2's:
+//   Tokenizer.from_file("tests/data/smollm2_hf_tokenizer/tokenizer.json").encode(text, add_special_tokens=False).ids
+// (with "fuse_unk": false written into the file for the second list).
+TEST(TokenizerUnknown, FuseUnkMakesOneUnkOfARunOfUnknownBytes) {
+    json tokenizer = test::read_json(test::data_dir() / "smollm2_hf_tokenizer" / "tokenizer.json");
+    const json config = test::read_json(test::data_dir() / "smollm2_hf_tokenizer" / "tokenizer_config.json");
+    ASSERT_TRUE(tokenizer.at("model").at("fuse_unk").get<bool>());
+    const std::vector<std::pair<std::string, std::vector<int32_t>>> fused = {
+        {"\x04\x04", {0}}, {"a\x04\x04" "b", {81, 0, 82}}, {"\x04 \x06", {0, 216, 0}}, {"\x04\x06\x13", {0}}};
+    const std::vector<std::pair<std::string, std::vector<int32_t>>> unfused = {
+        {"\x04\x04", {0, 0}}, {"a\x04\x04" "b", {81, 0, 0, 82}}, {"\x04 \x06", {0, 216, 0}}, {"\x04\x06\x13", {0, 0, 0}}};
+    for (const auto& cases : {fused, unfused}) {
+        const Tokenizer tok(HfDir(tokenizer, config).load());
+        for (const auto& [text, ids] : cases) EXPECT_EQ(tok.encode(text, false, false), ids) << json(text).dump();
+        tokenizer["model"]["fuse_unk"] = false;
     }
 }
 

@@ -1,6 +1,8 @@
 // save_vocab / load_vocab: a round trip keeps every field and every encoding.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "io/gguf.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer_test_util.h"
@@ -36,6 +38,21 @@ TEST_P(TokenizerVocabFile, SaveLoadRoundTripKeepsEncodings) {
     for (const auto& text : texts) {
         EXPECT_EQ(b.encode(text, true, true), a.encode(text, true, true)) << text;
     }
+}
+
+// fuse_unk (HF BPE, SmolLM2 sets it) survives the round trip; an engine file written before the key existed
+// reads as false, the behaviour it was built with.
+TEST(TokenizerVocabFileKeys, FuseUnkRoundTripsAndDefaultsToFalse) {
+    const Vocab v = vocab_from_hf_dir(test::smollm2_hf_dir());
+    ASSERT_TRUE(v.fuse_unk);
+    test::TempDir dir("vocab_fuse_unk");
+    const auto file = dir.path() / "tokenizer.lamina.json";
+    save_vocab(v, file);
+    EXPECT_TRUE(load_vocab(file).fuse_unk);
+    auto j = nlohmann::json::parse(test::read_file(file));
+    j.erase("fuse_unk");
+    test::write_file(file, j.dump());
+    EXPECT_FALSE(load_vocab(file).fuse_unk);
 }
 
 INSTANTIATE_TEST_SUITE_P(Tokenizer, TokenizerVocabFile, ::testing::Values("llama-spm", "gpt-2", "starcoder"),
