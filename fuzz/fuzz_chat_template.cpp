@@ -23,10 +23,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         auto j = nlohmann::ordered_json::parse(text, nullptr, /*allow_exceptions=*/false);
         return j.is_discarded() ? fallback : j;
     };
-    const auto messages = parse(parts.size() > 1 ? parts[1] : "",
-                                nlohmann::ordered_json::parse(R"([{"role":"system","content":"Be brief."},
-                                    {"role":"user","content":"Hi"},{"role":"assistant","content":"Hello"},
-                                    {"role":"user","content":"Bye"}])"));
+    static const auto conversation = nlohmann::ordered_json::parse(R"([{"role":"system","content":"Be brief."},
+        {"role":"user","content":"Hi"},{"role":"assistant","content":"Hello"},{"role":"user","content":"Bye"}])");
+    const auto messages = parse(parts.size() > 1 ? parts[1] : "", conversation);
     ChatTemplateOptions options;
     options.add_generation_prompt = true;
     const auto variables = parse(parts.size() > 2 ? parts[2] : "", nlohmann::ordered_json::object());

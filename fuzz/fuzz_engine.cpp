@@ -10,10 +10,10 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     using namespace lamina;
     const auto parts = fuzz::split_parts(data, size, 3);
-    const auto dir = fuzz::fresh_dir("engine");
-    fuzz::write_file(dir / "config.json", parts[0]);
-    if (parts.size() > 1) fuzz::write_file(dir / "weights.bin", parts[1]);
-    if (parts.size() > 2) fuzz::write_file(dir / "tokenizer.lamina.json", parts[2]);
+    static const auto dir = fuzz::input_dir("engine");
+    fuzz::write_input_files(dir, {{"config.json", parts[0]},
+                                  {"weights.bin", fuzz::part(parts, 1)},
+                                  {"tokenizer.lamina.json", fuzz::part(parts, 2)}});
     fuzz::expect_clean([&] {
         Engine engine(dir);
         // Only engines of a fuzz seed's size run: a huge but consistent table costs time, not coverage.

@@ -10,9 +10,8 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     using namespace lamina;
     const auto parts = fuzz::split_parts(data, size, 3);
-    const auto dir = fuzz::fresh_dir("tokenizer");
-    fuzz::write_file(dir / "tokenizer.json", parts[0]);
-    if (parts.size() > 1) fuzz::write_file(dir / "tokenizer_config.json", parts[1]);
+    static const auto dir = fuzz::input_dir("tokenizer");
+    fuzz::write_input_files(dir, {{"tokenizer.json", parts[0]}, {"tokenizer_config.json", fuzz::part(parts, 1)}});
     fuzz::expect_clean([&] {
         const Tokenizer tok(vocab_from_hf_dir(dir));
         for (const std::string_view text : {std::string_view("Hello world, <s> 123 héllo\n\t  x"),

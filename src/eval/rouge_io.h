@@ -20,5 +20,7 @@ std::string unescape_example(std::string_view line);
 // regular file, and the file, line and byte where a line is not valid UTF-8 (Python's rouge-score reads
 // text, and would fail on such bytes too).
 std::vector<std::string> read_examples(const std::filesystem::path& path);
+// The same from the file's bytes; `name` stands for the file in errors.
+std::vector<std::string> parse_examples(std::string_view text, const std::string& name);
 
 }  // namespace lamina

@@ -80,14 +80,17 @@ std::vector<int32_t> keep_last_tokens(const std::vector<int32_t>& ids, int64_t n
 }
 
 std::vector<SummarizeExample> read_summarize_dataset(const std::filesystem::path& path) {
+    return parse_summarize_dataset(read_regular_file(path, "dataset"), path);
+}
+
+std::vector<SummarizeExample> parse_summarize_dataset(std::string_view file, const std::filesystem::path& path) {
     // JSON Lines with "article" and "highlights"
-    const std::string file = read_regular_file(path, "dataset");
     std::vector<SummarizeExample> examples;
     int64_t line = 0;
     for (size_t start = 0; start < file.size();) {
         size_t end = file.find('\n', start);
         if (end == std::string::npos) end = file.size();
-        std::string_view text = std::string_view(file).substr(start, end - start);
+        std::string_view text = file.substr(start, end - start);
         ++line;
         if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
         if (const size_t bad = utf8_first_invalid(text); bad != kUtf8Valid) {

@@ -30,6 +30,8 @@ struct SummarizeExample {
 };
 
 std::vector<SummarizeExample> read_summarize_dataset(const std::filesystem::path& path);
+// The same from the file's bytes; `path` only names the file in errors.
+std::vector<SummarizeExample> parse_summarize_dataset(std::string_view file, const std::filesystem::path& path);
 
 // Python's str.strip(): removes leading and trailing characters for which str.isspace() is true
 // (ASCII whitespace, U+001C..U+001F, U+0085, U+00A0, U+1680, U+2000..U+200A, U+2028, U+2029,

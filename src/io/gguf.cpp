@@ -48,15 +48,20 @@ uint64_t fixed_width(uint32_t type) {
 // names cut, so that a hostile name cannot break the one-line message.
 std::string shown_name(std::string_view s) {
     constexpr size_t kShown = 80;
+    const std::string_view shown = s.substr(0, kShown);
+    auto is_control = [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; };
     std::string out = "'";
-    for (size_t i = 0; i < s.size() && i < kShown; ++i) {
-        const auto ch = static_cast<unsigned char>(s[i]);
-        if (ch < 0x20 || ch == 0x7f) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\x%02x", ch);
-            out += buf;
-        } else {
-            out += static_cast<char>(ch);
+    if (std::none_of(shown.begin(), shown.end(), is_control)) {
+        out += shown;  // the usual name, copied whole (the GGUF reader names every key and tensor this way)
+    } else {
+        for (const char c : shown) {
+            if (is_control(c)) {
+                char buf[8];
+                std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned char>(c));
+                out += buf;
+            } else {
+                out += c;
+            }
         }
     }
     return out + (s.size() > kShown ? "'..." : "'");

@@ -87,8 +87,10 @@ bool uses(const ModelConfig& c, const std::optional<FamilyNames::Found>& found, 
 
 }  // namespace
 
-ModelSpec load_gguf_spec(const std::filesystem::path& file) {
-    auto gguf = std::make_shared<GgufFile>(file);
+ModelSpec load_gguf_spec(const std::filesystem::path& file) { return load_gguf_spec(std::make_shared<const GgufFile>(file)); }
+
+ModelSpec load_gguf_spec(std::shared_ptr<const GgufFile> gguf) {
+    const std::filesystem::path& file = gguf->path();
     ModelSpec spec;
     spec.source = file.string();
     spec.keep_alive = gguf;

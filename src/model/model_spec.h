@@ -17,6 +17,8 @@
 
 namespace lamina {
 
+class GgufFile;
+
 struct WeightSource {
     std::vector<int64_t> shape;  // row-major, PyTorch order: [rows, cols] or [n]
     std::string origin;          // file and tensor name in that file, for error messages
@@ -34,7 +36,7 @@ struct ModelSpec {
     Vocab vocab;
     std::map<std::string, WeightSource> weights;
     std::string source;  // the path it was loaded from
-    std::shared_ptr<void> keep_alive;  // the mapped files the readers point into
+    std::shared_ptr<const void> keep_alive;  // the mapped files the readers point into
 
     // The weight with this HF name, checked against the expected shape; throws lamina::Error naming
     // the tensor, the file and both shapes when it is missing or mis-shaped.
@@ -47,6 +49,8 @@ struct ModelSpec {
 // supplies the tokenizer of another model, e.g. for random-weight checkpoints).
 ModelSpec load_model_spec(const std::filesystem::path& path, bool require_tokenizer = true);
 ModelSpec load_gguf_spec(const std::filesystem::path& file);
+// The same from a GGUF file already opened (the GGUF fuzz harness also reads every tensor of the one it opens).
+ModelSpec load_gguf_spec(std::shared_ptr<const GgufFile> gguf);
 ModelSpec load_hf_spec(const std::filesystem::path& dir, bool require_tokenizer = true);
 
 std::string shape_string(const std::vector<int64_t>& shape);
